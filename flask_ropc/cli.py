@@ -1,0 +1,326 @@
+"""The ``flask ropc`` command group: database set-up and client management.
+
+Commands are thin: parse the options, call :class:`~flask_ropc.store.Store`,
+print the result. Failures raise :class:`click.ClickException` (exit 1) or
+:class:`click.UsageError` (exit 2) with a message on stderr.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import sys
+import typing as t
+from collections.abc import Callable
+
+import click
+import sqlalchemy.exc
+from flask.cli import AppGroup
+
+from .errors import ClientNotFoundError
+from .models import AUTH_METHODS
+from .models import GRANT_TYPES
+from .models import Client
+
+F = t.TypeVar("F", bound=Callable[..., t.Any])
+
+ropc_cli = AppGroup("ropc", help="Manage Flask-ROPC's database and OAuth clients.")
+
+
+def _store() -> t.Any:
+    from .extension import get_state
+
+    return get_state().store
+
+
+def _friendly_errors(func: F) -> F:
+    """Turn expected failures into a clear message and a non-zero exit."""
+
+    @functools.wraps(func)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        try:
+            return func(*args, **kwargs)
+        except ClientNotFoundError as error:
+            raise click.ClickException(str(error)) from None
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            raise click.ClickException(
+                f"database error ({type(error).__name__}); "
+                "has 'flask ropc init-db' been run on this database?"
+            ) from None
+
+    return t.cast(F, wrapper)
+
+
+def _scopes(values: tuple[str, ...]) -> list[str]:
+    return [scope for value in values for scope in value.split()]
+
+
+def _print_json(data: t.Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _when(timestamp: int | None) -> str:
+    if timestamp is None:
+        return "never"
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _describe(client: Client) -> str:
+    lifetime = client.access_token_lifetime
+    lines = [
+        f"client_id:             {client.client_id}",
+        f"name:                  {client.name}",
+        f"type:                  {'public' if client.is_public else 'confidential'}",
+        f"auth method:           {client.token_endpoint_auth_method}",
+        f"scopes:                {' '.join(client.scopes) or '(none)'}",
+        f"grant types:           {' '.join(client.grant_types) or '(none)'}",
+        "access token lifetime: "
+        + (f"{lifetime} s" if lifetime else "app default (ROPC_ACCESS_TOKEN_LIFETIME)"),
+        f"enabled:               {'yes' if client.enabled else 'no'}",
+        f"created:               {_when(client.created_at)}",
+        f"last used:             {_when(client.last_used_at)}",
+    ]
+    return "\n".join(lines)
+
+
+@ropc_cli.command("init-db")
+@_friendly_errors
+def init_db() -> None:
+    """Create Flask-ROPC's tables; existing tables and clients are kept."""
+    _store().create_all()
+    click.echo("Flask-ROPC tables are ready.")
+
+
+@ropc_cli.command("create-client")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help='Scopes the client may request, space-separated ("api profile"); repeatable.',
+)
+@click.option(
+    "--public",
+    is_flag=True,
+    help="A public client (no secret, token_endpoint_auth_method none), "
+    "for apps that cannot keep a secret.",
+)
+@click.option(
+    "--auth-method",
+    type=click.Choice([m for m in AUTH_METHODS if m != "none"]),
+    default=None,
+    help="How a confidential client sends its secret (default "
+    "client_secret_basic: the Authorization header).",
+)
+@click.option(
+    "--grant-type",
+    "grant_types",
+    multiple=True,
+    type=click.Choice(GRANT_TYPES),
+    help="A grant type the client may use; repeatable (default: password).",
+)
+@click.option(
+    "--access-token-lifetime",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="Access token lifetime for this client (default: ROPC_ACCESS_TOKEN_LIFETIME).",
+)
+@click.option(
+    "--secret-stdin",
+    is_flag=True,
+    help="Read an existing secret from standard input instead of generating "
+    "one (when moving a client from another server); at least 20 characters.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_friendly_errors
+def create_client(
+    name: str,
+    scopes: tuple[str, ...],
+    public: bool,
+    auth_method: str | None,
+    grant_types: tuple[str, ...],
+    access_token_lifetime: int | None,
+    secret_stdin: bool,
+    as_json: bool,
+) -> None:
+    """Register a new OAuth client called NAME and print its credentials.
+
+    The secret of a confidential client is printed once and stored only as a
+    digest: keep it now, or rotate it later with 'flask ropc rotate-secret'.
+    """
+    if public and auth_method is not None:
+        raise click.UsageError("--public and --auth-method exclude each other")
+    if public and secret_stdin:
+        raise click.UsageError("--public and --secret-stdin exclude each other")
+    secret = None
+    if secret_stdin:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    client, plain = _store().create_client(
+        name,
+        scopes=_scopes(scopes),
+        grant_types=grant_types or ("password",),
+        auth_method="none" if public else (auth_method or "client_secret_basic"),
+        access_token_lifetime=access_token_lifetime,
+        secret=secret,
+    )
+    if as_json:
+        data = client.to_dict()
+        if plain is not None and not secret_stdin:
+            data["client_secret"] = plain
+        _print_json(data)
+        return
+    click.echo(_describe(client))
+    if plain is not None and not secret_stdin:
+        click.echo(f"client_secret:         {plain}")
+        click.echo(
+            "\nStore this secret now: it is not shown again (only its digest is kept)."
+        )
+
+
+@ropc_cli.command("list-clients")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_friendly_errors
+def list_clients(as_json: bool) -> None:
+    """List every client with its type, scopes and last use."""
+    clients = _store().list_clients()
+    if as_json:
+        _print_json({"clients": [client.to_dict() for client in clients]})
+        return
+    if not clients:
+        click.echo("No clients yet: add one with 'flask ropc create-client NAME'.")
+        return
+    rows = [("CLIENT ID", "NAME", "TYPE", "ENABLED", "SCOPES", "LAST USED")]
+    for c in clients:
+        rows.append(
+            (
+                c.client_id,
+                c.name,
+                "public" if c.is_public else "confidential",
+                "yes" if c.enabled else "no",
+                " ".join(c.scopes) or "-",
+                _when(c.last_used_at),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())
+
+
+@ropc_cli.command("show-client")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_friendly_errors
+def show_client(client_id: str, as_json: bool) -> None:
+    """Show the settings of the client CLIENT_ID (never its secret)."""
+    client = _store().require_client(client_id)
+    if as_json:
+        _print_json(client.to_dict())
+    else:
+        click.echo(_describe(client))
+
+
+@ropc_cli.command("update-client")
+@click.argument("client_id")
+@click.option("--name", default=None, help="A new display name.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="Replace the allowed scopes (space-separated, repeatable); "
+    "--scope '' removes all.",
+)
+@click.option(
+    "--grant-type",
+    "grant_types",
+    multiple=True,
+    type=click.Choice(GRANT_TYPES),
+    help="Replace the allowed grant types; repeatable.",
+)
+@click.option(
+    "--access-token-lifetime",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="A new access token lifetime for this client.",
+)
+@click.option(
+    "--default-access-token-lifetime",
+    is_flag=True,
+    help="Use the app's ROPC_ACCESS_TOKEN_LIFETIME again.",
+)
+@click.option(
+    "--enable/--disable",
+    "enabled",
+    default=None,
+    help="Enable or disable the client; a disabled client cannot get tokens "
+    "and its tokens stop working.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_friendly_errors
+def update_client(
+    client_id: str,
+    name: str | None,
+    scopes: tuple[str, ...],
+    grant_types: tuple[str, ...],
+    access_token_lifetime: int | None,
+    default_access_token_lifetime: bool,
+    enabled: bool | None,
+    as_json: bool,
+) -> None:
+    """Change settings of the client CLIENT_ID; unnamed settings stay."""
+    if access_token_lifetime is not None and default_access_token_lifetime:
+        raise click.UsageError(
+            "--access-token-lifetime and --default-access-token-lifetime "
+            "exclude each other"
+        )
+    client = _store().update_client(
+        client_id,
+        name=name,
+        scopes=_scopes(scopes) if scopes else None,
+        grant_types=grant_types or None,
+        access_token_lifetime=access_token_lifetime,
+        reset_access_token_lifetime=default_access_token_lifetime,
+        enabled=enabled,
+    )
+    if as_json:
+        _print_json(client.to_dict())
+    else:
+        click.echo(_describe(client))
+
+
+@ropc_cli.command("rotate-secret")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_friendly_errors
+def rotate_secret(client_id: str, as_json: bool) -> None:
+    """Give the client CLIENT_ID a new secret; the old one stops working now."""
+    client, plain = _store().rotate_secret(client_id)
+    if as_json:
+        _print_json({"client_id": client.client_id, "client_secret": plain})
+        return
+    click.echo(f"client_id:     {client.client_id}")
+    click.echo(f"client_secret: {plain}")
+    click.echo("\nStore this secret now: it is not shown again.")
+
+
+@ropc_cli.command("delete-client")
+@click.argument("client_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_friendly_errors
+def delete_client(client_id: str, yes: bool) -> None:
+    """Delete the client CLIENT_ID and every token issued to it."""
+    store = _store()
+    client = store.require_client(client_id)
+    if not yes:
+        click.confirm(
+            f"Delete client {client.client_id} ({client.name}) and all its tokens?",
+            abort=True,
+        )
+    store.delete_client(client_id)
+    click.echo(f"Deleted client {client_id}.")

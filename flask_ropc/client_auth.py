@@ -1,0 +1,108 @@
+"""Client authentication at the token endpoint (RFC 6749 §2.3).
+
+These functions replace Authlib's three built-in methods, registered through
+``AuthorizationServer.register_client_auth_method``. Authlib's versions tell an
+attacker whether a client id exists (401 vs 400 and different texts), crash
+with a 500 on non-UTF-8 Basic headers and non-ASCII secrets, and decode Basic
+credentials with ``unquote`` rather than the form-urlencoding RFC 6749 §2.3.1
+prescribes (so ``+`` is not a space). Ours answer every failure with the same
+:class:`~flask_ropc.errors.InvalidClientAuthError`.
+
+Each function returns ``None`` when the request does not use its method, the
+authenticated client when it does and succeeds, and raises otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import typing as t
+from collections.abc import Callable
+from urllib.parse import unquote_plus
+
+from . import hashing
+from .errors import InvalidClientAuthError
+from .models import Client
+
+QueryClient = Callable[[str], "Client | None"]
+
+
+def parse_basic_authorization(header: str | None) -> tuple[str, str] | None:
+    """Decode an ``Authorization: Basic`` header into client id and secret.
+
+    Returns ``None`` when there is no header or it uses another scheme.
+    Per RFC 6749 §2.3.1 both parts were form-urlencoded before base64, so
+    they are decoded with :func:`urllib.parse.unquote_plus`.
+
+    :raises InvalidClientAuthError: the header is Basic but undecodable: bad
+        base64, no colon, not UTF-8, or an empty client id.
+    """
+    if not header:
+        return None
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        # ValueError covers UnicodeDecodeError and non-ASCII base64 input.
+        raise InvalidClientAuthError() from None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon:
+        raise InvalidClientAuthError()
+    try:
+        client_id = unquote_plus(client_id, errors="strict")
+        secret = unquote_plus(secret, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidClientAuthError() from None
+    if not client_id:
+        raise InvalidClientAuthError()
+    return client_id, secret
+
+
+def authenticate_basic(query_client: QueryClient, request: t.Any) -> Client | None:
+    """``client_secret_basic``: id and secret in the ``Authorization`` header."""
+    credentials = parse_basic_authorization(request.headers.get("Authorization"))
+    if credentials is None:
+        return None
+    return _check_secret(query_client, *credentials, method="client_secret_basic")
+
+
+def authenticate_post(query_client: QueryClient, request: t.Any) -> Client | None:
+    """``client_secret_post``: ``client_id`` and ``client_secret`` in the body."""
+    form = request.form
+    if "client_secret" not in form:
+        return None
+    client_id = form.get("client_id") or ""
+    return _check_secret(
+        query_client, client_id, form["client_secret"], method="client_secret_post"
+    )
+
+
+def authenticate_none(query_client: QueryClient, request: t.Any) -> Client | None:
+    """``none``: a public client sends only its ``client_id`` in the body."""
+    form = request.form
+    client_id = form.get("client_id")
+    if not client_id or "client_secret" in form:
+        return None
+    if request.headers.get("Authorization"):
+        return None
+    client = query_client(client_id)
+    if client is None or not client.enabled or not client.is_public:
+        raise InvalidClientAuthError()
+    return client
+
+
+def _check_secret(
+    query_client: QueryClient, client_id: str, secret: str, *, method: str
+) -> Client:
+    client = query_client(client_id) if client_id else None
+    if client is None:
+        # Same work as a wrong secret, so timing does not reveal unknown ids.
+        hashing.burn_secret_check(secret)
+        raise InvalidClientAuthError()
+    secret_ok = hashing.verify_secret(secret, client.secret_digest)
+    method_ok = client.token_endpoint_auth_method == method
+    if not (secret_ok and method_ok and client.enabled):
+        raise InvalidClientAuthError()
+    return client

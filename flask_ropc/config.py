@@ -1,0 +1,82 @@
+"""Configuration keys, their defaults, and the frozen settings read from them.
+
+Every key Flask-ROPC reads lives in :data:`DEFAULTS`; :meth:`ROPC.init_app`
+calls ``app.config.setdefault`` for each one so that ``app.config`` shows the
+values in effect, then reads them once into a :class:`Settings` object that is
+never re-read per request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+
+from .errors import ConfigurationError
+
+#: Every configuration key with its default. The README's configuration table
+#: documents each of them.
+DEFAULTS: dict[str, t.Any] = {
+    # Where the blueprint is mounted: the token endpoint is ``{prefix}/token``.
+    "ROPC_URL_PREFIX": "/oauth",
+    # Database for our tables when no Flask-SQLAlchemy ``db`` is passed.
+    # ``None`` means SQLALCHEMY_DATABASE_URI if set, else an SQLite file in the
+    # app's instance folder.
+    "ROPC_DATABASE_URI": None,
+    # Access token lifetime in seconds, unless the client overrides it.
+    # Authlib's default for the password grant is ten days; ours is one hour.
+    "ROPC_ACCESS_TOKEN_LIFETIME": 3600,
+    # Input caps, checked before the validator runs. IdentityServer caps both
+    # at 100 characters; ours are more generous (passphrases, e-mail logins).
+    "ROPC_MAX_USERNAME_LENGTH": 256,
+    "ROPC_MAX_PASSWORD_LENGTH": 1024,
+    # Largest request body the endpoints parse, in bytes.
+    "ROPC_MAX_BODY_SIZE": 16 * 1024,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The configuration in effect for one app, read once by ``init_app``.
+
+    Build it with :meth:`from_config`; the attribute names are the config keys
+    without the ``ROPC_`` prefix, in lower case.
+    """
+
+    url_prefix: str
+    database_uri: str | None
+    access_token_lifetime: int
+    max_username_length: int
+    max_password_length: int
+    max_body_size: int
+
+    @classmethod
+    def from_config(cls, config: t.Mapping[str, t.Any]) -> Settings:
+        """Read and check every ``ROPC_`` key of ``config``.
+
+        :raises ConfigurationError: a value has the wrong type or range; the
+            message names the key.
+        """
+        prefix = config["ROPC_URL_PREFIX"]
+        if not isinstance(prefix, str) or (prefix and not prefix.startswith("/")):
+            raise ConfigurationError(
+                "ROPC_URL_PREFIX must be a path starting with '/' (or '')"
+            )
+        database_uri = config["ROPC_DATABASE_URI"]
+        if database_uri is not None and not isinstance(database_uri, str):
+            raise ConfigurationError("ROPC_DATABASE_URI must be a string or None")
+        return cls(
+            url_prefix=prefix.rstrip("/"),
+            database_uri=database_uri,
+            access_token_lifetime=_positive_int(config, "ROPC_ACCESS_TOKEN_LIFETIME"),
+            max_username_length=_positive_int(config, "ROPC_MAX_USERNAME_LENGTH"),
+            max_password_length=_positive_int(config, "ROPC_MAX_PASSWORD_LENGTH"),
+            max_body_size=_positive_int(config, "ROPC_MAX_BODY_SIZE"),
+        )
+
+
+def _positive_int(config: t.Mapping[str, t.Any], key: str) -> int:
+    value = config[key]
+    # bool is an int subclass; True as a lifetime is a mistake, not "1 second".
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(f"{key} must be a positive integer, got {value!r}")
+    return value

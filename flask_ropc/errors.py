@@ -1,0 +1,167 @@
+"""Errors raised by Flask-ROPC.
+
+Two families live here:
+
+.. code-block:: text
+
+    ROPCError                      programmer or deployment mistakes
+    ├── ConfigurationError         a bad ROPC_* value, a missing validator
+    └── ClientNotFoundError        the CLI or store was given an unknown client id
+
+    authlib OAuth2Error            errors sent to OAuth clients as RFC 6749 JSON
+    ├── ServerError                500 server_error (a validator raised)
+    ├── TemporarilyUnavailableError  503 temporarily_unavailable (database down)
+    ├── MethodNotAllowedError      405, the endpoint takes POST only
+    ├── InvalidClientAuthError     401 invalid_client with one uniform text
+    └── ValidatorError             whatever error a validator chose to return
+
+Wire errors reuse Authlib's :class:`~authlib.oauth2.OAuth2Error` so that its
+server renders them; messages never contain a secret, password or token.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.base import invalid_error_characters
+
+log = logging.getLogger("flask_ropc")
+
+
+class ROPCError(Exception):
+    """Base class for mistakes in how Flask-ROPC is used or configured."""
+
+
+class ConfigurationError(ROPCError):
+    """A configuration value or a registered callback is wrong.
+
+    The message names the offending ``ROPC_*`` key or callback and says how to
+    fix it.
+    """
+
+
+class ClientNotFoundError(ROPCError, LookupError):
+    """No OAuth client has the given ``client_id``."""
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"no client with id {client_id!r}")
+        #: The id that was looked up.
+        self.client_id = client_id
+
+
+class ServerError(OAuth2Error):
+    """500 ``server_error``: something failed on our side (RFC 6749 §5.2).
+
+    The body never carries the exception text: it may hold user input.
+    """
+
+    error = "server_error"
+    status_code = 500
+    description = "The server encountered an unexpected error."
+
+
+class TemporarilyUnavailableError(OAuth2Error):
+    """503 ``temporarily_unavailable``: the database or another store is down."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+    description = "The service is temporarily unavailable; try again later."
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        headers.append(("Retry-After", "5"))
+        return headers
+
+
+class MethodNotAllowedError(OAuth2Error):
+    """405 for a method an endpoint does not serve, with an ``Allow`` header."""
+
+    error = "invalid_request"
+    status_code = 405
+
+    def __init__(self, allowed: t.Sequence[str]) -> None:
+        super().__init__(description=f"This endpoint accepts {', '.join(allowed)}.")
+        self.allowed = list(allowed)
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        headers.append(("Allow", ", ".join(self.allowed)))
+        return headers
+
+
+class InvalidClientAuthError(OAuth2Error):
+    """401 ``invalid_client`` with the same text for every cause.
+
+    An unknown client, a wrong secret, a disabled client and a public client
+    presenting a secret all look alike, so the endpoint is no oracle for which
+    client ids exist. RFC 6749 §5.2 requires 401 with ``WWW-Authenticate``
+    matching the scheme when the client used HTTP Basic; we always answer 401
+    with ``WWW-Authenticate: Basic`` since a 401 must name a scheme (RFC 9110
+    §15.5.2) and Basic is the one RFC 6749 §2.3.1 makes mandatory.
+    """
+
+    error = "invalid_client"
+    status_code = 401
+    description = "Client authentication failed."
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        headers.append(("WWW-Authenticate", 'Basic realm="token", charset="UTF-8"'))
+        return headers
+
+
+class ValidatorError(OAuth2Error):
+    """An error chosen by the application's password validator.
+
+    Carries the validator's extra response fields, which may not overwrite the
+    standard ``error``, ``error_description`` and ``error_uri``.
+    """
+
+    def __init__(
+        self,
+        error: str,
+        description: str | None,
+        extra: t.Mapping[str, t.Any],
+        status_code: int,
+    ) -> None:
+        super().__init__(description=description, error=error, status_code=status_code)
+        self.extra = dict(extra)
+
+    def get_body(self) -> list[tuple[str, t.Any]]:
+        body: list[tuple[str, t.Any]] = super().get_body()
+        body.extend(self.extra.items())
+        return body
+
+
+def safe_description(text: str | None) -> str | None:
+    """Make ``text`` fit RFC 6749 §5.2's ``error_description`` character set.
+
+    Authlib's :class:`OAuth2Error` raises :class:`ValueError` for a description
+    containing ``"``, ``\\`` or any non-ASCII character, which would turn a
+    validator's friendly message into a 500. We replace those characters
+    instead (``"`` becomes ``'``, ``\\`` becomes ``/``, anything else ``?``)
+    and log a warning so the application can fix its text.
+    """
+    if not text:
+        return text
+    if not invalid_error_characters(text):
+        return text
+    replaced = "".join(_safe_char(c) for c in text)
+    log.warning(
+        "error_description contained characters RFC 6749 forbids; "
+        "they were replaced: %r",
+        replaced,
+    )
+    return replaced
+
+
+def _safe_char(char: str) -> str:
+    if char == '"':
+        return "'"
+    if char == "\\":
+        return "/"
+    if 0x20 <= ord(char) <= 0x7E:
+        return char
+    return "?"

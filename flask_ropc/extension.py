@@ -1,0 +1,234 @@
+"""The :class:`ROPC` extension object and its per-app state."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+import typing as t
+from collections.abc import Callable
+
+import flask
+import sqlalchemy as sa
+
+from .config import DEFAULTS
+from .config import Settings
+from .errors import ConfigurationError
+from .models import tables_for
+from .resource import BearerProtector
+from .server import ROPCAuthorizationServer
+from .server import build_server
+from .store import Clock
+from .store import Store
+from .tokens import OpaqueTokenFormat
+from .tokens import TokenFormat
+from .validation import GrantResult
+from .validation import PasswordRequest
+from .validation import normalise_result
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from flask_sqlalchemy import SQLAlchemy
+
+log = logging.getLogger("flask_ropc")
+
+#: What a password validator may return; see :func:`normalise_result`.
+ValidatorReturn = GrantResult | str | None
+#: A password validator: ``(PasswordRequest) -> GrantResult | str | None``.
+PasswordValidator = Callable[[PasswordRequest], t.Any]
+V = t.TypeVar("V", bound=PasswordValidator)
+F = t.TypeVar("F", bound=Callable[..., t.Any])
+
+_EXTENSION_KEY = "ropc"
+
+
+@dataclasses.dataclass
+class _State:
+    """Everything Flask-ROPC keeps per app, at ``app.extensions["ropc"]``.
+
+    Internal: its attributes may change between releases.
+    """
+
+    extension: ROPC
+    settings: Settings
+    store: Store
+    token_format: TokenFormat
+    server: ROPCAuthorizationServer = dataclasses.field(init=False)
+    #: The engine we created ourselves (embedded database), to dispose of.
+    owned_engine: sa.Engine | None = None
+
+    def run_validator(self, request: PasswordRequest) -> GrantResult:
+        """Call the app's validator and normalise what it returns."""
+        validator = self.extension._validator
+        if validator is None:
+            raise ConfigurationError(
+                "no password validator is registered: decorate a function "
+                "with @ropc.password_validator"
+            )
+        return normalise_result(flask.current_app.ensure_sync(validator)(request))
+
+
+class ROPC:
+    """The OAuth 2.0 password grant for a Flask app.
+
+    ::
+
+        ropc = ROPC(app)            # or ROPC() and later ropc.init_app(app)
+
+        @ropc.password_validator
+        def check(req):
+            user = find_user(req.username)
+            if user is None or not user.verify(req.password):
+                return None
+            return GrantResult.success(subject=str(user.id))
+
+    :param app: the app to initialise now; see :meth:`init_app`.
+    :param db: the app's Flask-SQLAlchemy object. Our tables then join its
+        metadata (so its migrations see them) and use its engine. Without it,
+        an app that registered Flask-SQLAlchemy before us is used the same
+        way; otherwise we keep our own engine on ``ROPC_DATABASE_URI``,
+        ``SQLALCHEMY_DATABASE_URI`` or an SQLite file in the instance folder.
+    :param clock: returns the current Unix time; for tests.
+    """
+
+    def __init__(
+        self,
+        app: flask.Flask | None = None,
+        *,
+        db: SQLAlchemy | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        #: The registered password validator, see :meth:`password_validator`.
+        self._validator: PasswordValidator | None = None
+        self._protector = BearerProtector()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: flask.Flask) -> None:
+        """Register the blueprint, the CLI group and our per-app state.
+
+        :raises RuntimeError: Flask-ROPC is already registered on ``app``.
+        :raises ConfigurationError: a ``ROPC_*`` setting is invalid.
+        """
+        if _EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                "Flask-ROPC is already registered on this app; use the "
+                "existing ROPC instance (app.extensions['ropc'].extension)."
+            )
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        settings = Settings.from_config(app.config)
+        tables, get_engine, owned = self._database(app, settings)
+        store = Store(tables, get_engine, self._clock)
+        state = _State(
+            extension=self,
+            settings=settings,
+            store=store,
+            token_format=OpaqueTokenFormat(store),
+            owned_engine=owned,
+        )
+        state.server = build_server(state)
+        app.extensions[_EXTENSION_KEY] = state
+
+        from .cli import ropc_cli
+        from .views import create_blueprint
+
+        app.register_blueprint(create_blueprint(settings.url_prefix))
+        app.cli.add_command(ropc_cli)
+
+    def _database(
+        self, app: flask.Flask, settings: Settings
+    ) -> tuple[t.Any, Callable[[], sa.Engine], sa.Engine | None]:
+        db = self._db if self._db is not None else app.extensions.get("sqlalchemy")
+        if db is not None and settings.database_uri is None:
+            # Flask-SQLAlchemy looks its engine up per app context.
+            return tables_for(db.metadata), lambda: db.engine, None
+        uri = (
+            settings.database_uri
+            or app.config.get("SQLALCHEMY_DATABASE_URI")
+            or _instance_sqlite_uri(app)
+        )
+        engine = create_engine(uri)
+        return tables_for(sa.MetaData()), lambda: engine, engine
+
+    # -- callbacks ------------------------------------------------------------
+
+    def password_validator(self, func: V) -> V:
+        """Register the function that checks a username and password.
+
+        It receives a :class:`~flask_ropc.PasswordRequest` and returns a
+        :class:`~flask_ropc.GrantResult`, a subject string for success, or
+        ``None`` for wrong credentials (``invalid_grant``). It may be async.
+        Only one validator is kept; registering again replaces it.
+        """
+        self._validator = func
+        return func
+
+    def require_token(
+        self, scope: str | t.Sequence[str] | None | Callable[..., t.Any] = None
+    ) -> t.Any:
+        """Protect a view with a bearer token (RFC 6750).
+
+        ``@ropc.require_token("api")`` requires a live token granted the
+        ``api`` scope (several space-separated scopes: all of them);
+        ``@ropc.require_token()`` or bare ``@ropc.require_token`` any live
+        token. Inside the view, :data:`~flask_ropc.current_token` describes it.
+        """
+        if callable(scope):
+            return self._protector.protect(None)(scope)
+        return self._protector.protect(scope)
+
+
+def get_state(app: flask.Flask | None = None) -> _State:
+    """Return Flask-ROPC's state for ``app`` (default: the current app).
+
+    :raises RuntimeError: the extension was not initialised on the app.
+    """
+    app = app or flask.current_app
+    try:
+        return t.cast(_State, app.extensions[_EXTENSION_KEY])
+    except KeyError:
+        raise RuntimeError(
+            "Flask-ROPC is not initialised on this app: call ROPC(app) or "
+            "ropc.init_app(app) first."
+        ) from None
+
+
+def create_engine(uri: str) -> sa.Engine:
+    """Create the engine for the embedded database.
+
+    SQLite gets WAL mode and ``synchronous=NORMAL`` (readers never wait for
+    the writer; a commit is an order of magnitude cheaper and still durable
+    against application crashes) and a busy timeout so that concurrent
+    workers wait for the write lock instead of failing with "database is
+    locked". Every engine checks connections before use so that a restarted
+    database server does not fail the next request. Parameters are hidden
+    from SQL error messages: they can hold token digests.
+    """
+    url = sa.make_url(uri)
+    options: dict[str, t.Any] = {"hide_parameters": True}
+    if url.get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": 30}
+    else:
+        options["pool_pre_ping"] = True
+    engine = sa.create_engine(url, **options)
+    if url.get_backend_name() == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: t.Any, connection_record: t.Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _instance_sqlite_uri(app: flask.Flask) -> str:
+    os.makedirs(app.instance_path, exist_ok=True)
+    return "sqlite:///" + os.path.join(app.instance_path, "ropc.sqlite3")

@@ -1,0 +1,194 @@
+"""Our database tables, and the :class:`Client` record read from them.
+
+The tables are SQLAlchemy Core :class:`~sqlalchemy.Table` objects added to a
+:class:`~sqlalchemy.MetaData`: the app's own ``db.metadata`` when it has a
+Flask-SQLAlchemy ``db`` (so its migrations see our tables), or a metadata of
+our own for the embedded database. Core rather than ORM classes because one
+set of tables must attach to any metadata, and because the token endpoint's
+hot path does a handful of single-row statements where the ORM's unit of work
+costs far more than the SQL (see the performance issue).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+
+import sqlalchemy as sa
+
+#: Values of ``token_endpoint_auth_method`` (RFC 7591 §2).
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+
+#: Grant types a client can be allowed.
+GRANT_TYPES = ("password",)
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+@dataclasses.dataclass(frozen=True)
+class Tables:
+    """The tables Flask-ROPC owns, all prefixed ``ropc_``."""
+
+    clients: sa.Table
+    access_tokens: sa.Table
+
+
+def tables_for(metadata: sa.MetaData) -> Tables:
+    """Return our tables in ``metadata``, defining them on first use.
+
+    Defining them twice on one metadata would raise, and several apps (or
+    several tests) may share one Flask-SQLAlchemy ``db``; so the result is
+    cached in ``metadata.info``.
+    """
+    cached = metadata.info.get("flask_ropc_tables")
+    if cached is None:
+        cached = _define(metadata)
+        metadata.info["flask_ropc_tables"] = cached
+    return t.cast(Tables, cached)
+
+
+def _define(metadata: sa.MetaData) -> Tables:
+    clients = sa.Table(
+        "ropc_clients",
+        metadata,
+        sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+        sa.Column("client_id", sa.String(64), nullable=False, unique=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        # Hex SHA-256 of the secret; NULL for public clients.
+        sa.Column("secret_digest", sa.String(64), nullable=True),
+        sa.Column("token_endpoint_auth_method", sa.String(32), nullable=False),
+        # Space-separated, as in OAuth's own scope syntax.
+        sa.Column("scopes", sa.Text, nullable=False, default=""),
+        sa.Column("grant_types", sa.Text, nullable=False, default="password"),
+        # NULL means the app's ROPC_ACCESS_TOKEN_LIFETIME.
+        sa.Column("access_token_lifetime", sa.Integer, nullable=True),
+        sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+        # Unix seconds: portable across SQLite and PostgreSQL, no time zones.
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("last_used_at", sa.BigInteger, nullable=True),
+    )
+    access_tokens = sa.Table(
+        "ropc_access_tokens",
+        metadata,
+        sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+        # Hex SHA-256 of the token: a leaked table yields no usable token.
+        sa.Column("token_digest", sa.String(64), nullable=False, unique=True),
+        sa.Column(
+            "client_id",
+            sa.String(64),
+            sa.ForeignKey("ropc_clients.client_id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column("subject", sa.String(255), nullable=False, index=True),
+        sa.Column("grant_type", sa.String(64), nullable=False),
+        sa.Column("scope", sa.Text, nullable=False, default=""),
+        # JSON text of the validator's claims.
+        sa.Column("claims", sa.Text, nullable=False, default="{}"),
+        sa.Column("issued_at", sa.BigInteger, nullable=False),
+        sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+        sa.Column("revoked_at", sa.BigInteger, nullable=True),
+    )
+    return Tables(clients=clients, access_tokens=access_tokens)
+
+
+@dataclasses.dataclass(frozen=True)
+class Client:
+    """An OAuth client as stored, read-only.
+
+    Implements the methods of Authlib's ``ClientMixin`` that the token
+    endpoint calls, so Authlib can work with it directly. Edit clients through
+    the ``flask ropc`` CLI or :class:`~flask_ropc.store.Store`.
+    """
+
+    #: The public identifier clients send as ``client_id``.
+    client_id: str
+    #: A human-readable name, e.g. ``"Mobile app"``.
+    name: str
+    #: ``client_secret_basic``, ``client_secret_post`` or ``none`` (public).
+    token_endpoint_auth_method: str
+    #: The scopes this client may request.
+    scopes: tuple[str, ...]
+    #: The grant types this client may use.
+    grant_types: tuple[str, ...]
+    #: Access token lifetime in seconds, or ``None`` for the app default.
+    access_token_lifetime: int | None
+    #: Disabled clients fail authentication.
+    enabled: bool
+    #: Unix time of creation.
+    created_at: int
+    #: Unix time of the last token issued, or ``None``.
+    last_used_at: int | None
+    #: Hex SHA-256 of the secret, ``None`` for public clients. Not the secret.
+    secret_digest: str | None = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def from_row(cls, row: t.Any) -> Client:
+        """Build a client from a row of the ``ropc_clients`` table."""
+        return cls(
+            client_id=row.client_id,
+            name=row.name,
+            token_endpoint_auth_method=row.token_endpoint_auth_method,
+            scopes=tuple(row.scopes.split()),
+            grant_types=tuple(row.grant_types.split()),
+            access_token_lifetime=row.access_token_lifetime,
+            enabled=bool(row.enabled),
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            secret_digest=row.secret_digest,
+        )
+
+    @property
+    def is_public(self) -> bool:
+        """A public client has no secret and authenticates with ``none``."""
+        return self.token_endpoint_auth_method == "none"  # noqa: S105
+
+    def to_dict(self) -> dict[str, t.Any]:
+        """The client's settings as JSON-ready data, without the digest."""
+        data = dataclasses.asdict(self)
+        del data["secret_digest"]
+        data["scopes"] = list(self.scopes)
+        data["grant_types"] = list(self.grant_types)
+        data["public"] = self.is_public
+        return data
+
+    # -- Authlib's ClientMixin interface ------------------------------------
+
+    def get_client_id(self) -> str:
+        """Authlib: the client's id."""
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        """Authlib: password clients have no redirect URIs."""
+        return None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        """Authlib: the scope to grant.
+
+        Our grants reject disallowed scopes before any token is generated, so
+        by the time Authlib asks, ``scope`` is already allowed.
+        """
+        return scope or ""
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        """Authlib: no redirect URI is ever valid for a password client."""
+        return False
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        """Authlib: constant-time check of a presented secret."""
+        from .hashing import verify_secret
+
+        return verify_secret(client_secret, self.secret_digest)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        """Authlib: whether ``method`` is this client's registered method."""
+        return method == self.token_endpoint_auth_method
+
+    def check_response_type(self, response_type: str) -> bool:
+        """Authlib: the password grant has no authorization endpoint."""
+        return False
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        """Authlib: whether this client may use ``grant_type``."""
+        return grant_type in self.grant_types

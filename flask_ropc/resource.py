@@ -1,0 +1,183 @@
+"""Protecting views with bearer tokens (RFC 6750), and ``current_token``.
+
+Built on Authlib's Flask ``ResourceProtector``, with its non-standard answers
+replaced:
+
+* no credentials → 401 ``WWW-Authenticate: Bearer`` with no error code
+  (RFC 6750 §3.1), where Authlib sends its own ``missing_authorization``;
+* insufficient scope → 403 with ``error="insufficient_scope"`` and the needed
+  ``scope`` in ``WWW-Authenticate`` (§3.1), which Authlib leaves out;
+* a store outage → 503 ``temporarily_unavailable`` instead of a 500.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import typing as t
+from collections.abc import Callable
+
+import flask
+from authlib.integrations.flask_oauth2 import ResourceProtector
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.resource_protector import TokenValidator
+from werkzeug.local import LocalProxy
+
+from .errors import TemporarilyUnavailableError
+from .tokens import AccessToken
+
+F = t.TypeVar("F", bound=Callable[..., t.Any])
+
+# RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" /
+# "/" ) *"="
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+class MissingTokenError(OAuth2Error):
+    """401 for a request without bearer credentials: no error code (§3.1)."""
+
+    error = "missing_token"  # never sent; RFC 6750 §3.1 says send no code
+    status_code = 401
+
+    def get_body(self) -> list[tuple[str, t.Any]]:
+        return []
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        headers.append(("WWW-Authenticate", "Bearer"))
+        return headers
+
+
+class InvalidBearerTokenError(OAuth2Error):
+    """401 ``invalid_token``: unknown, expired, revoked or malformed."""
+
+    error = "invalid_token"
+    status_code = 401
+    description = "The access token is invalid, expired or revoked."
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        headers.append(
+            (
+                "WWW-Authenticate",
+                f'Bearer error="invalid_token", error_description="{self.description}"',
+            )
+        )
+        return headers
+
+
+class InsufficientScopeError(OAuth2Error):
+    """403 ``insufficient_scope``, naming the scope needed."""
+
+    error = "insufficient_scope"
+    status_code = 403
+    description = "The access token lacks the scope this resource requires."
+
+    def __init__(self, required: t.Sequence[str]) -> None:
+        super().__init__()
+        self.required = " ".join(required)
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        headers.append(
+            (
+                "WWW-Authenticate",
+                f'Bearer error="insufficient_scope", scope="{self.required}"',
+            )
+        )
+        return headers
+
+
+class _BearerValidator(TokenValidator):
+    """Looks tokens up through the current app's token format."""
+
+    TOKEN_TYPE = "bearer"  # noqa: S105 (a scheme name, not a secret)
+
+    def authenticate_token(self, token_string: str) -> AccessToken | None:
+        from .extension import get_state
+
+        if not _B64TOKEN.fullmatch(token_string):
+            return None
+        token: AccessToken | None = get_state().token_format.load(token_string)
+        return token
+
+    def validate_token(
+        self,
+        token: AccessToken | None,
+        scopes: list[str] | None,
+        request: t.Any,
+        **kwargs: t.Any,
+    ) -> None:
+        if token is None:
+            raise InvalidBearerTokenError()
+        required = [s for scope in scopes or () for s in scope.split()]
+        if not set(required) <= set(token.scopes):
+            raise InsufficientScopeError(required)
+
+
+class BearerProtector(ResourceProtector):
+    """Authlib's protector with RFC 6750's error answers.
+
+    Internal: use :meth:`ROPC.require_token`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_token_validator(_BearerValidator())
+
+    def parse_request_authorization(self, request: t.Any) -> tuple[TokenValidator, str]:
+        """Find the bearer token in the ``Authorization`` header.
+
+        A missing header or another scheme (say Basic) means the request
+        carries no bearer credentials at all.
+        """
+        header = request.headers.get("Authorization") or ""
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            raise MissingTokenError()
+        validator: TokenValidator = self.get_token_validator("bearer")
+        return validator, token.strip()
+
+    def protect(self, scope: str | t.Sequence[str] | None) -> Callable[[F], F]:
+        """A decorator requiring a live token with every scope in ``scope``."""
+        if isinstance(scope, str):
+            scopes = scope.split()
+        else:
+            scopes = [s for item in scope or () for s in item.split()]
+
+        def decorator(view: F) -> F:
+            @functools.wraps(view)
+            def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+                self.authenticate(scopes)
+                return flask.current_app.ensure_sync(view)(*args, **kwargs)
+
+            return t.cast(F, wrapper)
+
+        return decorator
+
+    def authenticate(self, scopes: list[str]) -> AccessToken:
+        """Validate the current request's token or raise an HTTP error."""
+        from .views import UNAVAILABLE_ERRORS
+        from .views import log_exception
+
+        try:
+            # Authlib ORs list items and ANDs words within one item: one item
+            # holding every required scope means "all of them".
+            token: AccessToken = self.acquire_token([" ".join(scopes)])
+        except OAuth2Error as error:
+            self.raise_error_response(error)
+        except UNAVAILABLE_ERRORS:
+            log_exception("database unavailable while checking a bearer token")
+            self.raise_error_response(TemporarilyUnavailableError())
+        flask.g.ropc_token = token
+        return token
+
+
+def _current_token() -> AccessToken | None:
+    token: AccessToken | None = flask.g.get("ropc_token")
+    return token
+
+
+#: The :class:`~flask_ropc.tokens.AccessToken` of the current request inside a
+#: view decorated with :meth:`ROPC.require_token`; ``None`` elsewhere.
+current_token: AccessToken = t.cast(AccessToken, LocalProxy(_current_token))

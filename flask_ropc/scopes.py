@@ -1,0 +1,55 @@
+"""Scope syntax (RFC 6749 §3.3) and the choice of scopes to grant."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from collections.abc import Sequence
+
+from authlib.oauth2.rfc6749 import InvalidScopeError
+
+# scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+def check_scope_tokens(scopes: Iterable[str]) -> list[str]:
+    """Return ``scopes`` without duplicates, in order, if all are well formed.
+
+    :raises ValueError: a scope has characters RFC 6749 §3.3 forbids
+        (spaces, quotes, backslashes, non-ASCII).
+    """
+    result: list[str] = []
+    for scope in scopes:
+        for token in scope.split(" "):
+            if not token:
+                continue
+            if not _SCOPE_TOKEN.fullmatch(token):
+                raise ValueError(f"invalid scope {token!r}: see RFC 6749 section 3.3")
+            if token not in result:
+                result.append(token)
+    return result
+
+
+def resolve_scopes(requested: str | None, allowed: Sequence[str]) -> tuple[str, ...]:
+    """Decide which scopes to grant a client.
+
+    No ``scope`` parameter (or an empty one) grants every scope the client is
+    allowed, as IdentityServer does. A requested scope outside the client's
+    allowed set is rejected with ``invalid_scope``, where Authlib would
+    silently drop it: a client must learn that it did not get what it asked
+    for (RFC 6749 §3.3 lets the server ignore or reject; rejecting is the
+    safer, clearer choice).
+
+    :raises InvalidScopeError: malformed or not allowed.
+    """
+    if requested is None or not requested.strip(" "):
+        return tuple(allowed)
+    # RFC 6749 §3.3 delimits scopes by single spaces; we tolerate repeats.
+    tokens = [tok for tok in requested.split(" ") if tok]
+    for token in tokens:
+        if not _SCOPE_TOKEN.fullmatch(token):
+            raise InvalidScopeError("The requested scope is malformed.")
+    granted = tuple(dict.fromkeys(tokens))
+    if not set(granted) <= set(allowed):
+        raise InvalidScopeError("The requested scope is not allowed for this client.")
+    return granted

@@ -1,0 +1,120 @@
+"""The per-app Authlib authorization server and token issuance.
+
+Authlib's Flask ``AuthorizationServer`` keeps its grants and generators on the
+instance, so each app gets its own, built by :func:`build_server` inside
+``init_app``.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Mapping
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import InvalidClientError
+
+from . import client_auth
+from .errors import InvalidClientAuthError
+from .models import Client
+from .tokens import TokenGrant
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from .extension import _State
+
+
+class ROPCAuthorizationServer(AuthorizationServer):
+    """Authlib's Flask server wired to our store, client auth and tokens.
+
+    Internal: built by ``init_app``; its interface may change.
+    """
+
+    def __init__(self, state: _State) -> None:
+        super().__init__()
+        self.state = state
+        self.register_client_auth_method(
+            "client_secret_basic", client_auth.authenticate_basic
+        )
+        self.register_client_auth_method(
+            "client_secret_post", client_auth.authenticate_post
+        )
+        self.register_client_auth_method("none", client_auth.authenticate_none)
+
+    def query_client(self, client_id: str) -> Client | None:
+        """Authlib hook: load a client by id."""
+        return self.state.store.get_client(client_id)
+
+    def save_token(self, token: Mapping[str, t.Any], request: t.Any) -> None:
+        """Authlib hook, unused: :meth:`issue_access_token` stores tokens."""
+        raise AssertionError("tokens are saved by issue_access_token")
+
+    def authenticate_client(
+        self, request: t.Any, methods: list[str], endpoint: str = "token"
+    ) -> Client:
+        """Authlib hook: authenticate with our methods and uniform errors.
+
+        When no method applies (no credentials at all), Authlib raises its own
+        ``invalid_client`` whose text lists our methods and whose status
+        depends on them; we answer with the same error as any other failure.
+        """
+        try:
+            client: Client = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientAuthError:
+            raise
+        except InvalidClientError:
+            raise InvalidClientAuthError() from None
+        return client
+
+    def issue_access_token(
+        self,
+        *,
+        client: Client,
+        subject: str,
+        scopes: tuple[str, ...],
+        claims: Mapping[str, t.Any],
+        grant_type: str,
+    ) -> dict[str, t.Any]:
+        """Create, store and describe a new access token.
+
+        Returns the RFC 6749 §5.1 response fields. The token's lifetime is
+        the client's own, else the app's ``ROPC_ACCESS_TOKEN_LIFETIME``.
+        """
+        state = self.state
+        now = state.store.now()
+        lifetime = client.access_token_lifetime or state.settings.access_token_lifetime
+        grant = TokenGrant(
+            client_id=client.client_id,
+            subject=subject,
+            scopes=scopes,
+            claims=claims,
+            grant_type=grant_type,
+            issued_at=now,
+            expires_at=now + lifetime,
+        )
+        issued = state.token_format.issue(grant)
+        state.store.save_access_token(
+            token_digest=issued.digest,
+            client_id=client.client_id,
+            subject=subject,
+            grant_type=grant_type,
+            scope=" ".join(scopes),
+            claims=claims,
+            issued_at=now,
+            expires_at=now + lifetime,
+        )
+        body: dict[str, t.Any] = {
+            "access_token": issued.value,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+        }
+        if scopes:
+            body["scope"] = " ".join(scopes)
+        return body
+
+
+def build_server(state: _State) -> ROPCAuthorizationServer:
+    """Create the authorization server for one app, with our grants."""
+    from .grants import PasswordGrant
+
+    server = ROPCAuthorizationServer(state)
+    server.register_grant(PasswordGrant)
+    return server

@@ -1,0 +1,328 @@
+"""The only module that talks to the database.
+
+:class:`Store` wraps our tables and an engine. Every method runs in its own
+short transaction (``engine.begin()``), never in the app's ORM session: the
+app's unit of work is left alone, and a grant is written all at once or not
+at all.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+from collections.abc import Callable
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from . import hashing
+from .errors import ClientNotFoundError
+from .models import AUTH_METHODS
+from .models import GRANT_TYPES
+from .models import Client
+from .models import Tables
+
+#: A callable returning the current Unix time; injectable for tests.
+Clock = Callable[[], float]
+
+
+class Store:
+    """Client and token persistence on one database.
+
+    :param tables: our tables, see :func:`~flask_ropc.models.tables_for`.
+    :param get_engine: returns the engine to use; called per operation because
+        Flask-SQLAlchemy's ``db.engine`` is looked up per app context.
+    :param clock: returns the current Unix time.
+    """
+
+    def __init__(
+        self, tables: Tables, get_engine: Callable[[], sa.Engine], clock: Clock
+    ) -> None:
+        self.tables = tables
+        self._get_engine = get_engine
+        self._clock = clock
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The engine in use now."""
+        return self._get_engine()
+
+    def now(self) -> int:
+        """The current time as whole Unix seconds."""
+        return int(self._clock())
+
+    def create_all(self) -> None:
+        """Create any of our tables that do not exist yet; keeps existing rows."""
+        metadata = self.tables.clients.metadata
+        metadata.create_all(
+            self.engine, tables=[self.tables.clients, self.tables.access_tokens]
+        )
+
+    # -- clients ------------------------------------------------------------
+
+    def create_client(
+        self,
+        name: str,
+        *,
+        scopes: Iterable[str] = (),
+        grant_types: Iterable[str] = ("password",),
+        auth_method: str = "client_secret_basic",
+        access_token_lifetime: int | None = None,
+        secret: str | None = None,
+    ) -> tuple[Client, str | None]:
+        """Register a client and return it with its secret.
+
+        The secret is generated unless ``secret`` imports an existing one; it
+        is returned here once and only its digest is stored. Public clients
+        (``auth_method="none"``) get no secret.
+
+        :raises ValueError: for an empty name, unknown grant type or method, a
+            secret given to a public client, or an imported secret shorter
+            than :data:`~flask_ropc.hashing.MIN_IMPORTED_SECRET_LENGTH`.
+        """
+        name = _check_name(name)
+        scope_text = _scope_text(scopes)
+        grant_text = _grant_text(grant_types)
+        if auth_method not in AUTH_METHODS:
+            raise ValueError(f"unknown token endpoint auth method {auth_method!r}")
+        _check_lifetime(access_token_lifetime)
+        if auth_method == "none":
+            if secret is not None:
+                raise ValueError("a public client has no secret to import")
+            plain = None
+        elif secret is not None:
+            plain = check_imported_secret(secret)
+        else:
+            plain = hashing.generate_secret()
+        client_id = hashing.generate_client_id()
+        with self.engine.begin() as conn:
+            conn.execute(
+                self.tables.clients.insert().values(
+                    client_id=client_id,
+                    name=name,
+                    secret_digest=hashing.digest(plain) if plain else None,
+                    token_endpoint_auth_method=auth_method,
+                    scopes=scope_text,
+                    grant_types=grant_text,
+                    access_token_lifetime=access_token_lifetime,
+                    enabled=True,
+                    created_at=self.now(),
+                )
+            )
+        return self.require_client(client_id), plain
+
+    def get_client(self, client_id: str) -> Client | None:
+        """Return the client with ``client_id``, or ``None``."""
+        clients = self.tables.clients
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(clients).where(clients.c.client_id == client_id)
+            ).first()
+        return Client.from_row(row) if row is not None else None
+
+    def require_client(self, client_id: str) -> Client:
+        """Like :meth:`get_client` but raise for an unknown id.
+
+        :raises ClientNotFoundError: no such client.
+        """
+        client = self.get_client(client_id)
+        if client is None:
+            raise ClientNotFoundError(client_id)
+        return client
+
+    def list_clients(self) -> list[Client]:
+        """All clients, oldest first."""
+        clients = self.tables.clients
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(clients).order_by(clients.c.id)).all()
+        return [Client.from_row(row) for row in rows]
+
+    def update_client(
+        self,
+        client_id: str,
+        *,
+        name: str | None = None,
+        scopes: Iterable[str] | None = None,
+        grant_types: Iterable[str] | None = None,
+        access_token_lifetime: int | None = None,
+        reset_access_token_lifetime: bool = False,
+        enabled: bool | None = None,
+    ) -> Client:
+        """Change the given settings of a client; ``None`` leaves one as is.
+
+        :param reset_access_token_lifetime: go back to the app's default
+            lifetime.
+        :raises ClientNotFoundError: no such client.
+        :raises ValueError: for an invalid value; nothing is changed then.
+        """
+        values: dict[str, t.Any] = {}
+        if name is not None:
+            values["name"] = _check_name(name)
+        if scopes is not None:
+            values["scopes"] = _scope_text(scopes)
+        if grant_types is not None:
+            values["grant_types"] = _grant_text(grant_types)
+        if reset_access_token_lifetime:
+            values["access_token_lifetime"] = None
+        elif access_token_lifetime is not None:
+            _check_lifetime(access_token_lifetime)
+            values["access_token_lifetime"] = access_token_lifetime
+        if enabled is not None:
+            values["enabled"] = enabled
+        self._update(client_id, values)
+        return self.require_client(client_id)
+
+    def rotate_secret(self, client_id: str) -> tuple[Client, str]:
+        """Give a confidential client a new secret; the old one stops at once.
+
+        :raises ClientNotFoundError: no such client.
+        :raises ValueError: the client is public and has no secret.
+        """
+        client = self.require_client(client_id)
+        if client.is_public:
+            raise ValueError("a public client has no secret to rotate")
+        plain = hashing.generate_secret()
+        self._update(client_id, {"secret_digest": hashing.digest(plain)})
+        return self.require_client(client_id), plain
+
+    def delete_client(self, client_id: str) -> None:
+        """Delete a client and every token issued to it.
+
+        :raises ClientNotFoundError: no such client.
+        """
+        tables = self.tables
+        with self.engine.begin() as conn:
+            # Explicit, because SQLite enforces ON DELETE CASCADE only with
+            # PRAGMA foreign_keys=ON, which an app's own engine may not set.
+            conn.execute(
+                tables.access_tokens.delete().where(
+                    tables.access_tokens.c.client_id == client_id
+                )
+            )
+            result = conn.execute(
+                tables.clients.delete().where(tables.clients.c.client_id == client_id)
+            )
+            if result.rowcount != 1:
+                raise ClientNotFoundError(client_id)
+
+    def _update(self, client_id: str, values: dict[str, t.Any]) -> None:
+        clients = self.tables.clients
+        with self.engine.begin() as conn:
+            if values:
+                result = conn.execute(
+                    clients.update()
+                    .where(clients.c.client_id == client_id)
+                    .values(**values)
+                )
+                found = result.rowcount == 1
+            else:
+                found = (
+                    conn.execute(
+                        sa.select(clients.c.id).where(clients.c.client_id == client_id)
+                    ).first()
+                    is not None
+                )
+        if not found:
+            raise ClientNotFoundError(client_id)
+
+    # -- access tokens ------------------------------------------------------
+
+    def save_access_token(
+        self,
+        *,
+        token_digest: str,
+        client_id: str,
+        subject: str,
+        grant_type: str,
+        scope: str,
+        claims: t.Mapping[str, t.Any],
+        issued_at: int,
+        expires_at: int,
+    ) -> None:
+        """Store an issued access token and mark its client as used.
+
+        Both writes share one transaction: a failure leaves neither.
+        """
+        tables = self.tables
+        with self.engine.begin() as conn:
+            conn.execute(
+                tables.access_tokens.insert().values(
+                    token_digest=token_digest,
+                    client_id=client_id,
+                    subject=subject,
+                    grant_type=grant_type,
+                    scope=scope,
+                    claims=json.dumps(claims, separators=(",", ":")),
+                    issued_at=issued_at,
+                    expires_at=expires_at,
+                )
+            )
+            conn.execute(
+                tables.clients.update()
+                .where(tables.clients.c.client_id == client_id)
+                .values(last_used_at=issued_at)
+            )
+
+    def find_access_token(self, token_digest: str) -> t.Any | None:
+        """Return the stored row for a token digest, or ``None``.
+
+        The row carries the client's ``enabled`` flag as ``client_enabled``
+        so that disabling a client stops its tokens at once.
+        """
+        tokens, clients = self.tables.access_tokens, self.tables.clients
+        query = (
+            sa.select(tokens, clients.c.enabled.label("client_enabled"))
+            .join(clients, clients.c.client_id == tokens.c.client_id)
+            .where(tokens.c.token_digest == token_digest)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first()
+
+
+def check_imported_secret(secret: str) -> str:
+    """Return an imported client secret if it is strong enough to store.
+
+    :raises ValueError: it is shorter than
+        :data:`~flask_ropc.hashing.MIN_IMPORTED_SECRET_LENGTH` characters or has
+        surrounding white space.
+    """
+    if secret != secret.strip():
+        raise ValueError("the imported secret has leading or trailing white space")
+    if len(secret) < hashing.MIN_IMPORTED_SECRET_LENGTH:
+        raise ValueError(
+            f"the imported secret is shorter than {hashing.MIN_IMPORTED_SECRET_LENGTH}"
+            " characters; a fast hash only protects long random secrets, so "
+            "create the client without --secret-stdin and rotate the secret "
+            "on the client side instead"
+        )
+    return secret
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ValueError("a client needs a non-empty name")
+    if len(name) > 200:
+        raise ValueError("a client name may be at most 200 characters")
+    return name
+
+
+def _scope_text(scopes: Iterable[str]) -> str:
+    from .scopes import check_scope_tokens
+
+    return " ".join(check_scope_tokens(scopes))
+
+
+def _grant_text(grant_types: Iterable[str]) -> str:
+    chosen = list(dict.fromkeys(grant_types))
+    unknown = [g for g in chosen if g not in GRANT_TYPES]
+    if unknown:
+        raise ValueError(
+            f"unknown grant type {unknown[0]!r}; choose from {', '.join(GRANT_TYPES)}"
+        )
+    return " ".join(chosen)
+
+
+def _check_lifetime(lifetime: int | None) -> None:
+    if lifetime is not None and (isinstance(lifetime, bool) or lifetime <= 0):
+        raise ValueError("the access token lifetime must be a positive number")

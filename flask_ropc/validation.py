@@ -1,0 +1,180 @@
+"""The contract between Flask-ROPC and the application's password validator.
+
+The validator receives one frozen :class:`PasswordRequest` and answers with a
+:class:`GrantResult`, a plain subject string (success), or ``None`` (wrong
+username or password). :func:`normalise_result` turns any of those into a
+:class:`GrantResult` and rejects anything else.
+
+This module imports neither Flask nor Authlib, so the contract can be read and
+tested on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing as t
+from collections.abc import Mapping
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from flask import Request
+
+    from .models import Client
+
+#: Token response fields a validator's ``extra`` may not overwrite
+#: (RFC 6749 §5.1, plus ``id_token`` which OpenID Connect owns).
+RESERVED_TOKEN_FIELDS = frozenset(
+    {"access_token", "token_type", "expires_in", "refresh_token", "scope", "id_token"}
+)
+
+#: Error response fields a validator's ``extra`` may not overwrite (§5.2).
+RESERVED_ERROR_FIELDS = frozenset({"error", "error_description", "error_uri"})
+
+# RFC 6749 §5.2: error codes are 1*( %x20-21 / %x23-5B / %x5D-7E ); we also
+# refuse spaces so that a code reads as one token in logs and headers.
+_ERROR_CODE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class PasswordRequest:
+    """What the validator is asked to check: one password-grant request.
+
+    By the time the validator sees it, the client has authenticated, is
+    allowed the password grant, and the requested scopes are allowed for it.
+    """
+
+    #: The ``username`` form field, exactly as sent.
+    username: str
+    #: The ``password`` form field. Never shown in a repr.
+    password: str = dataclasses.field(repr=False)
+    #: The authenticated OAuth client making the request.
+    client: Client
+    #: The scopes that will be granted, after defaults were applied.
+    scopes: tuple[str, ...]
+    #: The Flask request, for headers, extra form fields or the remote address.
+    request: Request = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class GrantResult:
+    """The validator's verdict. Build one with :meth:`success` or :meth:`error`.
+
+    A success carries the ``subject`` (the user's stable id, the ``sub`` of
+    the token), ``claims`` to put into the access token, and ``extra`` fields
+    to add to the token response. An error carries the OAuth error code and
+    description sent to the client, plus ``extra`` response fields.
+    """
+
+    #: The user's id for a success, ``None`` for an error.
+    subject: str | None
+    #: Claims stored with (and, for JWTs, signed into) the access token.
+    claims: Mapping[str, t.Any] = dataclasses.field(default_factory=dict)
+    #: Extra fields for the JSON response body.
+    extra: Mapping[str, t.Any] = dataclasses.field(default_factory=dict)
+    #: The OAuth error code for an error result.
+    error_code: str | None = None
+    #: The ``error_description`` for an error result.
+    error_description: str | None = None
+    #: The HTTP status of an error result.
+    status_code: int = 400
+
+    @property
+    def is_success(self) -> bool:
+        """Whether this result grants a token."""
+        return self.error_code is None
+
+    @classmethod
+    def success(
+        cls,
+        subject: str,
+        claims: Mapping[str, t.Any] | None = None,
+        extra: Mapping[str, t.Any] | None = None,
+    ) -> GrantResult:
+        """Grant a token to ``subject``.
+
+        :param subject: the user's stable, unique id (not the username if the
+            username can change). Must be a non-empty string.
+        :param claims: extra claims for the access token, e.g. ``{"role":
+            "admin"}``. They must be JSON-serialisable.
+        :param extra: extra fields for the token response, e.g.
+            ``{"display_name": "Ann"}``; may not reuse a standard field name.
+        :raises ValueError: for an empty subject or a reserved ``extra`` name.
+        """
+        if not isinstance(subject, str) or not subject:
+            raise ValueError("GrantResult.success() needs a non-empty subject string")
+        extra = dict(extra or {})
+        _refuse_reserved(extra, RESERVED_TOKEN_FIELDS, "token response")
+        return cls(subject=subject, claims=dict(claims or {}), extra=extra)
+
+    @classmethod
+    def error(
+        cls,
+        error: str,
+        description: str | None = None,
+        extra: Mapping[str, t.Any] | None = None,
+        *,
+        status_code: int = 400,
+    ) -> GrantResult:
+        """Refuse the request with the OAuth error ``error``.
+
+        :param error: an RFC 6749 §5.2 code such as ``"invalid_grant"``, or
+            an extension code such as ``"mfa_required"``.
+        :param description: the ``error_description``; characters RFC 6749
+            forbids are replaced (with a warning logged) instead of failing.
+        :param extra: extra fields for the error body, e.g. an ``mfa_token``.
+        :param status_code: the HTTP status, 400 unless given (4xx only).
+        :raises ValueError: for a malformed code, a reserved ``extra`` name or
+            a status outside 400-499.
+        """
+        if not isinstance(error, str) or not _ERROR_CODE.fullmatch(error):
+            raise ValueError(
+                "GrantResult.error() needs an error code of visible ASCII "
+                "characters without quotes or backslashes, such as 'invalid_grant'"
+            )
+        if not 400 <= status_code <= 499:
+            raise ValueError("GrantResult.error() status_code must be a 4xx status")
+        extra = dict(extra or {})
+        _refuse_reserved(extra, RESERVED_ERROR_FIELDS, "error response")
+        return cls(
+            subject=None,
+            extra=extra,
+            error_code=error,
+            error_description=description,
+            status_code=status_code,
+        )
+
+
+def normalise_result(value: object) -> GrantResult:
+    """Turn whatever a validator returned into a :class:`GrantResult`.
+
+    ``None`` (or ``False``) means wrong credentials and becomes an
+    ``invalid_grant`` error; a non-empty ``str`` is the subject of a success.
+
+    :raises TypeError: for any other value, naming what was returned.
+    """
+    if isinstance(value, GrantResult):
+        return value
+    if value is None or value is False:
+        return GrantResult.error("invalid_grant", INVALID_CREDENTIALS)
+    if isinstance(value, str) and value:
+        return GrantResult.success(value)
+    raise TypeError(
+        "a password validator must return a GrantResult, a non-empty subject "
+        f"string or None, not {type(value).__name__}"
+    )
+
+
+#: The description for wrong credentials: the same whether or not the user
+#: exists, so the response is no oracle for valid usernames.
+INVALID_CREDENTIALS = "invalid username or password"
+
+
+def _refuse_reserved(
+    extra: Mapping[str, t.Any], reserved: frozenset[str], where: str
+) -> None:
+    clash = sorted(set(extra) & reserved)
+    if clash:
+        raise ValueError(
+            f"extra fields may not overwrite standard {where} fields: "
+            + ", ".join(clash)
+        )

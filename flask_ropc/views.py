@@ -1,0 +1,186 @@
+"""The blueprint with our HTTP endpoints, and the checks made before Authlib.
+
+Authlib parses a token request leniently: it reads ``grant_type``, ``scope``
+and ``client_id`` from the query string and lets them win over the body,
+takes the first of repeated parameters, accepts any content type, and turns
+plain ``http://`` to a remote host into a 500. :func:`check_token_request`
+rejects all of that with RFC 6749 §5.2 errors before Authlib sees the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import typing as t
+
+import flask
+import sqlalchemy.exc
+from authlib.common.security import is_secure_transport
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from .client_auth import parse_basic_authorization
+from .errors import InvalidClientAuthError
+from .errors import MethodNotAllowedError
+from .errors import ServerError
+from .errors import TemporarilyUnavailableError
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from .extension import _State
+
+log = logging.getLogger("flask_ropc")
+
+#: Parameters that must only ever travel in the request body. In a query
+#: string they end up in access logs and proxies (CWE-598).
+BODY_ONLY_PARAMETERS = frozenset(
+    {
+        "grant_type",
+        "scope",
+        "client_id",
+        "client_secret",
+        "username",
+        "password",
+        "refresh_token",
+        "token",
+        "token_type_hint",
+    }
+)
+
+#: Database errors that mean "the database is unreachable right now" rather
+#: than "our code is wrong": they become 503, everything else 500.
+UNAVAILABLE_ERRORS = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    sqlalchemy.exc.DisconnectionError,
+)
+
+
+def create_blueprint(url_prefix: str) -> flask.Blueprint:
+    """The ``ropc`` blueprint, mounted at ``url_prefix``."""
+    bp = flask.Blueprint("ropc", __name__, url_prefix=url_prefix or None)
+    # Registered for every method so that the 405 is an OAuth JSON error
+    # rather than Flask's HTML page.
+    bp.add_url_rule(
+        "/token",
+        "token",
+        token_endpoint,
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"],
+    )
+    return bp
+
+
+def token_endpoint() -> flask.Response:
+    """``POST {prefix}/token``: RFC 6749 §3.2."""
+    from .extension import get_state
+
+    state = get_state()
+    server = state.server
+    try:
+        check_token_request(flask.request, state, allowed_methods=("POST",))
+        response: flask.Response = server.create_token_response()
+    except OAuth2Error as error:
+        response = server.handle_error_response(None, error)
+    except UNAVAILABLE_ERRORS:
+        log_exception("database unavailable at the token endpoint")
+        response = server.handle_error_response(None, TemporarilyUnavailableError())
+    except Exception:
+        log_exception("unexpected error at the token endpoint")
+        response = server.handle_error_response(None, ServerError())
+    return response
+
+
+def check_token_request(
+    request: flask.Request, state: _State, allowed_methods: t.Sequence[str]
+) -> None:
+    """Reject what RFC 6749 forbids and Authlib lets through.
+
+    :raises OAuth2Error: the first problem found.
+    """
+    if request.method not in allowed_methods:
+        raise MethodNotAllowedError(allowed_methods)
+    if not is_secure_transport(request.url):
+        raise InvalidRequestError(
+            "HTTPS is required. Behind a TLS-terminating proxy, wrap the app "
+            "in werkzeug.middleware.proxy_fix.ProxyFix."
+        )
+    if request.mimetype != "application/x-www-form-urlencoded":
+        raise InvalidRequestError(
+            "The body must be application/x-www-form-urlencoded (RFC 6749 3.2)."
+        )
+    limit = state.settings.max_body_size
+    if request.content_length is not None and request.content_length > limit:
+        raise InvalidRequestError("The request body is too large.")
+    if any(name in BODY_ONLY_PARAMETERS for name in request.args):
+        raise InvalidRequestError(
+            "OAuth parameters must be sent in the request body, "
+            "not in the query string."
+        )
+    # Werkzeug enforces this cap while parsing a body of unknown length.
+    request.max_content_length = limit
+    try:
+        form = request.form
+    except RequestEntityTooLarge:
+        raise InvalidRequestError("The request body is too large.") from None
+    for name in form:
+        if len(form.getlist(name)) > 1:
+            raise InvalidRequestError(
+                f"The '{_printable(name)}' parameter is repeated (RFC 6749 3.2)."
+            )
+    if not form.get("grant_type"):
+        raise InvalidRequestError("Missing 'grant_type' in request.")
+    basic = parse_basic_authorization(request.headers.get("Authorization"))
+    if basic is not None:
+        # RFC 6749 §2.3: a client MUST NOT use more than one authentication
+        # method per request. A body client_id that merely repeats the Basic
+        # one is tolerated, since common client libraries send it.
+        body_id = form.get("client_id")
+        if "client_secret" in form or (body_id is not None and body_id != basic[0]):
+            raise InvalidRequestError(
+                "The client used more than one authentication method."
+            )
+
+
+def _printable(name: str) -> str:
+    """A parameter name fit for an error description, or a placeholder."""
+    if name.isascii() and name.isprintable() and len(name) <= 40:
+        if '"' not in name and "\\" not in name:
+            return name
+    return "?"
+
+
+def log_exception(message: str) -> None:
+    """Log the exception being handled without any secret it may contain.
+
+    Exception texts can quote user input (a validator raising
+    ``ValueError(password)``, a driver error echoing parameters), so every
+    credential from the current request is replaced before logging.
+    """
+    text = "".join(traceback.format_exc())
+    for secret in request_secrets(flask.request):
+        text = text.replace(secret, "[redacted]")
+    log.error("%s\n%s", message, text)
+
+
+def request_secrets(request: flask.Request) -> list[str]:
+    """Every credential the current request carries, longest first."""
+    found: list[str] = []
+    try:
+        form = request.form
+    except Exception:  # a body we could not parse holds nothing we read
+        form = None
+    if form is not None:
+        for name in ("password", "client_secret", "refresh_token", "token"):
+            found.extend(value for value in form.getlist(name) if value)
+    header = request.headers.get("Authorization", "")
+    if header:
+        found.append(header.partition(" ")[2])
+        try:
+            basic = parse_basic_authorization(header)
+        except InvalidClientAuthError:
+            basic = None
+        if basic is not None and basic[1]:
+            found.append(basic[1])
+    # Longest first, so a secret that contains another is replaced whole.
+    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)

@@ -1,0 +1,243 @@
+"""Shared fixtures: a fresh app per test on SQLite and, when configured, PostgreSQL.
+
+Set ``ROPC_TEST_DATABASE_URL`` (e.g. ``postgresql+psycopg://postgres@127.0.0.1/test``)
+to run every database test on PostgreSQL too. The suite creates its own
+database there (``ropc_test_<random>``) and drops it at the end, so it never
+touches existing data.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import threading
+import typing as t
+from collections.abc import Iterator
+from urllib.parse import quote_plus
+
+import flask
+import pytest
+import sqlalchemy as sa
+from werkzeug.serving import make_server
+
+from flask_ropc import ROPC
+from flask_ropc import GrantResult
+from flask_ropc import current_token
+from flask_ropc.extension import get_state
+
+PG_URL = os.environ.get("ROPC_TEST_DATABASE_URL")
+
+#: The users every test app knows: username -> (password, subject).
+USERS = {
+    "ann": ("correct horse battery staple", "user-1"),
+    "bob": ("hunter2-but-longer", "user-2"),
+}
+
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def _pg_admin_url() -> sa.URL:
+    assert PG_URL is not None
+    url = sa.make_url(PG_URL)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[sa.URL | None]:
+    """A PostgreSQL database of the suite's own, dropped when the run ends."""
+    if not PG_URL:
+        yield None
+        return
+    admin_url = _pg_admin_url()
+    name = "ropc_test_" + secrets.token_hex(6)
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_uri(
+    request: pytest.FixtureRequest, tmp_path: t.Any, pg_database: sa.URL | None
+) -> str:
+    """The database URI of one test: an SQLite file, or the suite's PG database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ropc.sqlite3'}"
+    assert pg_database is not None
+    return pg_database.render_as_string(hide_password=False)
+
+
+class Validator:
+    """A password validator over :data:`USERS` that records its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[t.Any] = []
+
+    def __call__(self, req: t.Any) -> t.Any:
+        self.calls.append(req)
+        user = USERS.get(req.username)
+        if user is None or user[0] != req.password:
+            return None
+        return GrantResult.success(
+            subject=user[1],
+            claims={"role": "member"},
+            extra={"display_name": req.username.title()},
+        )
+
+
+def build_app(database_uri: str, instance_path: str, **config: t.Any) -> flask.Flask:
+    """A small app protected by Flask-ROPC, with tables created."""
+    app = flask.Flask("ropc_test_app", instance_path=instance_path)
+    app.config.update(TESTING=True, ROPC_DATABASE_URI=database_uri, **config)
+    ropc = ROPC(app)
+    validator = Validator()
+    ropc.password_validator(validator)
+    app.extensions["test_validator"] = validator
+
+    @app.get("/api/me")
+    @ropc.require_token("api")
+    def me() -> dict[str, t.Any]:
+        return {
+            "sub": current_token.subject,
+            "client_id": current_token.client_id,
+            "scopes": list(current_token.scopes),
+            "claims": dict(current_token.claims),
+        }
+
+    @app.get("/api/any")
+    @ropc.require_token
+    def any_token() -> dict[str, t.Any]:
+        return {"sub": current_token.subject}
+
+    @app.get("/api/admin")
+    @ropc.require_token("api admin")
+    def admin() -> dict[str, t.Any]:
+        return {"sub": current_token.subject}
+
+    with app.app_context():
+        get_state().store.create_all()
+    return app
+
+
+@pytest.fixture
+def app(database_uri: str, tmp_path: t.Any) -> Iterator[flask.Flask]:
+    """A fresh app with empty tables on the test's database."""
+    application = build_app(database_uri, str(tmp_path / "instance"))
+    yield application
+    state = get_state(application)
+    with application.app_context():
+        tables = state.store.tables
+        tables.clients.metadata.drop_all(state.store.engine)
+    if state.owned_engine is not None:
+        state.owned_engine.dispose()
+
+
+@pytest.fixture
+def http(app: flask.Flask) -> t.Any:
+    """The Flask test client (named so as not to clash with OAuth clients)."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: flask.Flask) -> t.Any:
+    """The Flask CLI runner."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def validator(app: flask.Flask) -> Validator:
+    """The test app's validator, to count calls."""
+    return t.cast(Validator, app.extensions["test_validator"])
+
+
+class OAuthClient(t.NamedTuple):
+    """A registered client's credentials."""
+
+    client_id: str
+    secret: str | None
+
+
+@pytest.fixture
+def make_client(app: flask.Flask) -> t.Callable[..., OAuthClient]:
+    """Register a client: ``make_client(scopes=["api"], auth_method=...)``."""
+
+    def make(name: str = "Test client", **options: t.Any) -> OAuthClient:
+        options.setdefault("scopes", ["api", "profile"])
+        with app.app_context():
+            client, secret = get_state().store.create_client(name, **options)
+        return OAuthClient(client.client_id, secret)
+
+    return make
+
+
+@pytest.fixture
+def oauth_client(make_client: t.Callable[..., OAuthClient]) -> OAuthClient:
+    """A confidential client using HTTP Basic, scopes ``api profile``."""
+    return make_client()
+
+
+def basic_auth(client_id: str, secret: str) -> dict[str, str]:
+    """An Authorization header per RFC 6749 §2.3.1 (form-encode, then base64)."""
+    raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+def password_form(username: str = "ann", **extra: str) -> dict[str, str]:
+    """A password-grant body for a known user."""
+    form = {
+        "grant_type": "password",
+        "username": username,
+        "password": USERS[username][0] if username in USERS else "x",
+    }
+    form.update(extra)
+    return form
+
+
+def count_rows(app: flask.Flask) -> dict[str, int]:
+    """Row counts of our tables, to prove a request wrote nothing."""
+    state = get_state(app)
+    tables = state.store.tables
+    with app.app_context(), state.store.engine.connect() as conn:
+        return {
+            table.name: conn.execute(
+                sa.select(sa.func.count()).select_from(table)
+            ).scalar_one()
+            for table in (tables.clients, tables.access_tokens)
+        }
+
+
+def client_snapshot(app: flask.Flask) -> list[tuple[t.Any, ...]]:
+    """Every client row as stored, to prove a request changed nothing."""
+    state = get_state(app)
+    clients = state.store.tables.clients
+    with app.app_context(), state.store.engine.connect() as conn:
+        rows = conn.execute(sa.select(clients).order_by(clients.c.id)).all()
+    return [tuple(row) for row in rows]
+
+
+class LiveServer(t.NamedTuple):
+    """A real HTTP server on 127.0.0.1 serving an app in a thread."""
+
+    url: str
+    app: flask.Flask
+
+
+@pytest.fixture
+def live_server(app: flask.Flask) -> Iterator[LiveServer]:
+    """Serve ``app`` over real HTTP on a free loopback port."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(f"http://127.0.0.1:{server.server_port}", app)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
