@@ -3,7 +3,8 @@
 Run it with ``python examples/minimal_app.py`` (or ``bash scripts/serve-example``).
 On start it creates its tables in ``instance/ropc.sqlite3`` (next to
 ``examples/``), makes sure an "Example app" client exists, gives it a fresh
-secret and prints a ``curl`` command that gets a token. Set ``PORT`` to use another port than 5000.
+secret and prints a ``curl`` command that gets a token. Set ``PORT`` to use
+another port than 5000.
 """
 
 from __future__ import annotations
