@@ -31,11 +31,13 @@ _UNMATCHABLE_DIGEST = "0" * 64
 
 
 def generate_client_id() -> str:
-    """Return a new random client id (128 bits, URL-safe).
+    """Return a new random client id (128 bits, 32 hex digits).
 
-    Client ids are not secret, but random ones cannot be enumerated.
+    Client ids are not secret, but random ones cannot be enumerated. Hex
+    rather than base64url so that an id never starts with ``-`` and is never
+    mistaken for an option on a command line.
     """
-    return secrets.token_urlsafe(16)
+    return secrets.token_hex(16)
 
 
 def generate_secret() -> str:
