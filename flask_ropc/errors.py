@@ -12,6 +12,7 @@ Two families live here:
     ├── ServerError                500 server_error (a validator raised)
     ├── TemporarilyUnavailableError  503 temporarily_unavailable (database down)
     ├── MethodNotAllowedError      405, the endpoint takes POST only
+    ├── UnsupportedGrantTypeError  400 unsupported_grant_type, fixed text
     ├── InvalidClientAuthError     401 invalid_client with one uniform text
     └── ValidatorError             whatever error a validator chose to return
 
@@ -89,6 +90,16 @@ class MethodNotAllowedError(OAuth2Error):
         headers: list[tuple[str, str]] = super().get_headers()
         headers.append(("Allow", ", ".join(self.allowed)))
         return headers
+
+
+class UnsupportedGrantTypeError(OAuth2Error):
+    """400 ``unsupported_grant_type`` with a fixed description.
+
+    Authlib's version sends no description and would quote the grant type.
+    """
+
+    error = "unsupported_grant_type"
+    description = "This grant type is not supported by this endpoint."
 
 
 class InvalidClientAuthError(OAuth2Error):

@@ -39,6 +39,10 @@ class ROPCAuthorizationServer(AuthorizationServer):
         )
         self.register_client_auth_method("none", client_auth.authenticate_none)
 
+    def grant_types(self) -> list[str]:
+        """The ``grant_type`` values of the registered grants."""
+        return [grant.GRANT_TYPE for grant, _ in self._token_grants]
+
     def query_client(self, client_id: str) -> Client | None:
         """Authlib hook: load a client by id."""
         return self.state.store.get_client(client_id)

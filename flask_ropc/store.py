@@ -112,7 +112,14 @@ class Store:
         return self.require_client(client_id), plain
 
     def get_client(self, client_id: str) -> Client | None:
-        """Return the client with ``client_id``, or ``None``."""
+        """Return the client with ``client_id``, or ``None``.
+
+        An id that no client can have (over 64 characters, or not printable
+        ASCII, e.g. with a NUL byte that PostgreSQL refuses in text) is not
+        looked up at all.
+        """
+        if not _plausible_id(client_id):
+            return None
         clients = self.tables.clients
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -277,6 +284,10 @@ class Store:
         )
         with self.engine.connect() as conn:
             return conn.execute(query).first()
+
+
+def _plausible_id(client_id: str) -> bool:
+    return 0 < len(client_id) <= 64 and client_id.isascii() and client_id.isprintable()
 
 
 def check_imported_secret(secret: str) -> str:

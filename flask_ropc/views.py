@@ -25,6 +25,7 @@ from .errors import InvalidClientAuthError
 from .errors import MethodNotAllowedError
 from .errors import ServerError
 from .errors import TemporarilyUnavailableError
+from .errors import UnsupportedGrantTypeError
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .extension import _State
@@ -109,27 +110,25 @@ def check_token_request(
         raise InvalidRequestError(
             "The body must be application/x-www-form-urlencoded (RFC 6749 3.2)."
         )
-    limit = state.settings.max_body_size
-    if request.content_length is not None and request.content_length > limit:
-        raise InvalidRequestError("The request body is too large.")
     if any(name in BODY_ONLY_PARAMETERS for name in request.args):
         raise InvalidRequestError(
             "OAuth parameters must be sent in the request body, "
             "not in the query string."
         )
-    # Werkzeug enforces this cap while parsing a body of unknown length.
-    request.max_content_length = limit
-    try:
-        form = request.form
-    except RequestEntityTooLarge:
-        raise InvalidRequestError("The request body is too large.") from None
+    form = _read_form(request, state.settings.max_body_size)
     for name in form:
         if len(form.getlist(name)) > 1:
             raise InvalidRequestError(
                 f"The '{_printable(name)}' parameter is repeated (RFC 6749 3.2)."
             )
-    if not form.get("grant_type"):
+    grant_type = form.get("grant_type")
+    if not grant_type:
         raise InvalidRequestError("Missing 'grant_type' in request.")
+    if grant_type not in state.server.grant_types():
+        # Authlib's own error echoes the grant type, which may hold
+        # characters an error_description must not; and it sends no
+        # description at all.
+        raise UnsupportedGrantTypeError()
     basic = parse_basic_authorization(request.headers.get("Authorization"))
     if basic is not None:
         # RFC 6749 §2.3: a client MUST NOT use more than one authentication
@@ -140,6 +139,29 @@ def check_token_request(
             raise InvalidRequestError(
                 "The client used more than one authentication method."
             )
+
+
+def _read_form(request: flask.Request, limit: int) -> t.Any:
+    """Parse the form body, refusing one over ``limit`` bytes or not UTF-8.
+
+    Werkzeug's ``max_content_length`` silently truncates a chunked body of
+    unknown length, which would drop parameters after the cut; so the body is
+    read in full (up to one byte past the limit) and measured first.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise InvalidRequestError("The request body is too large.")
+    request.max_content_length = limit + 1
+    try:
+        data = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise InvalidRequestError("The request body is too large.") from None
+    if len(data) > limit:
+        raise InvalidRequestError("The request body is too large.")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequestError("The request body is not valid UTF-8.") from None
+    return request.form
 
 
 def _printable(name: str) -> str:
