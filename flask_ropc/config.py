@@ -31,6 +31,20 @@ DEFAULTS: dict[str, t.Any] = {
     "ROPC_MAX_PASSWORD_LENGTH": 1024,
     # Largest request body the endpoints parse, in bytes.
     "ROPC_MAX_BODY_SIZE": 16 * 1024,
+    # "jwt" (RFC 9068, signed) or "reference" (opaque); clients may override.
+    "ROPC_ACCESS_TOKEN_FORMAT": "jwt",
+    # The "iss" of our tokens and discovery document. None means the request's
+    # own base URL (with a warning at start-up: set it in production).
+    "ROPC_ISSUER": None,
+    # The default JWT "aud"; None means the issuer. Clients may override.
+    "ROPC_AUDIENCE": None,
+    # Private signing keys (PEM text or JWK), the first signs. None means keys
+    # kept in the database and managed with `flask ropc keys`.
+    "ROPC_SIGNING_KEYS": None,
+    # Algorithm of keys we generate: ES256, RS256 or EdDSA.
+    "ROPC_SIGNING_ALG": "ES256",
+    # Cache-Control max-age of the JWKS and discovery documents, in seconds.
+    "ROPC_JWKS_MAX_AGE": 300,
 }
 
 
@@ -48,6 +62,12 @@ class Settings:
     max_username_length: int
     max_password_length: int
     max_body_size: int
+    access_token_format: str
+    issuer: str | None
+    audience: str | None
+    signing_keys: tuple[t.Any, ...]
+    signing_alg: str
+    jwks_max_age: int
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> Settings:
@@ -71,6 +91,16 @@ class Settings:
             max_username_length=_positive_int(config, "ROPC_MAX_USERNAME_LENGTH"),
             max_password_length=_positive_int(config, "ROPC_MAX_PASSWORD_LENGTH"),
             max_body_size=_positive_int(config, "ROPC_MAX_BODY_SIZE"),
+            access_token_format=_choice(
+                config, "ROPC_ACCESS_TOKEN_FORMAT", ("jwt", "reference")
+            ),
+            issuer=_issuer(config),
+            audience=_optional_str(config, "ROPC_AUDIENCE"),
+            signing_keys=_signing_keys(config),
+            signing_alg=_choice(
+                config, "ROPC_SIGNING_ALG", ("ES256", "RS256", "EdDSA")
+            ),
+            jwks_max_age=_positive_int(config, "ROPC_JWKS_MAX_AGE"),
         )
 
 
@@ -80,3 +110,46 @@ def _positive_int(config: t.Mapping[str, t.Any], key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigurationError(f"{key} must be a positive integer, got {value!r}")
     return value
+
+
+def _choice(config: t.Mapping[str, t.Any], key: str, choices: tuple[str, ...]) -> str:
+    value = config[key]
+    if value not in choices:
+        raise ConfigurationError(
+            f"{key} must be one of {', '.join(choices)}, got {value!r}"
+        )
+    return t.cast(str, value)
+
+
+def _optional_str(config: t.Mapping[str, t.Any], key: str) -> str | None:
+    value: str | None = config[key]
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigurationError(f"{key} must be a non-empty string or None")
+    return value
+
+
+def _issuer(config: t.Mapping[str, t.Any]) -> str | None:
+    issuer = _optional_str(config, "ROPC_ISSUER")
+    if issuer is None:
+        return None
+    # RFC 8414 §2: an https URL without query or fragment.
+    if not issuer.startswith(("https://", "http://")) or "?" in issuer or "#" in issuer:
+        raise ConfigurationError(
+            "ROPC_ISSUER must be an https:// URL without query or fragment"
+        )
+    return issuer.rstrip("/")
+
+
+def _signing_keys(config: t.Mapping[str, t.Any]) -> tuple[t.Any, ...]:
+    value = config["ROPC_SIGNING_KEYS"]
+    if value is None:
+        return ()
+    if isinstance(value, str | dict):
+        value = [value]
+    if not isinstance(value, list | tuple) or not value:
+        raise ConfigurationError(
+            "ROPC_SIGNING_KEYS must be a PEM string, a JWK, or a list of them"
+        )
+    from .keys import import_signing_key
+
+    return tuple(import_signing_key(item) for item in value)

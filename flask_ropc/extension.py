@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -15,14 +16,21 @@ import sqlalchemy as sa
 from .config import DEFAULTS
 from .config import Settings
 from .errors import ConfigurationError
+from .jwt_tokens import issue_jwt
+from .keys import ConfigKeyRing
+from .keys import DatabaseKeyRing
+from .keys import KeyRing
+from .models import Client
 from .models import tables_for
 from .resource import BearerProtector
 from .server import ROPCAuthorizationServer
 from .server import build_server
 from .store import Clock
 from .store import Store
-from .tokens import OpaqueTokenFormat
+from .tokens import AccessToken
 from .tokens import TokenFormat
+from .tokens import issue_reference
+from .tokens import load_access_token
 from .validation import GrantResult
 from .validation import PasswordRequest
 from .validation import normalise_result
@@ -52,10 +60,43 @@ class _State:
     extension: ROPC
     settings: Settings
     store: Store
-    token_format: TokenFormat
+    keyring: KeyRing
     server: ROPCAuthorizationServer = dataclasses.field(init=False)
     #: The engine we created ourselves (embedded database), to dispose of.
     owned_engine: sa.Engine | None = None
+
+    def issuer(self) -> str:
+        """``ROPC_ISSUER``, else the current request's base URL.
+
+        IdentityServer does the same; the discovery document, the tokens'
+        ``iss`` and their validation all call this, so they always agree.
+        """
+        if self.settings.issuer is not None:
+            return self.settings.issuer
+        return flask.request.url_root.rstrip("/")
+
+    def audience_for(self, client: Client | None) -> str:
+        """The ``aud`` for ``client``'s tokens: its own, else the app's."""
+        if client is not None and client.audience:
+            return client.audience
+        return self.settings.audience or self.issuer()
+
+    def token_format_for(self, client: Client) -> TokenFormat:
+        """How ``client``'s access tokens are issued."""
+        name = client.access_token_format or self.settings.access_token_format
+        if name == "reference":
+            return issue_reference
+        return functools.partial(issue_jwt, keyring=self.keyring)
+
+    def load_token(self, value: str, audience: str | None = None) -> AccessToken | None:
+        """The live access token for ``value`` (either format), or ``None``."""
+        return load_access_token(
+            value,
+            self.store,
+            self.keyring,
+            issuer=self.issuer(),
+            audience=audience or self.audience_for(None),
+        )
 
     def run_validator(self, request: PasswordRequest) -> GrantResult:
         """Call the app's validator and normalise what it returns."""
@@ -122,13 +163,24 @@ class ROPC:
         settings = Settings.from_config(app.config)
         tables, get_engine, owned = self._database(app, settings)
         store = Store(tables, get_engine, self._clock)
+        keyring: KeyRing
+        if settings.signing_keys:
+            keyring = ConfigKeyRing(settings.signing_keys)
+        else:
+            keyring = DatabaseKeyRing(store, settings.signing_alg)
         state = _State(
             extension=self,
             settings=settings,
             store=store,
-            token_format=OpaqueTokenFormat(store),
+            keyring=keyring,
             owned_engine=owned,
         )
+        if settings.issuer is None:
+            log.warning(
+                "ROPC_ISSUER is not set: tokens name the request's own base "
+                "URL as issuer. Set ROPC_ISSUER to your public HTTPS URL in "
+                "production, so that the issuer cannot vary with the Host header."
+            )
         state.server = build_server(state)
         app.extensions[_EXTENSION_KEY] = state
 

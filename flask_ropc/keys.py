@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 import typing as t
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -252,11 +253,11 @@ class DatabaseKeyRing:
             if row.status == ACTIVE:
                 signer = key  # rows come oldest first: the newest active wins
         self._keys, self._signer = keys, signer
-        self._loaded_at = self._store.clock_time()
+        self._loaded_at = time.monotonic()
 
     def _refresh_if_older_than(self, seconds: float) -> None:
         with self._lock:
-            if self._store.clock_time() - self._loaded_at >= seconds:
+            if time.monotonic() - self._loaded_at >= seconds:
                 self._load()
 
     def signing_key(self) -> SigningKey:

@@ -22,6 +22,9 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 #: Grant types a client can be allowed.
 GRANT_TYPES = ("password",)
 
+#: Access token formats: signed RFC 9068 JWTs, or opaque reference tokens.
+TOKEN_FORMATS = ("jwt", "reference")
+
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 _BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -32,6 +35,11 @@ class Tables:
 
     clients: sa.Table
     access_tokens: sa.Table
+    signing_keys: sa.Table
+
+    def all(self) -> list[sa.Table]:
+        """Every table, in creation order (referenced tables first)."""
+        return [self.clients, self.access_tokens, self.signing_keys]
 
 
 def tables_for(metadata: sa.MetaData) -> Tables:
@@ -64,6 +72,12 @@ def _define(metadata: sa.MetaData) -> Tables:
         # NULL means the app's ROPC_ACCESS_TOKEN_LIFETIME.
         sa.Column("access_token_lifetime", sa.Integer, nullable=True),
         sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+        # "jwt" or "reference"; NULL means the app's ROPC_ACCESS_TOKEN_FORMAT.
+        sa.Column("access_token_format", sa.String(16), nullable=True),
+        # The JWT "aud"; NULL means the app's ROPC_AUDIENCE.
+        sa.Column("audience", sa.String(255), nullable=True),
+        # May introspect every client's tokens, not just its own (RFC 7662).
+        sa.Column("is_resource_server", sa.Boolean, nullable=False, default=False),
         # Unix seconds: portable across SQLite and PostgreSQL, no time zones.
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("last_used_at", sa.BigInteger, nullable=True),
@@ -89,8 +103,16 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("issued_at", sa.BigInteger, nullable=False),
         sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
         sa.Column("revoked_at", sa.BigInteger, nullable=True),
+        # The signing key of a JWT, so that retiring a key stops its tokens.
+        sa.Column("kid", sa.String(64), nullable=True),
     )
-    return Tables(clients=clients, access_tokens=access_tokens)
+    from .keys import signing_keys_table
+
+    return Tables(
+        clients=clients,
+        access_tokens=access_tokens,
+        signing_keys=signing_keys_table(metadata),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +138,12 @@ class Client:
     access_token_lifetime: int | None
     #: Disabled clients fail authentication.
     enabled: bool
+    #: ``"jwt"``, ``"reference"``, or ``None`` for the app default.
+    access_token_format: str | None
+    #: The JWT audience, or ``None`` for the app default.
+    audience: str | None
+    #: Whether it may introspect other clients' tokens.
+    is_resource_server: bool
     #: Unix time of creation.
     created_at: int
     #: Unix time of the last token issued, or ``None``.
@@ -134,6 +162,9 @@ class Client:
             grant_types=tuple(row.grant_types.split()),
             access_token_lifetime=row.access_token_lifetime,
             enabled=bool(row.enabled),
+            access_token_format=row.access_token_format,
+            audience=row.audience,
+            is_resource_server=bool(row.is_resource_server),
             created_at=row.created_at,
             last_used_at=row.last_used_at,
             secret_digest=row.secret_digest,

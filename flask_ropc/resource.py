@@ -98,8 +98,7 @@ class _BearerValidator(TokenValidator):
 
         if not _B64TOKEN.fullmatch(token_string):
             return None
-        token: AccessToken | None = get_state().token_format.load(token_string)
-        return token
+        return get_state().load_token(token_string)
 
     def validate_token(
         self,

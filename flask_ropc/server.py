@@ -76,6 +76,7 @@ class ROPCAuthorizationServer(AuthorizationServer):
         scopes: tuple[str, ...],
         claims: Mapping[str, t.Any],
         grant_type: str,
+        auth_time: int | None = None,
     ) -> dict[str, t.Any]:
         """Create, store and describe a new access token.
 
@@ -93,8 +94,11 @@ class ROPCAuthorizationServer(AuthorizationServer):
             grant_type=grant_type,
             issued_at=now,
             expires_at=now + lifetime,
+            issuer=state.issuer(),
+            audience=state.audience_for(client),
+            auth_time=now if auth_time is None else auth_time,
         )
-        issued = state.token_format.issue(grant)
+        issued = state.token_format_for(client)(grant)
         state.store.save_access_token(
             token_digest=issued.digest,
             client_id=client.client_id,
@@ -104,6 +108,7 @@ class ROPCAuthorizationServer(AuthorizationServer):
             claims=claims,
             issued_at=now,
             expires_at=now + lifetime,
+            kid=issued.kid,
         )
         body: dict[str, t.Any] = {
             "access_token": issued.value,

@@ -19,6 +19,7 @@ from . import hashing
 from .errors import ClientNotFoundError
 from .models import AUTH_METHODS
 from .models import GRANT_TYPES
+from .models import TOKEN_FORMATS
 from .models import Client
 from .models import Tables
 
@@ -54,9 +55,7 @@ class Store:
     def create_all(self) -> None:
         """Create any of our tables that do not exist yet; keeps existing rows."""
         metadata = self.tables.clients.metadata
-        metadata.create_all(
-            self.engine, tables=[self.tables.clients, self.tables.access_tokens]
-        )
+        metadata.create_all(self.engine, tables=self.tables.all())
 
     # -- clients ------------------------------------------------------------
 
@@ -68,6 +67,9 @@ class Store:
         grant_types: Iterable[str] = ("password",),
         auth_method: str = "client_secret_basic",
         access_token_lifetime: int | None = None,
+        access_token_format: str | None = None,
+        audience: str | None = None,
+        is_resource_server: bool = False,
         secret: str | None = None,
     ) -> tuple[Client, str | None]:
         """Register a client and return it with its secret.
@@ -86,6 +88,8 @@ class Store:
         if auth_method not in AUTH_METHODS:
             raise ValueError(f"unknown token endpoint auth method {auth_method!r}")
         _check_lifetime(access_token_lifetime)
+        _check_format(access_token_format)
+        audience = _check_audience(audience)
         if auth_method == "none":
             if secret is not None:
                 raise ValueError("a public client has no secret to import")
@@ -105,6 +109,9 @@ class Store:
                     scopes=scope_text,
                     grant_types=grant_text,
                     access_token_lifetime=access_token_lifetime,
+                    access_token_format=access_token_format,
+                    audience=audience,
+                    is_resource_server=is_resource_server,
                     enabled=True,
                     created_at=self.now(),
                 )
@@ -153,12 +160,18 @@ class Store:
         grant_types: Iterable[str] | None = None,
         access_token_lifetime: int | None = None,
         reset_access_token_lifetime: bool = False,
+        access_token_format: str | None = None,
+        reset_access_token_format: bool = False,
+        audience: str | None = None,
+        reset_audience: bool = False,
+        is_resource_server: bool | None = None,
         enabled: bool | None = None,
     ) -> Client:
         """Change the given settings of a client; ``None`` leaves one as is.
 
         :param reset_access_token_lifetime: go back to the app's default
-            lifetime.
+            lifetime; ``reset_access_token_format`` and ``reset_audience``
+            likewise.
         :raises ClientNotFoundError: no such client.
         :raises ValueError: for an invalid value; nothing is changed then.
         """
@@ -174,6 +187,17 @@ class Store:
         elif access_token_lifetime is not None:
             _check_lifetime(access_token_lifetime)
             values["access_token_lifetime"] = access_token_lifetime
+        if reset_access_token_format:
+            values["access_token_format"] = None
+        elif access_token_format is not None:
+            _check_format(access_token_format)
+            values["access_token_format"] = access_token_format
+        if reset_audience:
+            values["audience"] = None
+        elif audience is not None:
+            values["audience"] = _check_audience(audience)
+        if is_resource_server is not None:
+            values["is_resource_server"] = is_resource_server
         if enabled is not None:
             values["enabled"] = enabled
         self._update(client_id, values)
@@ -245,6 +269,7 @@ class Store:
         claims: t.Mapping[str, t.Any],
         issued_at: int,
         expires_at: int,
+        kid: str | None = None,
     ) -> None:
         """Store an issued access token and mark its client as used.
 
@@ -262,6 +287,7 @@ class Store:
                     claims=json.dumps(claims, separators=(",", ":")),
                     issued_at=issued_at,
                     expires_at=expires_at,
+                    kid=kid,
                 )
             )
             conn.execute(
@@ -273,17 +299,92 @@ class Store:
     def find_access_token(self, token_digest: str) -> t.Any | None:
         """Return the stored row for a token digest, or ``None``.
 
-        The row carries the client's ``enabled`` flag as ``client_enabled``
-        so that disabling a client stops its tokens at once.
+        The row also carries the client's ``enabled`` flag as
+        ``client_enabled`` and the signing key's state as ``key_status``
+        (``None`` for reference tokens and configured keys), so that
+        disabling a client or retiring a key stops its tokens at once.
         """
-        tokens, clients = self.tables.access_tokens, self.tables.clients
+        tokens, clients, keys = (
+            self.tables.access_tokens,
+            self.tables.clients,
+            self.tables.signing_keys,
+        )
         query = (
-            sa.select(tokens, clients.c.enabled.label("client_enabled"))
+            sa.select(
+                tokens,
+                clients.c.enabled.label("client_enabled"),
+                keys.c.status.label("key_status"),
+            )
             .join(clients, clients.c.client_id == tokens.c.client_id)
+            .outerjoin(keys, keys.c.kid == tokens.c.kid)
             .where(tokens.c.token_digest == token_digest)
         )
         with self.engine.connect() as conn:
             return conn.execute(query).first()
+
+    def revoke_access_token(self, token_digest: str) -> None:
+        """Mark an access token revoked (idempotent)."""
+        tokens = self.tables.access_tokens
+        with self.engine.begin() as conn:
+            conn.execute(
+                tokens.update()
+                .where(tokens.c.token_digest == token_digest)
+                .where(tokens.c.revoked_at.is_(None))
+                .values(revoked_at=self.now())
+            )
+
+    # -- signing keys ---------------------------------------------------------
+
+    def list_signing_keys(self) -> list[t.Any]:
+        """Every stored signing key row, oldest first."""
+        keys = self.tables.signing_keys
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(keys).order_by(keys.c.id)).all())
+
+    def add_signing_key(self, key: t.Any, alg: str, status: str) -> t.Any:
+        """Store a new private key (a joserfc key) in ``status``; return its row."""
+        keys = self.tables.signing_keys
+        kid = key.kid or key.thumbprint()
+        with self.engine.begin() as conn:
+            conn.execute(
+                keys.insert().values(
+                    kid=kid,
+                    alg=alg,
+                    private_jwk=json.dumps(key.as_dict(private=True, kid=kid)),
+                    status=status,
+                    created_at=self.now(),
+                )
+            )
+            return conn.execute(sa.select(keys).where(keys.c.kid == kid)).one()
+
+    def set_signing_key_status(
+        self,
+        kid: str,
+        status: str,
+        *,
+        publish_until: int | None = None,
+        conn: sa.Connection | None = None,
+    ) -> bool:
+        """Move a key to ``status``; ``False`` if no key has that ``kid``."""
+        keys = self.tables.signing_keys
+        statement = (
+            keys.update()
+            .where(keys.c.kid == kid)
+            .values(status=status, publish_until=publish_until)
+        )
+        if conn is not None:
+            return conn.execute(statement).rowcount == 1
+        with self.engine.begin() as own:
+            return own.execute(statement).rowcount == 1
+
+    def longest_access_token_lifetime(self, default: int) -> int:
+        """The longest lifetime any client's access tokens can have."""
+        clients = self.tables.clients
+        with self.engine.connect() as conn:
+            longest = conn.execute(
+                sa.select(sa.func.max(clients.c.access_token_lifetime))
+            ).scalar()
+        return max(default, longest or 0)
 
 
 def _plausible_id(client_id: str) -> bool:
@@ -332,6 +433,23 @@ def _grant_text(grant_types: Iterable[str]) -> str:
             f"unknown grant type {unknown[0]!r}; choose from {', '.join(GRANT_TYPES)}"
         )
     return " ".join(chosen)
+
+
+def _check_format(token_format: str | None) -> None:
+    if token_format is not None and token_format not in TOKEN_FORMATS:
+        raise ValueError(
+            f"unknown access token format {token_format!r}; choose from "
+            + ", ".join(TOKEN_FORMATS)
+        )
+
+
+def _check_audience(audience: str | None) -> str | None:
+    if audience is None:
+        return None
+    audience = audience.strip()
+    if not audience or len(audience) > 255 or not audience.isprintable():
+        raise ValueError("an audience must be 1 to 255 printable characters")
+    return audience
 
 
 def _check_lifetime(lifetime: int | None) -> None:

@@ -1,10 +1,10 @@
 """Access tokens: what ``current_token`` is, and the pluggable token formats.
 
-A :class:`TokenFormat` turns a grant into the string handed to the client
-(:meth:`~TokenFormat.issue`) and a presented string back into an
-:class:`AccessToken` (:meth:`~TokenFormat.load`). Every format stores a row
-per token keyed by a digest, so that revocation, per-user sign-out and a
-disabled client take effect at once whatever the format.
+A :class:`TokenFormat` turns a grant into the string handed to the client;
+:func:`load_access_token` turns a presented string back into an
+:class:`AccessToken`. Every format stores a row per token keyed by the
+SHA-256 digest of the token string, so that revocation, per-user sign-out and
+a disabled client take effect at once whatever the format.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from . import hashing
 
 if t.TYPE_CHECKING:  # pragma: no cover
+    from .keys import KeyRing
     from .store import Store
 
 
@@ -57,6 +58,12 @@ class TokenGrant:
     grant_type: str
     issued_at: int
     expires_at: int
+    #: The ``iss`` of the token.
+    issuer: str
+    #: The ``aud`` of the token.
+    audience: str
+    #: When the user typed the password (Unix time), if known.
+    auth_time: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,51 +74,70 @@ class IssuedToken:
     value: str = dataclasses.field(repr=False)
     #: The digest under which the token's row is stored.
     digest: str
+    #: The signing key's id, for JWTs.
+    kid: str | None = None
 
 
 class TokenFormat(t.Protocol):
-    """How access tokens are represented; see :class:`OpaqueTokenFormat`."""
+    """How access tokens are represented: ``reference`` or ``jwt``."""
 
-    #: The format's name, as used in configuration.
-    name: t.ClassVar[str]
-
-    def issue(self, grant: TokenGrant) -> IssuedToken:
+    def __call__(self, grant: TokenGrant) -> IssuedToken:
         """Create the token string for ``grant`` (storing is the caller's)."""
 
-    def load(self, value: str) -> AccessToken | None:
-        """Return the live token for ``value``, or ``None`` if it is unknown,
-        malformed, expired, revoked, or its client is disabled."""
 
-
-class OpaqueTokenFormat:
-    """Random bearer strings (256 bits) looked up by their SHA-256 digest.
+def issue_reference(grant: TokenGrant) -> IssuedToken:
+    """An opaque bearer string (256 bits), looked up by its SHA-256 digest.
 
     IdentityServer calls these reference tokens: an API can only check them
-    by asking us, so revocation is immediate everywhere.
+    by asking us (introspection), so revocation is immediate everywhere.
     """
+    value = hashing.generate_token()
+    return IssuedToken(value=value, digest=hashing.digest(value))
 
-    name: t.ClassVar[str] = "reference"
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+def looks_like_jwt(value: str) -> bool:
+    """Whether ``value`` has the three-part shape of a compact JWS.
 
-    def issue(self, grant: TokenGrant) -> IssuedToken:
-        """Draw a new random token."""
-        value = hashing.generate_token()
-        return IssuedToken(value=value, digest=hashing.digest(value))
+    Reference tokens are base64url without dots, so the shapes never overlap.
+    """
+    return value.count(".") == 2
 
-    def load(self, value: str) -> AccessToken | None:
-        """Look the token up by digest and check that it is still live."""
-        row = self._store.find_access_token(hashing.digest(value))
-        if row is None or not row.client_enabled or row.revoked_at is not None:
+
+def load_access_token(
+    value: str,
+    store: Store,
+    keyring: KeyRing,
+    *,
+    issuer: str,
+    audience: str,
+) -> AccessToken | None:
+    """Return the live access token for ``value``, or ``None``.
+
+    A JWT must first verify (signature by a published key, ``typ``, ``iss``,
+    ``aud``, lifetimes: see :func:`~flask_ropc.jwt_tokens.verify_jwt`). Then,
+    for either format, the stored row must exist, not be revoked or expired,
+    belong to an enabled client, and (for JWTs) not be signed by a retired
+    key. Every check reads the database, so revocation, a disabled client and
+    a retired key take effect at once on every instance.
+    """
+    from .jwt_tokens import verify_jwt
+    from .keys import RETIRED
+
+    now = store.now()
+    if looks_like_jwt(value):
+        claims = verify_jwt(value, keyring, issuer=issuer, audience=audience, now=now)
+        if claims is None:
             return None
-        if row.expires_at <= self._store.now():
-            return None
-        return AccessToken(
-            subject=row.subject,
-            client_id=row.client_id,
-            scopes=tuple(row.scope.split()),
-            claims=json.loads(row.claims),
-            issued_at=row.issued_at,
-            expires_at=row.expires_at,
-        )
+    row = store.find_access_token(hashing.digest(value))
+    if row is None or not row.client_enabled or row.revoked_at is not None:
+        return None
+    if row.expires_at <= now or row.key_status == RETIRED:
+        return None
+    return AccessToken(
+        subject=row.subject,
+        client_id=row.client_id,
+        scopes=tuple(row.scope.split()),
+        claims=json.loads(row.claims),
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+    )

@@ -186,13 +186,12 @@ def test_access_token_is_stored_only_as_its_sha256_digest(
     assert not any(token in value for value in stored)
 
 
-def test_access_tokens_are_long_random_and_distinct(
-    app: flask.Flask, http: t.Any, oauth_client: t.Any
+def test_reference_tokens_are_long_random_and_distinct(
+    app: flask.Flask, http: t.Any, make_client: t.Any
 ) -> None:
     """256 bits of url-safe base64 is at least 43 characters."""
-    tokens = [
-        post_token(http, oauth_client).get_json()["access_token"] for _ in range(3)
-    ]
+    client = make_client(access_token_format="reference")
+    tokens = [post_token(http, client).get_json()["access_token"] for _ in range(3)]
 
     for token in tokens:
         assert re.fullmatch(r"[A-Za-z0-9_-]{43,}", token), token

@@ -1,0 +1,127 @@
+"""RFC 9068 JWT access tokens, signed and checked with joserfc.
+
+Authlib 1.9's ``JWTBearerTokenGenerator`` and ``JWTBearerTokenValidator``
+call joserfc without ``algorithms=``, so only joserfc's "recommended"
+algorithms work through them (EdDSA fails at issuance), their validator
+accepts a token with no ``typ`` header, they know nothing of per-client
+lifetimes or audiences, and they cannot pick a key by ``kid`` from a rotating
+key set. So we call joserfc directly, always with an explicit list of our
+asymmetric algorithms: never HS256, never ``none``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import typing as t
+from collections.abc import Mapping
+
+from joserfc import jws
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwt import JWTClaimsRegistry
+
+from . import hashing
+from .errors import ConfigurationError
+from .keys import SUPPORTED_ALGORITHMS
+from .keys import KeyRing
+from .tokens import IssuedToken
+from .tokens import TokenGrant
+
+#: The JWT header ``typ`` of access tokens (RFC 9068 §2.1); the media-type
+#: form is accepted on input too (§4).
+ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
+
+#: Claims we set ourselves; a validator's ``claims`` may not use these names.
+REGISTERED_CLAIMS = frozenset(
+    {
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "client_id",
+        "scope",
+        "auth_time",
+        "acr",
+        "amr",
+        "cnf",
+        "typ",
+    }
+)
+
+
+def issue_jwt(grant: TokenGrant, keyring: KeyRing) -> IssuedToken:
+    """Sign an RFC 9068 access token for ``grant`` with the active key.
+
+    :raises ConfigurationError: the validator's claims reuse a registered
+        claim name; a silently overwritten ``sub`` or ``scope`` would be a
+        wrong token, so this fails loudly instead.
+    """
+    clash = sorted(set(grant.claims) & REGISTERED_CLAIMS)
+    if clash:
+        raise ConfigurationError(
+            "the password validator's claims may not overwrite registered JWT "
+            f"claims: {', '.join(clash)}; rename them"
+        )
+    key = keyring.signing_key()
+    claims: dict[str, t.Any] = dict(grant.claims)
+    claims.update(
+        iss=grant.issuer,
+        sub=grant.subject,
+        aud=grant.audience,
+        exp=grant.expires_at,
+        iat=grant.issued_at,
+        jti=secrets.token_urlsafe(16),
+        client_id=grant.client_id,
+        scope=" ".join(grant.scopes),
+    )
+    if grant.auth_time is not None:
+        claims["auth_time"] = grant.auth_time
+    header = {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}
+    value = jwt.encode(header, claims, key.key, algorithms=[key.alg])
+    return IssuedToken(value=value, digest=hashing.digest(value), kid=key.kid)
+
+
+def verify_jwt(
+    value: str, keyring: KeyRing, *, issuer: str, audience: str, now: int
+) -> Mapping[str, t.Any] | None:
+    """Return the claims of a valid access token, or ``None``.
+
+    Checks, in order: compact JWS syntax; ``typ`` is ``at+jwt``; the ``kid``
+    is one of our published keys and ``alg`` is that key's algorithm (no
+    algorithm confusion, no ``none``, no HS256 signed with a public key); the
+    signature; then ``iss``, ``aud``, ``exp``, ``nbf``, ``iat`` and the
+    claims RFC 9068 §2.2 makes mandatory.
+    """
+    try:
+        header = jws.extract_compact(value.encode("ascii")).headers()
+    except (JoseError, ValueError, UnicodeError):
+        return None
+    if header.get("typ") not in ACCESS_TOKEN_TYPES:
+        return None
+    kid, alg = header.get("kid"), header.get("alg")
+    if not isinstance(kid, str) or alg not in SUPPORTED_ALGORITHMS:
+        return None
+    key = keyring.key_for(kid)
+    if key is None or key.alg != alg:
+        return None
+    try:
+        token = jwt.decode(value, key.key, algorithms=[key.alg])
+        registry = JWTClaimsRegistry(
+            now=now,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": audience},
+            exp={"essential": True},
+            iat={"essential": True},
+            sub={"essential": True},
+            jti={"essential": True},
+            client_id={"essential": True},
+        )
+        registry.validate(token.claims)
+    except (JoseError, ValueError, TypeError):
+        return None
+    if token.claims["iat"] > now:
+        return None
+    return token.claims
