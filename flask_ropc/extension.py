@@ -88,14 +88,22 @@ class _State:
             return issue_reference
         return functools.partial(issue_jwt, keyring=self.keyring)
 
-    def load_token(self, value: str, audience: str | None = None) -> AccessToken | None:
-        """The live access token for ``value`` (either format), or ``None``."""
+    def load_token(
+        self, value: str, *, check_audience: bool = True
+    ) -> AccessToken | None:
+        """The live access token for ``value`` (either format), or ``None``.
+
+        JWTs must carry the app's default audience unless ``check_audience``
+        is false (introspection reports the audience instead).
+        """
+        default_audience = self.audience_for(None)
         return load_access_token(
             value,
             self.store,
             self.keyring,
             issuer=self.issuer(),
-            audience=audience or self.audience_for(None),
+            audience=default_audience if check_audience else None,
+            default_audience=default_audience,
         )
 
     def run_validator(self, request: PasswordRequest) -> GrantResult:
@@ -186,8 +194,10 @@ class ROPC:
 
         from .cli import ropc_cli
         from .views import create_blueprint
+        from .views import create_discovery_blueprint
 
         app.register_blueprint(create_blueprint(settings.url_prefix))
+        app.register_blueprint(create_discovery_blueprint())
         app.cli.add_command(ropc_cli)
 
     def _database(

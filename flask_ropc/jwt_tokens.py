@@ -85,7 +85,7 @@ def issue_jwt(grant: TokenGrant, keyring: KeyRing) -> IssuedToken:
 
 
 def verify_jwt(
-    value: str, keyring: KeyRing, *, issuer: str, audience: str, now: int
+    value: str, keyring: KeyRing, *, issuer: str, audience: str | None, now: int
 ) -> Mapping[str, t.Any] | None:
     """Return the claims of a valid access token, or ``None``.
 
@@ -93,7 +93,8 @@ def verify_jwt(
     is one of our published keys and ``alg`` is that key's algorithm (no
     algorithm confusion, no ``none``, no HS256 signed with a public key); the
     signature; then ``iss``, ``aud``, ``exp``, ``nbf``, ``iat`` and the
-    claims RFC 9068 §2.2 makes mandatory.
+    claims RFC 9068 §2.2 makes mandatory. ``audience=None`` requires an
+    ``aud`` but accepts any value.
     """
     try:
         header = jws.extract_compact(value.encode("ascii")).headers()
@@ -112,7 +113,11 @@ def verify_jwt(
         registry = JWTClaimsRegistry(
             now=now,
             iss={"essential": True, "value": issuer},
-            aud={"essential": True, "value": audience},
+            aud=(
+                {"essential": True}
+                if audience is None
+                else {"essential": True, "value": audience}
+            ),
             exp={"essential": True},
             iat={"essential": True},
             sub={"essential": True},

@@ -122,8 +122,12 @@ class ROPCAuthorizationServer(AuthorizationServer):
 
 def build_server(state: _State) -> ROPCAuthorizationServer:
     """Create the authorization server for one app, with our grants."""
+    from .endpoints import TokenIntrospection
+    from .endpoints import TokenRevocation
     from .grants import PasswordGrant
 
     server = ROPCAuthorizationServer(state)
     server.register_grant(PasswordGrant)
+    server.register_endpoint(TokenIntrospection)
+    server.register_endpoint(TokenRevocation)
     return server

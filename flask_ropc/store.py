@@ -144,6 +144,13 @@ class Store:
             raise ClientNotFoundError(client_id)
         return client
 
+    def all_scopes(self) -> list[str]:
+        """Every scope some client may request, sorted (for discovery)."""
+        clients = self.tables.clients
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(clients.c.scopes).distinct()).scalars()
+            return sorted({scope for text in rows for scope in text.split()})
+
     def list_clients(self) -> list[Client]:
         """All clients, oldest first."""
         clients = self.tables.clients
@@ -313,6 +320,7 @@ class Store:
             sa.select(
                 tokens,
                 clients.c.enabled.label("client_enabled"),
+                clients.c.audience.label("client_audience"),
                 keys.c.status.label("key_status"),
             )
             .join(clients, clients.c.client_id == tokens.c.client_id)

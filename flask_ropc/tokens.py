@@ -41,6 +41,8 @@ class AccessToken:
     issued_at: int
     #: Unix time of expiry.
     expires_at: int
+    #: The audience (``aud``) the token was issued for.
+    audience: str = ""
 
     def has_scope(self, scope: str) -> bool:
         """Whether ``scope`` was granted."""
@@ -109,7 +111,8 @@ def load_access_token(
     keyring: KeyRing,
     *,
     issuer: str,
-    audience: str,
+    audience: str | None,
+    default_audience: str,
 ) -> AccessToken | None:
     """Return the live access token for ``value``, or ``None``.
 
@@ -119,11 +122,17 @@ def load_access_token(
     belong to an enabled client, and (for JWTs) not be signed by a retired
     key. Every check reads the database, so revocation, a disabled client and
     a retired key take effect at once on every instance.
+
+    :param audience: the ``aud`` a JWT must carry; ``None`` accepts any
+        (introspection reports it instead of judging it).
+    :param default_audience: the audience of reference tokens whose client
+        has none of its own.
     """
     from .jwt_tokens import verify_jwt
     from .keys import RETIRED
 
     now = store.now()
+    claims = None
     if looks_like_jwt(value):
         claims = verify_jwt(value, keyring, issuer=issuer, audience=audience, now=now)
         if claims is None:
@@ -140,4 +149,7 @@ def load_access_token(
         claims=json.loads(row.claims),
         issued_at=row.issued_at,
         expires_at=row.expires_at,
+        audience=str(
+            claims["aud"] if claims else row.client_audience or default_audience
+        ),
     )

@@ -3,7 +3,7 @@
 Authlib parses a token request leniently: it reads ``grant_type``, ``scope``
 and ``client_id`` from the query string and lets them win over the body,
 takes the first of repeated parameters, accepts any content type, and turns
-plain ``http://`` to a remote host into a 500. :func:`check_token_request`
+plain ``http://`` to a remote host into a 500. :func:`check_form_request`
 rejects all of that with RFC 6749 §5.2 errors before Authlib sees the request.
 """
 
@@ -26,6 +26,7 @@ from .errors import MethodNotAllowedError
 from .errors import ServerError
 from .errors import TemporarilyUnavailableError
 from .errors import UnsupportedGrantTypeError
+from .keys import SUPPORTED_ALGORITHMS
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .extension import _State
@@ -58,44 +59,142 @@ UNAVAILABLE_ERRORS = (
 )
 
 
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
+
+
 def create_blueprint(url_prefix: str) -> flask.Blueprint:
     """The ``ropc`` blueprint, mounted at ``url_prefix``."""
     bp = flask.Blueprint("ropc", __name__, url_prefix=url_prefix or None)
-    # Registered for every method so that the 405 is an OAuth JSON error
+    # POST endpoints take every method so that a 405 is an OAuth JSON error
     # rather than Flask's HTML page.
+    bp.add_url_rule("/token", "token", token_endpoint, methods=ALL_METHODS)
     bp.add_url_rule(
-        "/token",
-        "token",
-        token_endpoint,
-        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"],
+        "/introspect", "introspect", introspection_endpoint, methods=ALL_METHODS
     )
+    bp.add_url_rule("/revoke", "revoke", revocation_endpoint, methods=ALL_METHODS)
+    bp.add_url_rule("/jwks", "jwks", jwks_endpoint, methods=["GET"])
+    return bp
+
+
+def create_discovery_blueprint() -> flask.Blueprint:
+    """The RFC 8414 metadata at the host root, where clients look for it."""
+    bp = flask.Blueprint("ropc_discovery", __name__)
+    for path in ("oauth-authorization-server", "openid-configuration"):
+        bp.add_url_rule(
+            f"/.well-known/{path}", path, discovery_endpoint, methods=["GET"]
+        )
     return bp
 
 
 def token_endpoint() -> flask.Response:
     """``POST {prefix}/token``: RFC 6749 §3.2."""
+    return _guarded("token endpoint", _issue_token)
+
+
+def introspection_endpoint() -> flask.Response:
+    """``POST {prefix}/introspect``: RFC 7662."""
+    return _guarded(
+        "introspection endpoint",
+        lambda state: state.server.create_endpoint_response("introspection"),
+    )
+
+
+def revocation_endpoint() -> flask.Response:
+    """``POST {prefix}/revoke``: RFC 7009."""
+    return _guarded(
+        "revocation endpoint",
+        lambda state: state.server.create_endpoint_response("revocation"),
+    )
+
+
+def _issue_token(state: _State) -> flask.Response:
+    grant_type = flask.request.form.get("grant_type")
+    if not grant_type:
+        raise InvalidRequestError("Missing 'grant_type' in request.")
+    if grant_type not in state.server.grant_types():
+        # Authlib's own error echoes the grant type, which may hold
+        # characters an error_description must not; and it sends no
+        # description at all.
+        raise UnsupportedGrantTypeError()
+    response: flask.Response = state.server.create_token_response()
+    return response
+
+
+def _guarded(name: str, handle: t.Callable[[_State], flask.Response]) -> flask.Response:
+    """Check the request, run ``handle``, and turn every failure into JSON."""
     from .extension import get_state
 
     state = get_state()
     server = state.server
     try:
-        check_token_request(flask.request, state, allowed_methods=("POST",))
-        response: flask.Response = server.create_token_response()
+        check_form_request(flask.request, state, allowed_methods=("POST",))
+        return handle(state)
     except OAuth2Error as error:
-        response = server.handle_error_response(None, error)
+        response: flask.Response = server.handle_error_response(None, error)
     except UNAVAILABLE_ERRORS:
-        log_exception("database unavailable at the token endpoint")
+        log_exception(f"database unavailable at the {name}")
         response = server.handle_error_response(None, TemporarilyUnavailableError())
     except Exception:
-        log_exception("unexpected error at the token endpoint")
+        log_exception(f"unexpected error at the {name}")
         response = server.handle_error_response(None, ServerError())
     return response
 
 
-def check_token_request(
+def jwks_endpoint() -> flask.Response:
+    """``GET {prefix}/jwks``: the public halves of our published keys."""
+    from .extension import get_state
+
+    state = get_state()
+    try:
+        keys = [key.public_jwk() for key in state.keyring.published_keys()]
+    except UNAVAILABLE_ERRORS:
+        log_exception("database unavailable at the JWKS endpoint")
+        error = TemporarilyUnavailableError()
+        unavailable: flask.Response = state.server.handle_error_response(None, error)
+        return unavailable
+    response = flask.jsonify({"keys": keys})
+    response.cache_control.public = True
+    response.cache_control.max_age = state.settings.jwks_max_age
+    return response
+
+
+def discovery_endpoint() -> flask.Response:
+    """RFC 8414 authorization server metadata (also served as OpenID's)."""
+    from .extension import get_state
+
+    state = get_state()
+    issuer = state.issuer()
+    base = issuer + state.settings.url_prefix
+    client_auth = ["client_secret_basic", "client_secret_post"]
+    metadata = {
+        "issuer": issuer,
+        "token_endpoint": f"{base}/token",
+        "jwks_uri": f"{base}/jwks",
+        "introspection_endpoint": f"{base}/introspect",
+        "revocation_endpoint": f"{base}/revoke",
+        "grant_types_supported": state.server.grant_types(),
+        # No authorization endpoint: the password grant needs none.
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": [*client_auth, "none"],
+        "introspection_endpoint_auth_methods_supported": client_auth,
+        "revocation_endpoint_auth_methods_supported": [*client_auth, "none"],
+        "scopes_supported": state.store.all_scopes(),
+        "token_endpoint_auth_signing_alg_values_supported": [],
+        "id_token_signing_alg_values_supported": [],
+        "access_token_signing_alg_values_supported": list(SUPPORTED_ALGORITHMS),
+    }
+    response = flask.jsonify(metadata)
+    response.cache_control.public = True
+    response.cache_control.max_age = state.settings.jwks_max_age
+    return response
+
+
+def check_form_request(
     request: flask.Request, state: _State, allowed_methods: t.Sequence[str]
 ) -> None:
     """Reject what RFC 6749 forbids and Authlib lets through.
+
+    Shared by the token, introspection and revocation endpoints.
 
     :raises OAuth2Error: the first problem found.
     """
@@ -121,14 +220,6 @@ def check_token_request(
             raise InvalidRequestError(
                 f"The '{_printable(name)}' parameter is repeated (RFC 6749 3.2)."
             )
-    grant_type = form.get("grant_type")
-    if not grant_type:
-        raise InvalidRequestError("Missing 'grant_type' in request.")
-    if grant_type not in state.server.grant_types():
-        # Authlib's own error echoes the grant type, which may hold
-        # characters an error_description must not; and it sends no
-        # description at all.
-        raise UnsupportedGrantTypeError()
     basic = parse_basic_authorization(request.headers.get("Authorization"))
     if basic is not None:
         # RFC 6749 §2.3: a client MUST NOT use more than one authentication
