@@ -19,8 +19,13 @@ import sqlalchemy.exc
 from flask.cli import AppGroup
 
 from .errors import ClientNotFoundError
+from .keys import SUPPORTED_ALGORITHMS
+from .keys import generate_stored_key
+from .keys import retire_stored_key
+from .keys import rotate_stored_keys
 from .models import AUTH_METHODS
 from .models import GRANT_TYPES
+from .models import TOKEN_FORMATS
 from .models import Client
 
 F = t.TypeVar("F", bound=Callable[..., t.Any])
@@ -80,6 +85,10 @@ def _describe(client: Client) -> str:
         f"grant types:           {' '.join(client.grant_types) or '(none)'}",
         "access token lifetime: "
         + (f"{lifetime} s" if lifetime else "app default (ROPC_ACCESS_TOKEN_LIFETIME)"),
+        "token format:          "
+        + (client.access_token_format or "app default (ROPC_ACCESS_TOKEN_FORMAT)"),
+        f"audience:              {client.audience or 'app default (ROPC_AUDIENCE)'}",
+        f"resource server:       {'yes' if client.is_resource_server else 'no'}",
         f"enabled:               {'yes' if client.enabled else 'no'}",
         f"created:               {_when(client.created_at)}",
         f"last used:             {_when(client.last_used_at)}",
@@ -131,6 +140,23 @@ def init_db() -> None:
     help="Access token lifetime for this client (default: ROPC_ACCESS_TOKEN_LIFETIME).",
 )
 @click.option(
+    "--token-format",
+    type=click.Choice(TOKEN_FORMATS),
+    default=None,
+    help="Access token format for this client: signed JWTs or opaque "
+    "reference tokens (default: ROPC_ACCESS_TOKEN_FORMAT).",
+)
+@click.option(
+    "--audience",
+    default=None,
+    help="The 'aud' of this client's JWTs (default: ROPC_AUDIENCE).",
+)
+@click.option(
+    "--resource-server",
+    is_flag=True,
+    help="Let this client introspect every client's tokens, not just its own.",
+)
+@click.option(
     "--secret-stdin",
     is_flag=True,
     help="Read an existing secret from standard input instead of generating "
@@ -145,6 +171,9 @@ def create_client(
     auth_method: str | None,
     grant_types: tuple[str, ...],
     access_token_lifetime: int | None,
+    token_format: str | None,
+    audience: str | None,
+    resource_server: bool,
     secret_stdin: bool,
     as_json: bool,
 ) -> None:
@@ -166,6 +195,9 @@ def create_client(
         grant_types=grant_types or ("password",),
         auth_method="none" if public else (auth_method or "client_secret_basic"),
         access_token_lifetime=access_token_lifetime,
+        access_token_format=token_format,
+        audience=audience,
+        is_resource_server=resource_server,
         secret=secret,
     )
     if as_json:
@@ -255,6 +287,22 @@ def show_client(client_id: str, as_json: bool) -> None:
     help="Use the app's ROPC_ACCESS_TOKEN_LIFETIME again.",
 )
 @click.option(
+    "--token-format",
+    type=click.Choice([*TOKEN_FORMATS, "default"]),
+    default=None,
+    help="Access token format; 'default' follows ROPC_ACCESS_TOKEN_FORMAT.",
+)
+@click.option("--audience", default=None, help="A new 'aud' for this client's JWTs.")
+@click.option(
+    "--default-audience", is_flag=True, help="Use the app's ROPC_AUDIENCE again."
+)
+@click.option(
+    "--resource-server/--no-resource-server",
+    "resource_server",
+    default=None,
+    help="Whether this client may introspect every client's tokens.",
+)
+@click.option(
     "--enable/--disable",
     "enabled",
     default=None,
@@ -270,6 +318,10 @@ def update_client(
     grant_types: tuple[str, ...],
     access_token_lifetime: int | None,
     default_access_token_lifetime: bool,
+    token_format: str | None,
+    audience: str | None,
+    default_audience: bool,
+    resource_server: bool | None,
     enabled: bool | None,
     as_json: bool,
 ) -> None:
@@ -279,6 +331,9 @@ def update_client(
             "--access-token-lifetime and --default-access-token-lifetime "
             "exclude each other"
         )
+    if audience is not None and default_audience:
+        raise click.UsageError("--audience and --default-audience exclude each other")
+    reset_format = token_format == "default"  # noqa: S105 (a choice, not a secret)
     client = _store().update_client(
         client_id,
         name=name,
@@ -286,6 +341,11 @@ def update_client(
         grant_types=grant_types or None,
         access_token_lifetime=access_token_lifetime,
         reset_access_token_lifetime=default_access_token_lifetime,
+        access_token_format=None if reset_format else token_format,
+        reset_access_token_format=reset_format,
+        audience=audience,
+        reset_audience=default_audience,
+        is_resource_server=resource_server,
         enabled=enabled,
     )
     if as_json:
@@ -324,3 +384,107 @@ def delete_client(client_id: str, yes: bool) -> None:
         )
     store.delete_client(client_id)
     click.echo(f"Deleted client {client_id}.")
+
+
+keys_cli = AppGroup("keys", help="Manage the keys that sign JWT access tokens.")
+ropc_cli.add_command(keys_cli)
+
+
+def _key_store() -> t.Any:
+    from .extension import get_state
+
+    state = get_state()
+    if state.settings.signing_keys:
+        raise click.ClickException(
+            "signing keys come from ROPC_SIGNING_KEYS; change that setting "
+            "instead (the database key set is not used)"
+        )
+    return state
+
+
+def _key_row(row: t.Any) -> dict[str, t.Any]:
+    return {
+        "kid": row.kid,
+        "alg": row.alg,
+        "status": row.status,
+        "created_at": row.created_at,
+        "publish_until": row.publish_until,
+    }
+
+
+@keys_cli.command("generate")
+@click.option(
+    "--alg",
+    type=click.Choice(SUPPORTED_ALGORITHMS),
+    default=None,
+    help="Signing algorithm (default: ROPC_SIGNING_ALG, ES256).",
+)
+@_friendly_errors
+def keys_generate(alg: str | None) -> None:
+    """Add a signing key: the signer if there is none, else published ahead
+    of the next 'keys rotate'."""
+    state = _key_store()
+    row = generate_stored_key(state.store, alg or state.settings.signing_alg)
+    click.echo(f"Generated {row.alg} key {row.kid} ({row.status}).")
+
+
+@keys_cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_friendly_errors
+def keys_list(as_json: bool) -> None:
+    """List signing keys with their state (never the private key)."""
+    from .extension import get_state
+
+    state = get_state()
+    if state.settings.signing_keys:
+        rows = [
+            {"kid": key.kid, "alg": key.alg, "status": "configured"}
+            for key in state.settings.signing_keys
+        ]
+    else:
+        rows = [_key_row(row) for row in state.store.list_signing_keys()]
+    if as_json:
+        _print_json({"keys": rows})
+        return
+    if not rows:
+        click.echo(
+            "No signing keys yet: one is generated on first use, or run "
+            "'flask ropc keys generate'."
+        )
+        return
+    for row in rows:
+        until = row.get("publish_until")
+        extra = f", published until {_when(until)}" if until else ""
+        click.echo(f"{row['kid']}  {row['alg']:<6} {row['status']}{extra}")
+
+
+@keys_cli.command("rotate")
+@click.option(
+    "--alg",
+    type=click.Choice(SUPPORTED_ALGORITHMS),
+    default=None,
+    help="Algorithm of the new key if none is pending (default: ROPC_SIGNING_ALG).",
+)
+@_friendly_errors
+def keys_rotate(alg: str | None) -> None:
+    """Make a new key the signer; the old one stays published until the
+    tokens it signed have expired."""
+    state = _key_store()
+    longest = state.store.longest_access_token_lifetime(
+        state.settings.access_token_lifetime
+    )
+    row = rotate_stored_keys(state.store, alg or state.settings.signing_alg, longest)
+    click.echo(f"Key {row.kid} ({row.alg}) now signs new tokens.")
+
+
+@keys_cli.command("retire")
+@click.argument("kid")
+@_friendly_errors
+def keys_retire(kid: str) -> None:
+    """Stop publishing and accepting the key KID; tokens it signed stop working."""
+    state = _key_store()
+    try:
+        retire_stored_key(state.store, kid)
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Retired key {kid}.")

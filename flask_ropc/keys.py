@@ -328,3 +328,56 @@ def signing_keys_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("publish_until", sa.BigInteger, nullable=True),
     )
+
+
+def generate_stored_key(store: Store, alg: str) -> t.Any:
+    """Add a database key: ``active`` if none is, else ``pending``.
+
+    A pending key is published at once, so APIs that cache the JWKS learn it
+    before ``rotate`` makes it the signer.
+    """
+    statuses = {row.status for row in store.list_signing_keys()}
+    status = PENDING if ACTIVE in statuses else ACTIVE
+    return store.add_signing_key(generate_key(alg), alg, status)
+
+
+def rotate_stored_keys(store: Store, alg: str, longest_lifetime: int) -> t.Any:
+    """Make a new key the signer; keep the old one published for a while.
+
+    The newest ``pending`` key is promoted if there is one, else a new key of
+    ``alg`` is generated. Every ``active`` key becomes ``previous`` and stays
+    in the JWKS for ``longest_lifetime`` seconds: until every token it signed
+    has expired. Returns the new signer's row.
+    """
+    rows = store.list_signing_keys()
+    pending = [row for row in rows if row.status == PENDING]
+    if pending:
+        new_kid = pending[-1].kid
+    else:
+        new_kid = store.add_signing_key(generate_key(alg), alg, PENDING).kid
+    publish_until = store.now() + longest_lifetime
+    with store.engine.begin() as conn:
+        for row in rows:
+            if row.status == ACTIVE:
+                store.set_signing_key_status(
+                    row.kid, PREVIOUS, publish_until=publish_until, conn=conn
+                )
+        store.set_signing_key_status(new_kid, ACTIVE, conn=conn)
+    return next(row for row in store.list_signing_keys() if row.kid == new_kid)
+
+
+def retire_stored_key(store: Store, kid: str) -> None:
+    """Stop publishing and accepting a key; tokens it signed stop working.
+
+    :raises LookupError: no stored key has this ``kid``.
+    :raises ValueError: it is the active key (rotate first).
+    """
+    row = next((r for r in store.list_signing_keys() if r.kid == kid), None)
+    if row is None:
+        raise LookupError(f"no signing key with kid {kid!r}")
+    if row.status == ACTIVE:
+        raise ValueError(
+            f"key {kid} is the active signing key; run 'flask ropc keys rotate' "
+            "first, then retire it"
+        )
+    store.set_signing_key_status(kid, RETIRED)
