@@ -45,6 +45,12 @@ DEFAULTS: dict[str, t.Any] = {
     "ROPC_SIGNING_ALG": "ES256",
     # Cache-Control max-age of the JWKS and discovery documents, in seconds.
     "ROPC_JWKS_MAX_AGE": 300,
+    # The scope that asks for a refresh token (clients need offline access).
+    "ROPC_OFFLINE_ACCESS_SCOPE": "offline_access",
+    # A refresh token expires this long after it was issued, unless used...
+    "ROPC_REFRESH_TOKEN_SLIDING_LIFETIME": 14 * 24 * 3600,
+    # ...and a chain of rotations never outlives this, from the password login.
+    "ROPC_REFRESH_TOKEN_ABSOLUTE_LIFETIME": 30 * 24 * 3600,
 }
 
 
@@ -68,6 +74,9 @@ class Settings:
     signing_keys: tuple[t.Any, ...]
     signing_alg: str
     jwks_max_age: int
+    offline_access_scope: str
+    refresh_token_sliding_lifetime: int
+    refresh_token_absolute_lifetime: int
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> Settings:
@@ -101,6 +110,13 @@ class Settings:
                 config, "ROPC_SIGNING_ALG", ("ES256", "RS256", "EdDSA")
             ),
             jwks_max_age=_positive_int(config, "ROPC_JWKS_MAX_AGE"),
+            offline_access_scope=_scope_name(config, "ROPC_OFFLINE_ACCESS_SCOPE"),
+            refresh_token_sliding_lifetime=_positive_int(
+                config, "ROPC_REFRESH_TOKEN_SLIDING_LIFETIME"
+            ),
+            refresh_token_absolute_lifetime=_positive_int(
+                config, "ROPC_REFRESH_TOKEN_ABSOLUTE_LIFETIME"
+            ),
         )
 
 
@@ -153,3 +169,15 @@ def _signing_keys(config: t.Mapping[str, t.Any]) -> tuple[t.Any, ...]:
     from .keys import import_signing_key
 
     return tuple(import_signing_key(item) for item in value)
+
+
+def _scope_name(config: t.Mapping[str, t.Any], key: str) -> str:
+    from .scopes import check_scope_tokens
+
+    value = config[key]
+    try:
+        if isinstance(value, str) and check_scope_tokens([value]) == [value]:
+            return value
+    except ValueError:
+        pass
+    raise ConfigurationError(f"{key} must be a single scope name, got {value!r}")

@@ -9,6 +9,7 @@ import os
 import time
 import typing as t
 from collections.abc import Callable
+from collections.abc import Mapping
 
 import flask
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ from .tokens import issue_reference
 from .tokens import load_access_token
 from .validation import GrantResult
 from .validation import PasswordRequest
+from .validation import RefreshRequest
 from .validation import normalise_result
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -116,6 +118,34 @@ class _State:
             )
         return normalise_result(flask.current_app.ensure_sync(validator)(request))
 
+    def run_subject_check(self, request: RefreshRequest) -> bool:
+        """Ask the app's ``subject_is_active`` hook, if any (default: yes)."""
+        hook = self.extension._subject_is_active
+        if hook is None:
+            return True
+        verdict = flask.current_app.ensure_sync(hook)(request)
+        if not isinstance(verdict, bool):
+            raise TypeError(
+                "a subject_is_active hook must return True or False, not "
+                f"{type(verdict).__name__}"
+            )
+        return verdict
+
+    def run_refresh_claims(self, request: RefreshRequest) -> Mapping[str, t.Any]:
+        """The claims for a refreshed token: the hook's answer, else unchanged."""
+        hook = self.extension._refresh_claims
+        if hook is None:
+            return request.claims
+        claims = flask.current_app.ensure_sync(hook)(request)
+        if claims is None:
+            return request.claims
+        if not isinstance(claims, Mapping):
+            raise TypeError(
+                "a refresh_claims hook must return a mapping or None, not "
+                f"{type(claims).__name__}"
+            )
+        return claims
+
 
 class ROPC:
     """The OAuth 2.0 password grant for a Flask app.
@@ -151,6 +181,8 @@ class ROPC:
         self._clock = clock
         #: The registered password validator, see :meth:`password_validator`.
         self._validator: PasswordValidator | None = None
+        self._subject_is_active: Callable[[RefreshRequest], t.Any] | None = None
+        self._refresh_claims: Callable[[RefreshRequest], t.Any] | None = None
         self._protector = BearerProtector()
         if app is not None:
             self.init_app(app)
@@ -227,6 +259,34 @@ class ROPC:
         """
         self._validator = func
         return func
+
+    def subject_is_active(self, func: F) -> F:
+        """Register a check run on every refresh, before new tokens are issued.
+
+        It receives a :class:`~flask_ropc.RefreshRequest` and returns ``True``
+        if the user may still get tokens. ``False`` fails the refresh with
+        ``invalid_grant`` and revokes the whole refresh token family: a
+        disabled or deleted user is signed out at the next refresh
+        (IdentityServer's ``IProfileService.IsActiveAsync``).
+        """
+        self._subject_is_active = func
+        return func
+
+    def refresh_claims(self, func: F) -> F:
+        """Register a hook that updates the claims of refreshed tokens.
+
+        It receives a :class:`~flask_ropc.RefreshRequest` and returns the new
+        claims (a mapping), or ``None`` to keep them. The new claims go into
+        the new access token and are kept for later refreshes
+        (IdentityServer's ``UpdateAccessTokenClaimsOnRefresh``).
+        """
+        self._refresh_claims = func
+        return func
+
+    def revoke_subject(self, subject: str) -> int:
+        """Sign a user out everywhere: revoke all their access and refresh
+        tokens in the current app. Returns how many were revoked."""
+        return get_state().store.revoke_subject(subject)
 
     def require_token(
         self, scope: str | t.Sequence[str] | None | Callable[..., t.Any] = None

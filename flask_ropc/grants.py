@@ -16,19 +16,34 @@ a reason named next to it:
 
 from __future__ import annotations
 
+import json
+import logging
+import secrets
 import typing as t
 
 import flask
+from authlib.oauth2.rfc6749 import InvalidGrantError
 from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oauth2.rfc6749 import InvalidScopeError
 from authlib.oauth2.rfc6749 import UnauthorizedClientError
+from authlib.oauth2.rfc6749.grants import RefreshTokenGrant
 from authlib.oauth2.rfc6749.grants import ResourceOwnerPasswordCredentialsGrant
 from authlib.oauth2.rfc6749.hooks import hooked
 
+from . import hashing
+from . import signals
 from .errors import ValidatorError
 from .errors import safe_description
+from .models import Client
+from .scopes import parse_scope
 from .scopes import resolve_scopes
+from .server import RefreshPlan
+from .server import RefreshTokenReused
 from .validation import GrantResult
 from .validation import PasswordRequest
+from .validation import RefreshRequest
+
+log = logging.getLogger("flask_ropc")
 
 
 class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
@@ -46,9 +61,14 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
                 "The client is not allowed to use the password grant."
             )
         self.request.client = client
-        scopes = resolve_scopes(self.request.form.get("scope"), client.scopes)
-        username, password = self._credentials()
         state = self.server.state
+        scopes = resolve_scopes(
+            self.request.form.get("scope"),
+            client.scopes,
+            offline_scope=state.settings.offline_access_scope,
+            offline_allowed=client.offline_access,
+        )
+        username, password = self._credentials()
         password_request = PasswordRequest(
             username=username,
             password=password,
@@ -58,6 +78,13 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
         )
         result = state.run_validator(password_request)
         if not result.is_success:
+            signals.send(
+                signals.password_grant_failed,
+                client_id=client.client_id,
+                username=username,
+                error=result.error_code,
+                reason=None,
+            )
             raise _error_from(result)
         self.request.user = result
         self.request.ropc_scopes = scopes
@@ -81,19 +108,179 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
 
     @hooked  # type: ignore[untyped-decorator]
     def create_token_response(self) -> tuple[int, dict[str, t.Any], list[t.Any]]:
-        """Issue the access token and add the validator's extra fields."""
+        """Issue the tokens and add the validator's extra fields.
+
+        A refresh token comes with them when the client has offline access
+        and asked for the offline scope; it starts a new family.
+        """
         result: GrantResult = self.request.user
+        client: Client = self.request.client
+        scopes: tuple[str, ...] = self.request.ropc_scopes
         assert result.subject is not None
-        body = self.server.issue_access_token(
-            client=self.request.client,
+        state = self.server.state
+        now = state.store.now()
+        refresh = None
+        if client.offline_access and state.settings.offline_access_scope in scopes:
+            absolute = (
+                client.refresh_token_absolute_lifetime
+                or state.settings.refresh_token_absolute_lifetime
+            )
+            refresh = RefreshPlan(
+                family_id=secrets.token_hex(16),
+                scope=" ".join(scopes),
+                family_expires_at=now + absolute,
+            )
+        body = self.server.issue_tokens(
+            client=client,
             subject=result.subject,
-            scopes=self.request.ropc_scopes,
+            scopes=scopes,
             claims=result.claims,
             grant_type=self.GRANT_TYPE,
+            auth_time=now,
+            refresh=refresh,
         )
         # GrantResult.success() already refused reserved names in extra.
         body.update(result.extra)
+        _announce(self.GRANT_TYPE, client, result.subject, scopes, refresh)
         return 200, body, self.TOKEN_RESPONSE_HEADER
+
+
+class RefreshGrant(RefreshTokenGrant):
+    """``grant_type=refresh_token`` with one-time use and reuse detection.
+
+    Authlib's grant does not rotate by default, revokes the old token even
+    when it issues no new one, saves the new token before revoking the old
+    (so two concurrent refreshes both succeed), answers a missing user with
+    ``invalid_request`` and keeps access and refresh tokens in one row. Ours
+    claims the presented token atomically while storing its successor (see
+    :meth:`Store.save_grant`): of two concurrent exchanges exactly one wins,
+    and the loser, like any later replay, is treated as reuse: the whole
+    family is revoked (RFC 9700 §4.14.2).
+    """
+
+    TOKEN_ENDPOINT_AUTH_METHODS = PasswordGrant.TOKEN_ENDPOINT_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def validate_token_request(self) -> None:
+        """Client, grant type, then the presented refresh token and scope."""
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(
+                "The client is not allowed to use refresh tokens."
+            )
+        self.request.client = client
+        value = self.request.form.get("refresh_token")
+        if not value:
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+        state = self.server.state
+        row = None
+        if len(value) <= 256:
+            row = state.store.find_refresh_token(hashing.digest(value))
+        # Another client's token is as unknown as a made-up one (RFC 6749
+        # §10.4 binds refresh tokens to their client).
+        if row is None or row.client_id != client.client_id:
+            raise InvalidGrantError("The refresh token is invalid.")
+        if row.revoked_at is not None:
+            raise InvalidGrantError("The refresh token is invalid.")
+        if row.used_at is not None:
+            self._reused(row)
+        now = state.store.now()
+        if row.expires_at <= now or row.family_expires_at <= now:
+            raise InvalidGrantError("The refresh token has expired.")
+        self.request.refresh_row = row
+        self.request.ropc_scopes = narrow_scopes(
+            self.request.form.get("scope"), row.scope.split()
+        )
+
+    @hooked  # type: ignore[untyped-decorator]
+    def create_token_response(self) -> tuple[int, dict[str, t.Any], list[t.Any]]:
+        """Re-check the user, then rotate: new access and refresh token."""
+        row = self.request.refresh_row
+        client: Client = self.request.client
+        scopes: tuple[str, ...] = self.request.ropc_scopes
+        state = self.server.state
+        refresh_request = RefreshRequest(
+            subject=row.subject,
+            client=client,
+            scopes=scopes,
+            claims=json.loads(row.claims),
+            request=flask.request._get_current_object(),  # type: ignore[attr-defined]
+        )
+        if not state.run_subject_check(refresh_request):
+            state.store.revoke_family(row.family_id)
+            raise InvalidGrantError("The user is no longer active.")
+        claims = state.run_refresh_claims(refresh_request)
+        refresh = RefreshPlan(
+            family_id=row.family_id,
+            scope=row.scope,
+            family_expires_at=row.family_expires_at,
+            rotate_id=row.id,
+        )
+        try:
+            body = self.server.issue_tokens(
+                client=client,
+                subject=row.subject,
+                scopes=scopes,
+                claims=claims,
+                grant_type=self.GRANT_TYPE,
+                auth_time=row.auth_time,
+                refresh=refresh,
+            )
+        except RefreshTokenReused:
+            self._reused(row)
+        _announce(self.GRANT_TYPE, client, row.subject, scopes, refresh)
+        return 200, body, self.TOKEN_RESPONSE_HEADER
+
+    def _reused(self, row: t.Any) -> t.NoReturn:
+        """A used refresh token came back: revoke its family, then refuse."""
+        state = self.server.state
+        revoked = state.store.revoke_family(row.family_id)
+        log.warning(
+            "refresh token reuse detected for client %s, subject %s: "
+            "revoked family %s (%d tokens)",
+            row.client_id,
+            row.subject,
+            row.family_id,
+            revoked,
+        )
+        signals.send(
+            signals.refresh_token_reused,
+            client_id=row.client_id,
+            subject=row.subject,
+            family_id=row.family_id,
+        )
+        raise InvalidGrantError("The refresh token is invalid.")
+
+
+def narrow_scopes(requested: str | None, original: list[str]) -> tuple[str, ...]:
+    """The scopes of a refreshed access token: the original or fewer.
+
+    RFC 6749 §6: a requested scope MUST NOT include any scope not originally
+    granted; ``invalid_scope`` otherwise.
+    """
+    if requested is None or not requested.strip(" "):
+        return tuple(original)
+    granted = parse_scope(requested)
+    if not set(granted) <= set(original):
+        raise InvalidScopeError("The requested scope exceeds the original grant.")
+    return granted
+
+
+def _announce(
+    grant_type: str,
+    client: Client,
+    subject: str,
+    scopes: tuple[str, ...],
+    refresh: RefreshPlan | None,
+) -> None:
+    signals.send(
+        signals.token_issued,
+        grant_type=grant_type,
+        client_id=client.client_id,
+        subject=subject,
+        scopes=scopes,
+        refresh_token_issued=refresh is not None,
+    )
 
 
 def _error_from(result: GrantResult) -> ValidatorError:

@@ -19,8 +19,9 @@ import sqlalchemy as sa
 #: Values of ``token_endpoint_auth_method`` (RFC 7591 §2).
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 
-#: Grant types a client can be allowed.
-GRANT_TYPES = ("password",)
+#: Grant types a client can be allowed. ``refresh_token`` is what
+#: IdentityServer calls ``AllowOfflineAccess`` (CLI ``--offline-access``).
+GRANT_TYPES = ("password", "refresh_token")
 
 #: Access token formats: signed RFC 9068 JWTs, or opaque reference tokens.
 TOKEN_FORMATS = ("jwt", "reference")
@@ -35,11 +36,17 @@ class Tables:
 
     clients: sa.Table
     access_tokens: sa.Table
+    refresh_tokens: sa.Table
     signing_keys: sa.Table
 
     def all(self) -> list[sa.Table]:
         """Every table, in creation order (referenced tables first)."""
-        return [self.clients, self.access_tokens, self.signing_keys]
+        return [
+            self.clients,
+            self.access_tokens,
+            self.refresh_tokens,
+            self.signing_keys,
+        ]
 
 
 def tables_for(metadata: sa.MetaData) -> Tables:
@@ -71,6 +78,9 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("grant_types", sa.Text, nullable=False, default="password"),
         # NULL means the app's ROPC_ACCESS_TOKEN_LIFETIME.
         sa.Column("access_token_lifetime", sa.Integer, nullable=True),
+        # NULL means ROPC_REFRESH_TOKEN_{SLIDING,ABSOLUTE}_LIFETIME.
+        sa.Column("refresh_token_sliding_lifetime", sa.Integer, nullable=True),
+        sa.Column("refresh_token_absolute_lifetime", sa.Integer, nullable=True),
         sa.Column("enabled", sa.Boolean, nullable=False, default=True),
         # "jwt" or "reference"; NULL means the app's ROPC_ACCESS_TOKEN_FORMAT.
         sa.Column("access_token_format", sa.String(16), nullable=True),
@@ -105,12 +115,45 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("revoked_at", sa.BigInteger, nullable=True),
         # The signing key of a JWT, so that retiring a key stops its tokens.
         sa.Column("kid", sa.String(64), nullable=True),
+        # The refresh token family that issued it, so that revoking the
+        # family revokes its access tokens too.
+        sa.Column("family_id", sa.String(32), nullable=True, index=True),
+    )
+    refresh_tokens = sa.Table(
+        "ropc_refresh_tokens",
+        metadata,
+        sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+        sa.Column("token_digest", sa.String(64), nullable=False, unique=True),
+        # The chain of rotations started by one password login.
+        sa.Column("family_id", sa.String(32), nullable=False, index=True),
+        sa.Column(
+            "client_id",
+            sa.String(64),
+            sa.ForeignKey("ropc_clients.client_id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column("subject", sa.String(255), nullable=False, index=True),
+        # The scope of the original grant: a rotated token keeps it
+        # (RFC 6749 §6) even when a refresh asked for less.
+        sa.Column("scope", sa.Text, nullable=False, default=""),
+        sa.Column("claims", sa.Text, nullable=False, default="{}"),
+        # When the user typed the password that started the family.
+        sa.Column("auth_time", sa.BigInteger, nullable=False),
+        sa.Column("issued_at", sa.BigInteger, nullable=False),
+        # Sliding expiry of this token, never past family_expires_at.
+        sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+        sa.Column("family_expires_at", sa.BigInteger, nullable=False),
+        # Set when the token is exchanged: a second use is reuse.
+        sa.Column("used_at", sa.BigInteger, nullable=True),
+        sa.Column("revoked_at", sa.BigInteger, nullable=True),
     )
     from .keys import signing_keys_table
 
     return Tables(
         clients=clients,
         access_tokens=access_tokens,
+        refresh_tokens=refresh_tokens,
         signing_keys=signing_keys_table(metadata),
     )
 
@@ -136,6 +179,10 @@ class Client:
     grant_types: tuple[str, ...]
     #: Access token lifetime in seconds, or ``None`` for the app default.
     access_token_lifetime: int | None
+    #: Refresh token sliding lifetime in seconds, or ``None`` for the default.
+    refresh_token_sliding_lifetime: int | None
+    #: Refresh token family (absolute) lifetime, or ``None`` for the default.
+    refresh_token_absolute_lifetime: int | None
     #: Disabled clients fail authentication.
     enabled: bool
     #: ``"jwt"``, ``"reference"``, or ``None`` for the app default.
@@ -161,6 +208,8 @@ class Client:
             scopes=tuple(row.scopes.split()),
             grant_types=tuple(row.grant_types.split()),
             access_token_lifetime=row.access_token_lifetime,
+            refresh_token_sliding_lifetime=row.refresh_token_sliding_lifetime,
+            refresh_token_absolute_lifetime=row.refresh_token_absolute_lifetime,
             enabled=bool(row.enabled),
             access_token_format=row.access_token_format,
             audience=row.audience,
@@ -169,6 +218,11 @@ class Client:
             last_used_at=row.last_used_at,
             secret_digest=row.secret_digest,
         )
+
+    @property
+    def offline_access(self) -> bool:
+        """Whether the client may get refresh tokens (``refresh_token`` grant)."""
+        return "refresh_token" in self.grant_types
 
     @property
     def is_public(self) -> bool:
@@ -182,6 +236,7 @@ class Client:
         data["scopes"] = list(self.scopes)
         data["grant_types"] = list(self.grant_types)
         data["public"] = self.is_public
+        data["offline_access"] = self.offline_access
         return data
 
     # -- Authlib's ClientMixin interface ------------------------------------

@@ -30,26 +30,45 @@ def check_scope_tokens(scopes: Iterable[str]) -> list[str]:
     return result
 
 
-def resolve_scopes(requested: str | None, allowed: Sequence[str]) -> tuple[str, ...]:
-    """Decide which scopes to grant a client.
+def parse_scope(requested: str) -> tuple[str, ...]:
+    """Split a ``scope`` parameter into distinct scope tokens, in order.
 
-    No ``scope`` parameter (or an empty one) grants every scope the client is
-    allowed, as IdentityServer does. A requested scope outside the client's
-    allowed set is rejected with ``invalid_scope``, where Authlib would
-    silently drop it: a client must learn that it did not get what it asked
-    for (RFC 6749 §3.3 lets the server ignore or reject; rejecting is the
-    safer, clearer choice).
-
-    :raises InvalidScopeError: malformed or not allowed.
+    :raises InvalidScopeError: a token has characters RFC 6749 §3.3 forbids.
     """
-    if requested is None or not requested.strip(" "):
-        return tuple(allowed)
     # RFC 6749 §3.3 delimits scopes by single spaces; we tolerate repeats.
     tokens = [tok for tok in requested.split(" ") if tok]
     for token in tokens:
         if not _SCOPE_TOKEN.fullmatch(token):
             raise InvalidScopeError("The requested scope is malformed.")
-    granted = tuple(dict.fromkeys(tokens))
-    if not set(granted) <= set(allowed):
+    return tuple(dict.fromkeys(tokens))
+
+
+def resolve_scopes(
+    requested: str | None,
+    allowed: Sequence[str],
+    *,
+    offline_scope: str = "offline_access",
+    offline_allowed: bool = False,
+) -> tuple[str, ...]:
+    """Decide which scopes to grant a client.
+
+    No ``scope`` parameter (or an empty one) grants every scope the client is
+    allowed, as IdentityServer does, except ``offline_scope``: a refresh
+    token is only issued when asked for. A requested scope outside the
+    client's allowed set is rejected with ``invalid_scope``, where Authlib
+    would silently drop it: a client must learn that it did not get what it
+    asked for (RFC 6749 §3.3 lets the server ignore or reject; rejecting is
+    the safer, clearer choice). ``offline_scope`` is allowed exactly when the
+    client has offline access, whether or not its scope list names it.
+
+    :raises InvalidScopeError: malformed or not allowed.
+    """
+    if requested is None or not requested.strip(" "):
+        return tuple(scope for scope in allowed if scope != offline_scope)
+    granted = parse_scope(requested)
+    permitted = {scope for scope in allowed if scope != offline_scope}
+    if offline_allowed:
+        permitted.add(offline_scope)
+    if not set(granted) <= permitted:
         raise InvalidScopeError("The requested scope is not allowed for this client.")
     return granted

@@ -7,6 +7,7 @@ instance, so each app gets its own, built by :func:`build_server` inside
 
 from __future__ import annotations
 
+import dataclasses
 import typing as t
 from collections.abc import Mapping
 
@@ -14,6 +15,7 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError
 
 from . import client_auth
+from . import hashing
 from .errors import InvalidClientAuthError
 from .models import Client
 from .tokens import TokenGrant
@@ -48,8 +50,8 @@ class ROPCAuthorizationServer(AuthorizationServer):
         return self.state.store.get_client(client_id)
 
     def save_token(self, token: Mapping[str, t.Any], request: t.Any) -> None:
-        """Authlib hook, unused: :meth:`issue_access_token` stores tokens."""
-        raise AssertionError("tokens are saved by issue_access_token")
+        """Authlib hook, unused: :meth:`issue_tokens` stores tokens."""
+        raise AssertionError("tokens are saved by issue_tokens")
 
     def authenticate_client(
         self, request: t.Any, methods: list[str], endpoint: str = "token"
@@ -68,7 +70,7 @@ class ROPCAuthorizationServer(AuthorizationServer):
             raise InvalidClientAuthError() from None
         return client
 
-    def issue_access_token(
+    def issue_tokens(
         self,
         *,
         client: Client,
@@ -76,12 +78,17 @@ class ROPCAuthorizationServer(AuthorizationServer):
         scopes: tuple[str, ...],
         claims: Mapping[str, t.Any],
         grant_type: str,
-        auth_time: int | None = None,
+        auth_time: int,
+        refresh: RefreshPlan | None = None,
     ) -> dict[str, t.Any]:
-        """Create, store and describe a new access token.
+        """Create and store an access token (and a refresh token), atomically.
 
-        Returns the RFC 6749 §5.1 response fields. The token's lifetime is
-        the client's own, else the app's ``ROPC_ACCESS_TOKEN_LIFETIME``.
+        Returns the RFC 6749 §5.1 response fields. The access token lives for
+        the client's own lifetime, else ``ROPC_ACCESS_TOKEN_LIFETIME``, for
+        every grant (Authlib's refresh grant would fall back to an hour).
+
+        :raises RefreshTokenReused: ``refresh.rotate_id`` names a refresh
+            token that another request exchanged first; nothing was written.
         """
         state = self.state
         now = state.store.now()
@@ -96,20 +103,21 @@ class ROPCAuthorizationServer(AuthorizationServer):
             expires_at=now + lifetime,
             issuer=state.issuer(),
             audience=state.audience_for(client),
-            auth_time=now if auth_time is None else auth_time,
+            auth_time=auth_time,
         )
         issued = state.token_format_for(client)(grant)
-        state.store.save_access_token(
-            token_digest=issued.digest,
-            client_id=client.client_id,
-            subject=subject,
-            grant_type=grant_type,
-            scope=" ".join(scopes),
-            claims=claims,
-            issued_at=now,
-            expires_at=now + lifetime,
-            kid=issued.kid,
-        )
+        access = {
+            "token_digest": issued.digest,
+            "client_id": client.client_id,
+            "subject": subject,
+            "grant_type": grant_type,
+            "scope": " ".join(scopes),
+            "claims": claims,
+            "issued_at": now,
+            "expires_at": now + lifetime,
+            "kid": issued.kid,
+            "family_id": refresh.family_id if refresh else None,
+        }
         body: dict[str, t.Any] = {
             "access_token": issued.value,
             "token_type": "Bearer",
@@ -117,7 +125,53 @@ class ROPCAuthorizationServer(AuthorizationServer):
         }
         if scopes:
             body["scope"] = " ".join(scopes)
+        refresh_row = None
+        if refresh is not None:
+            sliding = (
+                client.refresh_token_sliding_lifetime
+                or state.settings.refresh_token_sliding_lifetime
+            )
+            refresh_value = hashing.generate_token()
+            refresh_row = {
+                "token_digest": hashing.digest(refresh_value),
+                "family_id": refresh.family_id,
+                "client_id": client.client_id,
+                "subject": subject,
+                "scope": refresh.scope,
+                "claims": claims,
+                "auth_time": auth_time,
+                "issued_at": now,
+                "expires_at": min(now + sliding, refresh.family_expires_at),
+                "family_expires_at": refresh.family_expires_at,
+            }
+            body["refresh_token"] = refresh_value
+        saved = state.store.save_grant(
+            access=access,
+            refresh=refresh_row,
+            claim_refresh_id=refresh.rotate_id if refresh else None,
+        )
+        if not saved:
+            raise RefreshTokenReused()
         return body
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshPlan:
+    """The refresh token family a grant issues into.
+
+    Internal: built by the grants.
+    """
+
+    family_id: str
+    #: The family's original scope, kept by every rotation (RFC 6749 §6).
+    scope: str
+    family_expires_at: int
+    #: The id of the refresh token being exchanged, if this is a rotation.
+    rotate_id: int | None = None
+
+
+class RefreshTokenReused(Exception):
+    """The refresh token was exchanged by another request first."""
 
 
 def build_server(state: _State) -> ROPCAuthorizationServer:
@@ -125,9 +179,11 @@ def build_server(state: _State) -> ROPCAuthorizationServer:
     from .endpoints import TokenIntrospection
     from .endpoints import TokenRevocation
     from .grants import PasswordGrant
+    from .grants import RefreshGrant
 
     server = ROPCAuthorizationServer(state)
     server.register_grant(PasswordGrant)
+    server.register_grant(RefreshGrant)
     server.register_endpoint(TokenIntrospection)
     server.register_endpoint(TokenRevocation)
     return server

@@ -232,11 +232,8 @@ class Store:
         with self.engine.begin() as conn:
             # Explicit, because SQLite enforces ON DELETE CASCADE only with
             # PRAGMA foreign_keys=ON, which an app's own engine may not set.
-            conn.execute(
-                tables.access_tokens.delete().where(
-                    tables.access_tokens.c.client_id == client_id
-                )
-            )
+            for table in (tables.access_tokens, tables.refresh_tokens):
+                conn.execute(table.delete().where(table.c.client_id == client_id))
             result = conn.execute(
                 tables.clients.delete().where(tables.clients.c.client_id == client_id)
             )
@@ -265,43 +262,48 @@ class Store:
 
     # -- access tokens ------------------------------------------------------
 
-    def save_access_token(
+    def save_grant(
         self,
         *,
-        token_digest: str,
-        client_id: str,
-        subject: str,
-        grant_type: str,
-        scope: str,
-        claims: t.Mapping[str, t.Any],
-        issued_at: int,
-        expires_at: int,
-        kid: str | None = None,
-    ) -> None:
-        """Store an issued access token and mark its client as used.
+        access: t.Mapping[str, t.Any],
+        refresh: t.Mapping[str, t.Any] | None = None,
+        claim_refresh_id: int | None = None,
+    ) -> bool:
+        """Store one grant's tokens in one transaction, and mark the client used.
 
-        Both writes share one transaction: a failure leaves neither.
+        ``access`` and ``refresh`` are column values of the two token tables
+        (``claims`` as a mapping). With ``claim_refresh_id``, the refresh
+        token being exchanged is first claimed with a conditional
+        ``UPDATE ... WHERE used_at IS NULL``: the statement that takes the
+        row lock on PostgreSQL (and the write lock on SQLite) comes first, so
+        of two concurrent exchanges exactly one claims it and the other sees
+        it used. Returns ``False``, writing nothing, when the claim fails.
         """
         tables = self.tables
+        now = access["issued_at"]
         with self.engine.begin() as conn:
-            conn.execute(
-                tables.access_tokens.insert().values(
-                    token_digest=token_digest,
-                    client_id=client_id,
-                    subject=subject,
-                    grant_type=grant_type,
-                    scope=scope,
-                    claims=json.dumps(claims, separators=(",", ":")),
-                    issued_at=issued_at,
-                    expires_at=expires_at,
-                    kid=kid,
+            if claim_refresh_id is not None:
+                refresh_tokens = tables.refresh_tokens
+                claimed = conn.execute(
+                    refresh_tokens.update()
+                    .where(refresh_tokens.c.id == claim_refresh_id)
+                    .where(refresh_tokens.c.used_at.is_(None))
+                    .where(refresh_tokens.c.revoked_at.is_(None))
+                    .values(used_at=now)
                 )
-            )
+                if claimed.rowcount != 1:
+                    return False  # nothing was written; the block commits nothing
+            conn.execute(tables.access_tokens.insert().values(**_json_claims(access)))
+            if refresh is not None:
+                conn.execute(
+                    tables.refresh_tokens.insert().values(**_json_claims(refresh))
+                )
             conn.execute(
                 tables.clients.update()
-                .where(tables.clients.c.client_id == client_id)
-                .values(last_used_at=issued_at)
+                .where(tables.clients.c.client_id == access["client_id"])
+                .values(last_used_at=now)
             )
+        return True
 
     def find_access_token(self, token_digest: str) -> t.Any | None:
         """Return the stored row for a token digest, or ``None``.
@@ -340,6 +342,83 @@ class Store:
                 .where(tokens.c.revoked_at.is_(None))
                 .values(revoked_at=self.now())
             )
+
+    # -- refresh tokens -------------------------------------------------------
+
+    def find_refresh_token(self, token_digest: str) -> t.Any | None:
+        """The stored refresh token row for a digest (with ``client_enabled``)."""
+        tokens, clients = self.tables.refresh_tokens, self.tables.clients
+        query = (
+            sa.select(tokens, clients.c.enabled.label("client_enabled"))
+            .join(clients, clients.c.client_id == tokens.c.client_id)
+            .where(tokens.c.token_digest == token_digest)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first()
+
+    def revoke_family(self, family_id: str) -> int:
+        """Revoke every refresh and access token of a family; return the count."""
+        return self._revoke(
+            self.tables.refresh_tokens.c.family_id == family_id,
+            self.tables.access_tokens.c.family_id == family_id,
+        )
+
+    def revoke_subject(self, subject: str) -> int:
+        """Sign a user out everywhere: revoke all their tokens; return the count."""
+        return self._revoke(
+            self.tables.refresh_tokens.c.subject == subject,
+            self.tables.access_tokens.c.subject == subject,
+        )
+
+    def revoke_client_tokens(self, client_id: str) -> int:
+        """Revoke every token issued to a client; return the count."""
+        return self._revoke(
+            self.tables.refresh_tokens.c.client_id == client_id,
+            self.tables.access_tokens.c.client_id == client_id,
+        )
+
+    def _revoke(self, refresh_where: t.Any, access_where: t.Any) -> int:
+        tables, now = self.tables, self.now()
+        with self.engine.begin() as conn:
+            count = 0
+            for table, where in (
+                (tables.refresh_tokens, refresh_where),
+                (tables.access_tokens, access_where),
+            ):
+                result = conn.execute(
+                    table.update()
+                    .where(where)
+                    .where(table.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+                count += result.rowcount
+        return count
+
+    def cleanup(self, *, revoked_before: int, batch_size: int = 1000) -> dict[str, int]:
+        """Delete expired tokens, and revoked ones revoked before a time.
+
+        Works in batches of ``batch_size`` rows, each its own short
+        transaction, so it can run while the server is serving. Returns the
+        number of rows deleted per table.
+        """
+        now = self.now()
+        deleted = {}
+        for table in (self.tables.access_tokens, self.tables.refresh_tokens):
+            dead = sa.or_(
+                table.c.expires_at <= now, table.c.revoked_at < revoked_before
+            )
+            total = 0
+            while True:
+                ids = sa.select(table.c.id).where(dead).limit(batch_size)
+                with self.engine.begin() as conn:
+                    batch = [row.id for row in conn.execute(ids)]
+                    if batch:
+                        conn.execute(table.delete().where(table.c.id.in_(batch)))
+                total += len(batch)
+                if len(batch) < batch_size:
+                    break
+            deleted[table.name] = total
+        return deleted
 
     # -- signing keys ---------------------------------------------------------
 
@@ -393,6 +472,12 @@ class Store:
                 sa.select(sa.func.max(clients.c.access_token_lifetime))
             ).scalar()
         return max(default, longest or 0)
+
+
+def _json_claims(values: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    row = dict(values)
+    row["claims"] = json.dumps(row.get("claims") or {}, separators=(",", ":"))
+    return row
 
 
 def _plausible_id(client_id: str) -> bool:

@@ -56,6 +56,25 @@ class PasswordRequest:
 
 
 @dataclasses.dataclass(frozen=True)
+class RefreshRequest:
+    """A refresh token exchange, as shown to the refresh hooks.
+
+    See :meth:`ROPC.subject_is_active` and :meth:`ROPC.refresh_claims`.
+    """
+
+    #: The user's id from the original password login.
+    subject: str
+    #: The authenticated OAuth client.
+    client: Client
+    #: The scopes the new access token will carry.
+    scopes: tuple[str, ...]
+    #: The claims the tokens of this family carry so far.
+    claims: Mapping[str, t.Any]
+    #: The Flask request.
+    request: Request = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
 class GrantResult:
     """The validator's verdict. Build one with :meth:`success` or :meth:`error`.
 

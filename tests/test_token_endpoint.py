@@ -393,7 +393,7 @@ def test_missing_grant_type_is_invalid_request(
     [
         "authorization_code",
         "client_credentials",
-        "refresh_token",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
         "foo",
         "Password",
         'pass"word',

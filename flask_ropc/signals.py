@@ -1,0 +1,69 @@
+"""Audit events as blinker signals, the way Flask and Flask-Login send theirs.
+
+Subscribe with ``token_issued.connect(func)`` (or ``connect_via(app)``);
+``func(app, **payload)`` receives the app as sender and keyword arguments.
+Every payload carries ``request_id`` (the request's ``X-Request-ID`` header
+if it is sane, else a fresh UUID) and ``client_ip``. No payload ever holds a
+password, a client secret or a token.
+
+========================================  ==========================================
+signal                                    payload (besides request_id, client_ip)
+========================================  ==========================================
+``token_issued``                          ``grant_type``, ``client_id``, ``subject``,
+                                          ``scopes``, ``refresh_token_issued``
+``password_grant_failed``                 ``client_id``, ``username``, ``error``,
+                                          ``reason``
+``refresh_token_reused``                  ``client_id``, ``subject``, ``family_id``
+``token_revoked``                         ``client_id``, ``token_type``, ``subject``
+========================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import re
+import typing as t
+import uuid
+
+import flask
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: A token was issued by the password or refresh grant.
+token_issued = _signals.signal("ropc.token-issued")
+#: A password grant request was refused after client authentication.
+password_grant_failed = _signals.signal("ropc.password-grant-failed")
+#: A rotated refresh token was presented again; its family was revoked.
+refresh_token_reused = _signals.signal("ropc.refresh-token-reused")
+#: A token was revoked through the revocation endpoint.
+token_revoked = _signals.signal("ropc.token-revoked")
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id() -> str:
+    """The current request's id: a sane ``X-Request-ID`` header, else a UUID.
+
+    Kept in ``flask.g`` so that every event of one request shares it.
+    """
+    existing: str | None = flask.g.get("ropc_request_id")
+    if existing is not None:
+        return existing
+    header = flask.request.headers.get("X-Request-ID", "")
+    value = header if _REQUEST_ID.fullmatch(header) else uuid.uuid4().hex
+    flask.g.ropc_request_id = value
+    return value
+
+
+def client_ip() -> str | None:
+    """The client's IP address as Flask sees it (``ProxyFix`` applied)."""
+    ip: str | None = flask.g.get("ropc_client_ip") or flask.request.remote_addr
+    return ip
+
+
+def send(signal: t.Any, **payload: t.Any) -> None:
+    """Send ``signal`` from the current app with the common fields added."""
+    if not signal.receivers:
+        return
+    app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
+    signal.send(app, request_id=request_id(), client_ip=client_ip(), **payload)
