@@ -83,6 +83,7 @@ def _describe(client: Client) -> str:
         f"auth method:           {client.token_endpoint_auth_method}",
         f"scopes:                {' '.join(client.scopes) or '(none)'}",
         f"grant types:           {' '.join(client.grant_types) or '(none)'}",
+        f"offline access:        {'yes' if client.offline_access else 'no'}",
         "access token lifetime: "
         + (f"{lifetime} s" if lifetime else "app default (ROPC_ACCESS_TOKEN_LIFETIME)"),
         "token format:          "
@@ -140,6 +141,29 @@ def init_db() -> None:
     help="Access token lifetime for this client (default: ROPC_ACCESS_TOKEN_LIFETIME).",
 )
 @click.option(
+    "--offline-access",
+    is_flag=True,
+    help="Allow refresh tokens: the password grant then returns one when the "
+    "client asks for the offline_access scope (same as --grant-type "
+    "refresh_token).",
+)
+@click.option(
+    "--refresh-token-sliding-lifetime",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="Refresh tokens expire this long after issue unless used "
+    "(default: ROPC_REFRESH_TOKEN_SLIDING_LIFETIME).",
+)
+@click.option(
+    "--refresh-token-absolute-lifetime",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="No refresh token outlives this, counted from the password login "
+    "(default: ROPC_REFRESH_TOKEN_ABSOLUTE_LIFETIME).",
+)
+@click.option(
     "--token-format",
     type=click.Choice(TOKEN_FORMATS),
     default=None,
@@ -171,6 +195,9 @@ def create_client(
     auth_method: str | None,
     grant_types: tuple[str, ...],
     access_token_lifetime: int | None,
+    offline_access: bool,
+    refresh_token_sliding_lifetime: int | None,
+    refresh_token_absolute_lifetime: int | None,
     token_format: str | None,
     audience: str | None,
     resource_server: bool,
@@ -189,12 +216,17 @@ def create_client(
     secret = None
     if secret_stdin:
         secret = sys.stdin.readline().rstrip("\r\n")
+    chosen_grants = list(grant_types or ("password",))
+    if offline_access and "refresh_token" not in chosen_grants:
+        chosen_grants.append("refresh_token")
     client, plain = _store().create_client(
         name,
         scopes=_scopes(scopes),
-        grant_types=grant_types or ("password",),
+        grant_types=chosen_grants,
         auth_method="none" if public else (auth_method or "client_secret_basic"),
         access_token_lifetime=access_token_lifetime,
+        refresh_token_sliding_lifetime=refresh_token_sliding_lifetime,
+        refresh_token_absolute_lifetime=refresh_token_absolute_lifetime,
         access_token_format=token_format,
         audience=audience,
         is_resource_server=resource_server,
@@ -287,6 +319,31 @@ def show_client(client_id: str, as_json: bool) -> None:
     help="Use the app's ROPC_ACCESS_TOKEN_LIFETIME again.",
 )
 @click.option(
+    "--offline-access/--no-offline-access",
+    "offline_access",
+    default=None,
+    help="Allow or stop refresh tokens for this client.",
+)
+@click.option(
+    "--refresh-token-sliding-lifetime",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="A new sliding refresh token lifetime for this client.",
+)
+@click.option(
+    "--refresh-token-absolute-lifetime",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="A new absolute refresh token lifetime for new logins of this client.",
+)
+@click.option(
+    "--default-refresh-token-lifetimes",
+    is_flag=True,
+    help="Use the app's ROPC_REFRESH_TOKEN_*_LIFETIME settings again.",
+)
+@click.option(
     "--token-format",
     type=click.Choice([*TOKEN_FORMATS, "default"]),
     default=None,
@@ -318,6 +375,10 @@ def update_client(
     grant_types: tuple[str, ...],
     access_token_lifetime: int | None,
     default_access_token_lifetime: bool,
+    offline_access: bool | None,
+    refresh_token_sliding_lifetime: int | None,
+    refresh_token_absolute_lifetime: int | None,
+    default_refresh_token_lifetimes: bool,
     token_format: str | None,
     audience: str | None,
     default_audience: bool,
@@ -333,14 +394,29 @@ def update_client(
         )
     if audience is not None and default_audience:
         raise click.UsageError("--audience and --default-audience exclude each other")
-    reset_format = token_format == "default"  # noqa: S105 (a choice, not a secret)
-    client = _store().update_client(
+    reset_format = token_format == "default"
+    if default_refresh_token_lifetimes and (
+        refresh_token_sliding_lifetime or refresh_token_absolute_lifetime
+    ):
+        raise click.UsageError(
+            "--default-refresh-token-lifetimes excludes the lifetime options"
+        )
+    store = _store()
+    new_grants = list(grant_types) if grant_types else None
+    if offline_access is not None:
+        base = new_grants or list(store.require_client(client_id).grant_types)
+        base = [grant for grant in base if grant != "refresh_token"]
+        new_grants = base + (["refresh_token"] if offline_access else [])
+    client = store.update_client(
         client_id,
         name=name,
         scopes=_scopes(scopes) if scopes else None,
-        grant_types=grant_types or None,
+        grant_types=new_grants,
         access_token_lifetime=access_token_lifetime,
         reset_access_token_lifetime=default_access_token_lifetime,
+        refresh_token_sliding_lifetime=refresh_token_sliding_lifetime,
+        refresh_token_absolute_lifetime=refresh_token_absolute_lifetime,
+        reset_refresh_token_lifetimes=default_refresh_token_lifetimes,
         access_token_format=None if reset_format else token_format,
         reset_access_token_format=reset_format,
         audience=audience,
@@ -386,6 +462,58 @@ def delete_client(client_id: str, yes: bool) -> None:
     click.echo(f"Deleted client {client_id}.")
 
 
+@ropc_cli.command("cleanup")
+@click.option(
+    "--revoked-for",
+    type=click.IntRange(min=0),
+    default=86400,
+    show_default=True,
+    metavar="SECONDS",
+    help="Also delete tokens revoked at least this long ago.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Rows deleted per transaction.",
+)
+@_friendly_errors
+def cleanup(revoked_for: int, batch_size: int) -> None:
+    """Delete expired and long-revoked tokens, in small batches.
+
+    Safe to run while the server is serving (e.g. from cron): each batch is
+    its own short transaction, and deleted tokens were unusable anyway.
+    """
+    store = _store()
+    deleted = store.cleanup(
+        revoked_before=store.now() - revoked_for, batch_size=batch_size
+    )
+    for table, count in deleted.items():
+        click.echo(f"{table}: deleted {count}")
+
+
+@ropc_cli.command("revoke")
+@click.option("--subject", default=None, help="Sign this user out everywhere.")
+@click.option(
+    "--client", "client_id", default=None, help="Revoke every token of this client."
+)
+@_friendly_errors
+def revoke(subject: str | None, client_id: str | None) -> None:
+    """Revoke every access and refresh token of a user or of a client."""
+    if (subject is None) == (client_id is None):
+        raise click.UsageError("give exactly one of --subject and --client")
+    store = _store()
+    if subject is not None:
+        count = store.revoke_subject(subject)
+        click.echo(f"Revoked {count} tokens of subject {subject}.")
+    else:
+        assert client_id is not None
+        store.require_client(client_id)
+        count = store.revoke_client_tokens(client_id)
+        click.echo(f"Revoked {count} tokens of client {client_id}.")
+
+
 keys_cli = AppGroup("keys", help="Manage the keys that sign JWT access tokens.")
 ropc_cli.add_command(keys_cli)
 
@@ -425,6 +553,7 @@ def keys_generate(alg: str | None) -> None:
     of the next 'keys rotate'."""
     state = _key_store()
     row = generate_stored_key(state.store, alg or state.settings.signing_alg)
+    state.keyring.reload()
     click.echo(f"Generated {row.alg} key {row.kid} ({row.status}).")
 
 
@@ -474,6 +603,7 @@ def keys_rotate(alg: str | None) -> None:
         state.settings.access_token_lifetime
     )
     row = rotate_stored_keys(state.store, alg or state.settings.signing_alg, longest)
+    state.keyring.reload()
     click.echo(f"Key {row.kid} ({row.alg}) now signs new tokens.")
 
 
@@ -487,4 +617,5 @@ def keys_retire(kid: str) -> None:
         retire_stored_key(state.store, kid)
     except LookupError as error:
         raise click.ClickException(str(error)) from None
+    state.keyring.reload()
     click.echo(f"Retired key {kid}.")

@@ -21,6 +21,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from . import hashing
+from . import signals
 from .models import Client
 from .tokens import AccessToken
 
@@ -49,9 +50,12 @@ class TokenIntrospection(IntrospectionEndpoint):
         _token_param(request)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> t.Any:
-        """The live token for ``token_string``, or ``None``."""
+        """The live access or refresh token for ``token_string``, or ``None``."""
         state = self.server.state
-        return state.load_token(token_string, check_audience=False)
+        token = state.load_token(token_string, check_audience=False)
+        if token is None:
+            token = _live_refresh_token(state, token_string)
+        return token
 
     def check_permission(
         self, token: AccessToken, client: Client, request: t.Any
@@ -69,9 +73,19 @@ class TokenIntrospection(IntrospectionEndpoint):
         payload["active"] = True
         return payload
 
-    def introspect_token(self, token: AccessToken) -> dict[str, t.Any]:
-        """The claims RFC 7662 §2.2 lists, for a live access token."""
+    def introspect_token(self, token: t.Any) -> dict[str, t.Any]:
+        """The claims RFC 7662 §2.2 lists, for a live token."""
         state = self.server.state
+        if not isinstance(token, AccessToken):
+            return {
+                "scope": token.scope,
+                "client_id": token.client_id,
+                "sub": token.subject,
+                "exp": token.expires_at,
+                "iat": token.issued_at,
+                "token_type": "refresh_token",
+                "iss": state.issuer(),
+            }
         payload: dict[str, t.Any] = {
             "scope": " ".join(token.scopes),
             "client_id": token.client_id,
@@ -117,10 +131,38 @@ class TokenRevocation(RevocationEndpoint):
         return token
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> t.Any:
-        """The stored access token row for ``token_string``, live or not."""
+        """The stored access or refresh token row for ``token_string``."""
         store = self.server.state.store
-        return store.find_access_token(hashing.digest(token_string))
+        digest = hashing.digest(token_string)
+        return store.find_access_token(digest) or store.find_refresh_token(digest)
 
     def revoke_token(self, token: t.Any, request: t.Any) -> None:
-        """Mark the access token revoked."""
-        self.server.state.store.revoke_access_token(token.token_digest)
+        """Revoke an access token, or a refresh token with its whole family."""
+        store = self.server.state.store
+        if hasattr(token, "family_expires_at"):
+            store.revoke_family(token.family_id)
+            token_type = "refresh_token"
+        else:
+            store.revoke_access_token(token.token_digest)
+            token_type = "access_token"
+        signals.send(
+            signals.token_revoked,
+            client_id=token.client_id,
+            token_type=token_type,
+            subject=token.subject,
+        )
+
+
+def _live_refresh_token(state: t.Any, token_string: str) -> t.Any | None:
+    """The refresh token row for ``token_string`` if it can still be used."""
+    if len(token_string) > 256:
+        return None
+    row = state.store.find_refresh_token(hashing.digest(token_string))
+    if row is None or not row.client_enabled:
+        return None
+    if row.revoked_at is not None or row.used_at is not None:
+        return None
+    now = state.store.now()
+    if row.expires_at <= now or row.family_expires_at <= now:
+        return None
+    return row

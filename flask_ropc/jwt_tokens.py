@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from joserfc import jws
 from joserfc import jwt
 from joserfc.errors import JoseError
+from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
 
 from . import hashing
@@ -52,6 +53,24 @@ REGISTERED_CLAIMS = frozenset(
 )
 
 
+class _QuietEdDSA(type(JWSRegistry.algorithms["EdDSA"])):  # type: ignore[misc]
+    # RFC 9864 deprecates the "EdDSA" name in favour of "Ed25519", and joserfc
+    # warns on every use. Stock JWT libraries (PyJWT, jose, Microsoft's) still
+    # only know "EdDSA", so we keep that name for interoperability and drop
+    # the per-token warning, which would otherwise flood logs (or, under
+    # -W error, fail every request).
+    security_warning = None
+
+
+class _Registry(JWSRegistry):
+    algorithms = {**JWSRegistry.algorithms, "EdDSA": _QuietEdDSA()}
+
+
+def _registry(alg: str) -> JWSRegistry:
+    """A registry allowing exactly ``alg``."""
+    return _Registry(algorithms=[alg])
+
+
 def issue_jwt(grant: TokenGrant, keyring: KeyRing) -> IssuedToken:
     """Sign an RFC 9068 access token for ``grant`` with the active key.
 
@@ -80,7 +99,7 @@ def issue_jwt(grant: TokenGrant, keyring: KeyRing) -> IssuedToken:
     if grant.auth_time is not None:
         claims["auth_time"] = grant.auth_time
     header = {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}
-    value = jwt.encode(header, claims, key.key, algorithms=[key.alg])
+    value = jwt.encode(header, claims, key.key, registry=_registry(key.alg))
     return IssuedToken(value=value, digest=hashing.digest(value), kid=key.kid)
 
 
@@ -109,7 +128,7 @@ def verify_jwt(
     if key is None or key.alg != alg:
         return None
     try:
-        token = jwt.decode(value, key.key, algorithms=[key.alg])
+        token = jwt.decode(value, key.key, registry=_registry(key.alg))
         registry = JWTClaimsRegistry(
             now=now,
             iss={"essential": True, "value": issuer},

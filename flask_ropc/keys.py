@@ -134,6 +134,8 @@ def _import_pem(pem: str) -> Key:
     if isinstance(private, ec.EllipticCurvePrivateKey):
         return ECKey.import_key(pem)
     if isinstance(private, rsa.RSAPrivateKey):
+        # Checked before joserfc sees the key: it only warns about short ones.
+        _check_rsa_bits(private.key_size)
         return RSAKey.import_key(pem)
     if isinstance(private, ed25519.Ed25519PrivateKey):
         return OKPKey.import_key(pem)
@@ -142,6 +144,9 @@ def _import_pem(pem: str) -> Key:
 
 def _import_jwk(data: dict[str, t.Any]) -> Key:
     kty = data.get("kty")
+    if kty == "RSA" and isinstance(data.get("n"), str):
+        # base64url without padding: 4 characters carry 3 bytes.
+        _check_rsa_bits(len(data["n"]) * 6 // 8 * 8)
     importers: dict[str, type[ECKey] | type[RSAKey] | type[OKPKey]] = {
         "EC": ECKey,
         "RSA": RSAKey,
@@ -160,16 +165,18 @@ def _import_jwk(data: dict[str, t.Any]) -> Key:
         ) from None
 
 
+def _check_rsa_bits(bits: int) -> None:
+    if bits < MIN_RSA_BITS:
+        raise ConfigurationError(f"RSA signing keys need at least {MIN_RSA_BITS} bits")
+
+
 def _algorithm_of(key: Key) -> str:
     if isinstance(key, ECKey):
         if key.curve_name != "P-256":
             raise ConfigurationError("EC signing keys must use the P-256 curve")
         return "ES256"
     if isinstance(key, RSAKey):
-        if key.raw_value.key_size < MIN_RSA_BITS:
-            raise ConfigurationError(
-                f"RSA signing keys need at least {MIN_RSA_BITS} bits"
-            )
+        _check_rsa_bits(key.raw_value.key_size)
         return "RS256"
     if isinstance(key, OKPKey) and key.curve_name == "Ed25519":
         return "EdDSA"
@@ -187,6 +194,9 @@ class KeyRing(t.Protocol):
 
     def key_for(self, kid: str) -> SigningKey | None:
         """A published key by ``kid``, for verification, or ``None``."""
+
+    def reload(self) -> None:
+        """Drop any cached state so that the next call sees changes."""
 
 
 class ConfigKeyRing:
@@ -209,6 +219,9 @@ class ConfigKeyRing:
     def key_for(self, kid: str) -> SigningKey | None:
         """A configured key by ``kid``."""
         return self._by_kid.get(kid)
+
+    def reload(self) -> None:
+        """Nothing to reload: configured keys change with the configuration."""
 
 
 class DatabaseKeyRing:
@@ -288,12 +301,34 @@ class DatabaseKeyRing:
             return list(self._keys.values())
 
     def key_for(self, kid: str) -> SigningKey | None:
-        """A published key by ``kid``, re-reading the table for unknown ids."""
+        """A published key by ``kid``; an id new to this process is looked up.
+
+        The lookup is one indexed query, like the token row check that
+        follows anyway, so a key another worker just generated is accepted
+        at once.
+        """
         key = self._keys.get(kid)
-        if key is None:
-            self._refresh_if_older_than(1)
-            key = self._keys.get(kid)
+        if key is not None:
+            return key
+        row = self._store.find_signing_key(kid) if len(kid) <= 64 else None
+        if row is None or row.status == RETIRED:
+            return None
+        if row.status == PREVIOUS and (row.publish_until or 0) <= self._store.now():
+            return None
+        key = _from_row(row)
+        with self._lock:
+            self._keys[kid] = key
         return key
+
+    def reload(self) -> None:
+        """Forget the cache; the next use re-reads the table.
+
+        The ``flask ropc keys`` commands call it, so that a rotation takes
+        effect at once in the process that made it.
+        """
+        with self._lock:
+            self._loaded_at = float("-inf")
+            self._signer = None
 
 
 def _from_row(row: t.Any) -> SigningKey:

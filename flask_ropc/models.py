@@ -227,7 +227,7 @@ class Client:
     @property
     def is_public(self) -> bool:
         """A public client has no secret and authenticates with ``none``."""
-        return self.token_endpoint_auth_method == "none"  # noqa: S105
+        return self.token_endpoint_auth_method == "none"
 
     def to_dict(self) -> dict[str, t.Any]:
         """The client's settings as JSON-ready data, without the digest."""

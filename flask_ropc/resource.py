@@ -91,7 +91,7 @@ class InsufficientScopeError(OAuth2Error):
 class _BearerValidator(TokenValidator):
     """Looks tokens up through the current app's token format."""
 
-    TOKEN_TYPE = "bearer"  # noqa: S105 (a scheme name, not a secret)
+    TOKEN_TYPE = "bearer"
 
     def authenticate_token(self, token_string: str) -> AccessToken | None:
         from .extension import get_state

@@ -67,6 +67,8 @@ class Store:
         grant_types: Iterable[str] = ("password",),
         auth_method: str = "client_secret_basic",
         access_token_lifetime: int | None = None,
+        refresh_token_sliding_lifetime: int | None = None,
+        refresh_token_absolute_lifetime: int | None = None,
         access_token_format: str | None = None,
         audience: str | None = None,
         is_resource_server: bool = False,
@@ -88,6 +90,8 @@ class Store:
         if auth_method not in AUTH_METHODS:
             raise ValueError(f"unknown token endpoint auth method {auth_method!r}")
         _check_lifetime(access_token_lifetime)
+        _check_lifetime(refresh_token_sliding_lifetime)
+        _check_lifetime(refresh_token_absolute_lifetime)
         _check_format(access_token_format)
         audience = _check_audience(audience)
         if auth_method == "none":
@@ -109,6 +113,8 @@ class Store:
                     scopes=scope_text,
                     grant_types=grant_text,
                     access_token_lifetime=access_token_lifetime,
+                    refresh_token_sliding_lifetime=refresh_token_sliding_lifetime,
+                    refresh_token_absolute_lifetime=refresh_token_absolute_lifetime,
                     access_token_format=access_token_format,
                     audience=audience,
                     is_resource_server=is_resource_server,
@@ -167,6 +173,9 @@ class Store:
         grant_types: Iterable[str] | None = None,
         access_token_lifetime: int | None = None,
         reset_access_token_lifetime: bool = False,
+        refresh_token_sliding_lifetime: int | None = None,
+        refresh_token_absolute_lifetime: int | None = None,
+        reset_refresh_token_lifetimes: bool = False,
         access_token_format: str | None = None,
         reset_access_token_format: bool = False,
         audience: str | None = None,
@@ -194,6 +203,16 @@ class Store:
         elif access_token_lifetime is not None:
             _check_lifetime(access_token_lifetime)
             values["access_token_lifetime"] = access_token_lifetime
+        if reset_refresh_token_lifetimes:
+            values["refresh_token_sliding_lifetime"] = None
+            values["refresh_token_absolute_lifetime"] = None
+        for column, lifetime in (
+            ("refresh_token_sliding_lifetime", refresh_token_sliding_lifetime),
+            ("refresh_token_absolute_lifetime", refresh_token_absolute_lifetime),
+        ):
+            if lifetime is not None and not reset_refresh_token_lifetimes:
+                _check_lifetime(lifetime)
+                values[column] = lifetime
         if reset_access_token_format:
             values["access_token_format"] = None
         elif access_token_format is not None:
@@ -427,6 +446,12 @@ class Store:
         keys = self.tables.signing_keys
         with self.engine.connect() as conn:
             return list(conn.execute(sa.select(keys).order_by(keys.c.id)).all())
+
+    def find_signing_key(self, kid: str) -> t.Any | None:
+        """The stored signing key row with ``kid``, or ``None``."""
+        keys = self.tables.signing_keys
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(keys).where(keys.c.kid == kid)).first()
 
     def add_signing_key(self, key: t.Any, alg: str, status: str) -> t.Any:
         """Store a new private key (a joserfc key) in ``status``; return its row."""

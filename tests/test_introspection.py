@@ -1,0 +1,488 @@
+"""Token introspection at ``POST /oauth/introspect`` (RFC 7662).
+
+Through the Flask test client and the real database (SQLite, and PostgreSQL
+when ``ROPC_TEST_DATABASE_URL`` is set), for JWT and reference access tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import typing as t
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import flask
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from flask_ropc.extension import get_state
+
+from conftest import basic_auth
+from conftest import client_snapshot
+from conftest import count_rows
+from conftest import password_form
+
+INTROSPECT_URL = "/oauth/introspect"
+FORM = "application/x-www-form-urlencoded"
+INACTIVE = {"active": False}
+
+#: Both access token formats: the default RFC 9068 JWT, and opaque reference.
+FORMATS = pytest.mark.parametrize("token_format", ["jwt", "reference"])
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def issue(http: t.Any, client: t.Any, **form: str) -> str:
+    """A fresh access token for ann, through the token endpoint."""
+    if client.secret is None:
+        form.setdefault("client_id", client.client_id)
+        response = http.post("/oauth/token", data=password_form(**form))
+    else:
+        response = http.post(
+            "/oauth/token", data=password_form(**form), headers=basic_auth(*client)
+        )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return str(response.get_json()["access_token"])
+
+
+def introspect(http: t.Any, caller: t.Any, token: str, **form: str) -> t.Any:
+    """POST ``token`` to the introspection endpoint as ``caller`` (HTTP Basic)."""
+    return http.post(
+        INTROSPECT_URL, data={"token": token, **form}, headers=basic_auth(*caller)
+    )
+
+
+def assert_inactive(response: t.Any) -> None:
+    """RFC 7662 §2.2: an inactive token gets ``{"active": false}`` and no more."""
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    assert response.get_json() == INACTIVE
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def assert_oauth_error(response: t.Any, status: int, error: str) -> None:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert body["error"] == error
+    assert "active" not in body
+
+
+def token_client(make_client: t.Any, token_format: str, **options: t.Any) -> t.Any:
+    """A confidential client whose access tokens have ``token_format``."""
+    if token_format == "reference":
+        options["access_token_format"] = "reference"
+    return make_client(**options)
+
+
+@contextlib.contextmanager
+def clock_shifted(app: flask.Flask, seconds: int) -> Iterator[None]:
+    """Run the block with the store's clock ``seconds`` in the future."""
+    store = get_state(app).store
+    real_clock = store._clock
+    store._clock = lambda: real_clock() + seconds
+    try:
+        yield
+    finally:
+        store._clock = real_clock
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_json(part: str) -> dict[str, t.Any]:
+    return t.cast(dict[str, t.Any], json.loads(base64.urlsafe_b64decode(part + "==")))
+
+
+# -- active tokens ------------------------------------------------------------
+
+
+@FORMATS
+def test_live_token_is_active_with_the_rfc7662_claims(
+    app: flask.Flask, http: t.Any, make_client: t.Any, token_format: str
+) -> None:
+    client = token_client(make_client, token_format)
+    store = get_state(app).store
+    before = store.now()
+    token = issue(http, client)
+    after = store.now()
+
+    response = introspect(http, client, token)
+
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) == {
+        "active",
+        "scope",
+        "client_id",
+        "sub",
+        "exp",
+        "iat",
+        "token_type",
+        "iss",
+        "aud",
+    }
+    assert body["active"] is True
+    assert body["scope"] == "api profile"
+    assert body["client_id"] == client.client_id
+    assert body["sub"] == "user-1"
+    assert before <= body["iat"] <= after
+    assert body["exp"] == body["iat"] + 3600
+    assert body["token_type"] == "Bearer"
+    assert body["iss"] == "http://localhost"
+    assert body["aud"] == "http://localhost"
+
+
+def test_introspected_claims_match_the_jwt_itself(
+    http: t.Any, oauth_client: t.Any
+) -> None:
+    token = issue(http, oauth_client, scope="api")
+    claims = jwt.decode(token, options={"verify_signature": False})
+
+    body = introspect(http, oauth_client, token).get_json()
+
+    assert body["active"] is True
+    for name in ("scope", "client_id", "sub", "exp", "iat", "iss", "aud"):
+        assert body[name] == claims[name], name
+    assert body["scope"] == "api"
+
+
+@FORMATS
+def test_aud_is_the_clients_own_audience_when_it_has_one(
+    http: t.Any, make_client: t.Any, token_format: str
+) -> None:
+    client = token_client(make_client, token_format, audience="https://api.example")
+    token = issue(http, client)
+
+    body = introspect(http, client, token).get_json()
+
+    assert body["active"] is True
+    assert body["aud"] == "https://api.example"
+    assert body["iss"] == "http://localhost"
+
+
+def test_client_secret_post_client_may_introspect_with_body_credentials(
+    http: t.Any, make_client: t.Any
+) -> None:
+    client = make_client(auth_method="client_secret_post")
+    credentials = {"client_id": client.client_id, "client_secret": client.secret}
+    issued = http.post("/oauth/token", data=password_form(**credentials))
+    token = issued.get_json()["access_token"]
+
+    response = http.post(INTROSPECT_URL, data={"token": token, **credentials})
+
+    assert response.status_code == 200
+    assert response.get_json()["active"] is True
+    assert response.get_json()["client_id"] == client.client_id
+
+
+@FORMATS
+def test_resource_server_may_introspect_other_clients_tokens(
+    http: t.Any, make_client: t.Any, token_format: str
+) -> None:
+    owner = token_client(make_client, token_format)
+    resource_server = make_client("API", scopes=[], is_resource_server=True)
+    token = issue(http, owner)
+
+    body = introspect(http, resource_server, token).get_json()
+
+    assert body["active"] is True
+    assert body["client_id"] == owner.client_id
+    assert body["sub"] == "user-1"
+    assert body["scope"] == "api profile"
+
+
+@FORMATS
+def test_token_is_active_until_the_second_before_it_expires(
+    app: flask.Flask, http: t.Any, make_client: t.Any, token_format: str
+) -> None:
+    client = token_client(make_client, token_format, access_token_lifetime=60)
+    token = issue(http, client)
+    body = introspect(http, client, token).get_json()
+    remaining = body["exp"] - get_state(app).store.now()
+
+    with clock_shifted(app, remaining - 1):
+        assert introspect(http, client, token).get_json()["active"] is True
+    with clock_shifted(app, remaining):
+        assert_inactive(introspect(http, client, token))
+
+
+def test_introspection_writes_nothing(
+    app: flask.Flask, http: t.Any, oauth_client: t.Any
+) -> None:
+    """Asking about a token neither changes it nor marks the client as used."""
+    token = issue(http, oauth_client)
+    rows, clients = count_rows(app), client_snapshot(app)
+
+    assert introspect(http, oauth_client, token).get_json()["active"] is True
+    assert_inactive(introspect(http, oauth_client, "unknown-token"))
+
+    assert count_rows(app) == rows
+    assert client_snapshot(app) == clients
+
+
+# -- inactive tokens ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "unknown-token-value",
+        "A" * 43,
+        "not a token at all \u00e9",
+        "x" * 5000,
+        "a.b.c",
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1c2VyLTEifQ.",
+    ],
+    ids=["unknown", "reference-shaped", "garbage", "huge", "dots", "alg-none-jwt"],
+)
+def test_unknown_or_malformed_token_is_just_inactive(
+    http: t.Any, oauth_client: t.Any, token: str
+) -> None:
+    assert_inactive(introspect(http, oauth_client, token))
+
+
+@pytest.mark.parametrize("claim", ["sub", "scope", "exp"])
+def test_jwt_with_tampered_payload_is_inactive(
+    http: t.Any, oauth_client: t.Any, claim: str
+) -> None:
+    token = issue(http, oauth_client, scope="profile")
+    header, payload, signature = token.split(".")
+    claims = b64url_json(payload)
+    claims[claim] = {"sub": "user-2", "scope": "api profile admin"}.get(
+        claim, claims["exp"] + 86400
+    )
+    forged = ".".join([header, b64url(json.dumps(claims).encode()), signature])
+
+    assert_inactive(introspect(http, oauth_client, forged))
+    # The untouched token is still fine: only the forgery was refused.
+    assert introspect(http, oauth_client, token).get_json()["active"] is True
+
+
+def test_jwt_resigned_with_a_foreign_key_under_our_kid_is_inactive(
+    http: t.Any, oauth_client: t.Any
+) -> None:
+    token = issue(http, oauth_client)
+    header = jwt.get_unverified_header(token)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    foreign_key = ec.generate_private_key(ec.SECP256R1())
+    forged = jwt.encode(claims, foreign_key, algorithm="ES256", headers=header)
+
+    assert_inactive(introspect(http, oauth_client, forged))
+
+
+@FORMATS
+def test_expired_token_is_inactive(
+    app: flask.Flask, http: t.Any, make_client: t.Any, token_format: str
+) -> None:
+    client = token_client(make_client, token_format)
+    token = issue(http, client)
+
+    with clock_shifted(app, 3600 + 5):
+        assert_inactive(introspect(http, client, token))
+
+
+@FORMATS
+def test_revoked_token_is_inactive(
+    http: t.Any, make_client: t.Any, token_format: str
+) -> None:
+    client = token_client(make_client, token_format)
+    token = issue(http, client)
+    assert introspect(http, client, token).get_json()["active"] is True
+
+    revoked = http.post(
+        "/oauth/revoke", data={"token": token}, headers=basic_auth(*client)
+    )
+    assert revoked.status_code == 200
+
+    assert_inactive(introspect(http, client, token))
+
+
+@FORMATS
+def test_token_of_a_disabled_client_is_inactive(
+    app: flask.Flask, http: t.Any, make_client: t.Any, token_format: str
+) -> None:
+    owner = token_client(make_client, token_format)
+    resource_server = make_client("API", scopes=[], is_resource_server=True)
+    token = issue(http, owner)
+    assert introspect(http, resource_server, token).get_json()["active"] is True
+
+    with app.app_context():
+        get_state().store.update_client(owner.client_id, enabled=False)
+
+    assert_inactive(introspect(http, resource_server, token))
+
+
+@FORMATS
+def test_other_clients_token_is_inactive_for_a_client_that_is_no_resource_server(
+    http: t.Any, make_client: t.Any, token_format: str
+) -> None:
+    """Telling a client about someone else's token would leak it (§4)."""
+    owner = token_client(make_client, token_format)
+    other = make_client("Other client")
+    token = issue(http, owner)
+
+    assert_inactive(introspect(http, other, token))
+    assert introspect(http, owner, token).get_json()["active"] is True
+
+
+# -- client authentication ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    ["none", "wrong-secret", "unknown-client", "bearer-token", "secret-in-body"],
+)
+def test_caller_that_fails_client_authentication_is_401_invalid_client(
+    http: t.Any, make_client: t.Any, credentials: str
+) -> None:
+    basic_client = make_client()
+    token = issue(http, basic_client)
+    data = {"token": token}
+    headers: dict[str, str] = {}
+    if credentials == "wrong-secret":
+        headers = basic_auth(basic_client.client_id, "wrong-secret-" + "x" * 30)
+    elif credentials == "unknown-client":
+        headers = basic_auth("0" * 32, basic_client.secret)
+    elif credentials == "bearer-token":
+        headers = {"Authorization": f"Bearer {token}"}
+    elif credentials == "secret-in-body":
+        # Registered for client_secret_basic: the body method is refused.
+        data.update(client_id=basic_client.client_id, client_secret=basic_client.secret)
+
+    response = http.post(INTROSPECT_URL, data=data, headers=headers)
+
+    assert_oauth_error(response, 401, "invalid_client")
+
+
+def test_public_client_may_not_introspect_even_its_own_token(
+    http: t.Any, make_client: t.Any
+) -> None:
+    public = make_client(auth_method="none")
+    token = issue(http, public)
+
+    response = http.post(
+        INTROSPECT_URL, data={"token": token, "client_id": public.client_id}
+    )
+
+    assert_oauth_error(response, 401, "invalid_client")
+
+
+def test_disabled_client_may_not_introspect(
+    app: flask.Flask, http: t.Any, oauth_client: t.Any
+) -> None:
+    token = issue(http, oauth_client)
+    with app.app_context():
+        get_state().store.update_client(oauth_client.client_id, enabled=False)
+
+    assert_oauth_error(introspect(http, oauth_client, token), 401, "invalid_client")
+
+
+# -- request parameters -------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", [{}, {"token": ""}], ids=["missing", "empty"])
+def test_missing_token_is_invalid_request(
+    http: t.Any, oauth_client: t.Any, data: dict[str, str]
+) -> None:
+    response = http.post(INTROSPECT_URL, data=data, headers=basic_auth(*oauth_client))
+
+    assert_oauth_error(response, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("hint", ["foo", "access_token", "refresh_token"])
+@FORMATS
+def test_token_type_hint_is_ignored(
+    http: t.Any, make_client: t.Any, token_format: str, hint: str
+) -> None:
+    """RFC 7662 §2.1: the server may ignore the hint; an unknown one is no error."""
+    client = token_client(make_client, token_format)
+    token = issue(http, client)
+
+    live = introspect(http, client, token, token_type_hint=hint)
+    unknown = introspect(http, client, "unknown-token", token_type_hint=hint)
+
+    assert live.status_code == 200
+    assert live.get_json()["active"] is True
+    assert live.get_json()["client_id"] == client.client_id
+    assert_inactive(unknown)
+
+
+# -- request guards shared with the token endpoint ----------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_methods_other_than_post_are_405_json_with_allow_post(
+    http: t.Any, oauth_client: t.Any, method: str
+) -> None:
+    token = issue(http, oauth_client)
+
+    response = http.open(
+        INTROSPECT_URL,
+        method=method,
+        data={"token": token},
+        headers=basic_auth(*oauth_client),
+    )
+
+    assert_oauth_error(response, 405, "invalid_request")
+    assert response.headers["Allow"] == "POST"
+
+
+def test_json_body_is_invalid_request(http: t.Any, oauth_client: t.Any) -> None:
+    token = issue(http, oauth_client)
+
+    response = http.post(
+        INTROSPECT_URL, json={"token": token}, headers=basic_auth(*oauth_client)
+    )
+
+    assert_oauth_error(response, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("name", ["token", "token_type_hint"])
+def test_token_parameters_in_the_query_string_are_invalid_request(
+    http: t.Any, oauth_client: t.Any, name: str
+) -> None:
+    """Even with a valid body: a token in a URL ends up in logs (CWE-598)."""
+    token = issue(http, oauth_client)
+    value = token if name == "token" else "access_token"
+
+    response = http.post(
+        f"{INTROSPECT_URL}?{urlencode({name: value})}",
+        data={"token": token},
+        headers=basic_auth(*oauth_client),
+    )
+
+    assert_oauth_error(response, 400, "invalid_request")
+
+
+def test_repeated_token_is_invalid_request(http: t.Any, oauth_client: t.Any) -> None:
+    token = issue(http, oauth_client)
+    body = urlencode([("token", "unknown-token"), ("token", token)])
+
+    response = http.post(
+        INTROSPECT_URL, data=body, content_type=FORM, headers=basic_auth(*oauth_client)
+    )
+
+    assert_oauth_error(response, 400, "invalid_request")
+
+
+def test_plain_http_to_a_remote_host_is_invalid_request(
+    http: t.Any, oauth_client: t.Any
+) -> None:
+    token = issue(http, oauth_client)
+
+    response = http.post(
+        INTROSPECT_URL,
+        data={"token": token},
+        headers=basic_auth(*oauth_client),
+        base_url="http://auth.example.com",
+    )
+
+    assert_oauth_error(response, 400, "invalid_request")
