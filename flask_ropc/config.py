@@ -51,6 +51,36 @@ DEFAULTS: dict[str, t.Any] = {
     "ROPC_REFRESH_TOKEN_SLIDING_LIFETIME": 14 * 24 * 3600,
     # ...and a chain of rotations never outlives this, from the password login.
     "ROPC_REFRESH_TOKEN_ABSOLUTE_LIFETIME": 30 * 24 * 3600,
+    # Brute-force protection of the password grant (see throttle.py).
+    "ROPC_THROTTLE_ENABLED": True,
+    # Failed attempts per username within the window before a lock...
+    "ROPC_THROTTLE_USERNAME_LIMIT": 5,
+    "ROPC_THROTTLE_USERNAME_WINDOW": 15 * 60,
+    # ...which lasts this long, doubling with every further lock, up to max.
+    "ROPC_THROTTLE_LOCKOUT_BASE": 60,
+    "ROPC_THROTTLE_LOCKOUT_MAX": 60 * 60,
+    # How long past locks are remembered for the doubling.
+    "ROPC_THROTTLE_STRIKE_MEMORY": 24 * 3600,
+    # Failed attempts per client IP address within the window.
+    "ROPC_THROTTLE_IP_LIMIT": 100,
+    "ROPC_THROTTLE_IP_WINDOW": 15 * 60,
+    # Failed attempts per OAuth client within the window; None: unlimited.
+    "ROPC_THROTTLE_CLIENT_LIMIT": None,
+    "ROPC_THROTTLE_CLIENT_WINDOW": 15 * 60,
+    # "429" (with Retry-After) or "invalid_grant" (Keycloak-style, uniform).
+    "ROPC_THROTTLE_RESPONSE": "429",
+    # If the counter storage fails: "closed" (503) or "open" (let it through).
+    "ROPC_THROTTLE_ON_STORAGE_ERROR": "closed",
+    # None: counters in our database. Else a `limits` storage URI, e.g.
+    # "redis://host:6379/0" for many machines or "memory://" for one process.
+    "ROPC_RATELIMIT_STORAGE_URI": None,
+    # Prefix of every counter key.
+    "ROPC_RATELIMIT_KEY_PREFIX": "ropc",
+    # The header a trusted backend client may use to pass the end user's IP.
+    "ROPC_END_USER_IP_HEADER": "X-End-User-IP",
+    # Usernames in audit events: "hash" (SHA-256 of the normalised name) or
+    # "plain" (the normalised name).
+    "ROPC_EVENT_USERNAME": "hash",
 }
 
 
@@ -77,6 +107,22 @@ class Settings:
     offline_access_scope: str
     refresh_token_sliding_lifetime: int
     refresh_token_absolute_lifetime: int
+    throttle_enabled: bool
+    throttle_username_limit: int
+    throttle_username_window: int
+    throttle_lockout_base: int
+    throttle_lockout_max: int
+    throttle_strike_memory: int
+    throttle_ip_limit: int
+    throttle_ip_window: int
+    throttle_client_limit: int | None
+    throttle_client_window: int
+    throttle_response: str
+    throttle_on_storage_error: str
+    ratelimit_storage_uri: str | None
+    ratelimit_key_prefix: str
+    end_user_ip_header: str
+    event_username: str
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> Settings:
@@ -117,6 +163,36 @@ class Settings:
             refresh_token_absolute_lifetime=_positive_int(
                 config, "ROPC_REFRESH_TOKEN_ABSOLUTE_LIFETIME"
             ),
+            throttle_enabled=_bool(config, "ROPC_THROTTLE_ENABLED"),
+            throttle_username_limit=_positive_int(
+                config, "ROPC_THROTTLE_USERNAME_LIMIT"
+            ),
+            throttle_username_window=_positive_int(
+                config, "ROPC_THROTTLE_USERNAME_WINDOW"
+            ),
+            throttle_lockout_base=_positive_int(config, "ROPC_THROTTLE_LOCKOUT_BASE"),
+            throttle_lockout_max=_positive_int(config, "ROPC_THROTTLE_LOCKOUT_MAX"),
+            throttle_strike_memory=_positive_int(config, "ROPC_THROTTLE_STRIKE_MEMORY"),
+            throttle_ip_limit=_positive_int(config, "ROPC_THROTTLE_IP_LIMIT"),
+            throttle_ip_window=_positive_int(config, "ROPC_THROTTLE_IP_WINDOW"),
+            throttle_client_limit=(
+                None
+                if config["ROPC_THROTTLE_CLIENT_LIMIT"] is None
+                else _positive_int(config, "ROPC_THROTTLE_CLIENT_LIMIT")
+            ),
+            throttle_client_window=_positive_int(config, "ROPC_THROTTLE_CLIENT_WINDOW"),
+            throttle_response=_choice(
+                config, "ROPC_THROTTLE_RESPONSE", ("429", "invalid_grant")
+            ),
+            throttle_on_storage_error=_choice(
+                config, "ROPC_THROTTLE_ON_STORAGE_ERROR", ("closed", "open")
+            ),
+            ratelimit_storage_uri=_optional_str(config, "ROPC_RATELIMIT_STORAGE_URI"),
+            ratelimit_key_prefix=_optional_str(config, "ROPC_RATELIMIT_KEY_PREFIX")
+            or "ropc",
+            end_user_ip_header=_optional_str(config, "ROPC_END_USER_IP_HEADER")
+            or "X-End-User-IP",
+            event_username=_choice(config, "ROPC_EVENT_USERNAME", ("hash", "plain")),
         )
 
 
@@ -181,3 +257,10 @@ def _scope_name(config: t.Mapping[str, t.Any], key: str) -> str:
     except ValueError:
         pass
     raise ConfigurationError(f"{key} must be a single scope name, got {value!r}")
+
+
+def _bool(config: t.Mapping[str, t.Any], key: str) -> bool:
+    value = config[key]
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{key} must be True or False, got {value!r}")
+    return value

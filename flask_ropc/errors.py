@@ -13,6 +13,7 @@ Two families live here:
     ├── TemporarilyUnavailableError  503 temporarily_unavailable (database down)
     ├── MethodNotAllowedError      405, the endpoint takes POST only
     ├── UnsupportedGrantTypeError  400 unsupported_grant_type, fixed text
+    ├── ThrottledError             429 slow_down with Retry-After
     ├── InvalidClientAuthError     401 invalid_client with one uniform text
     └── ValidatorError             whatever error a validator chose to return
 
@@ -89,6 +90,29 @@ class MethodNotAllowedError(OAuth2Error):
     def get_headers(self) -> list[tuple[str, str]]:
         headers: list[tuple[str, str]] = super().get_headers()
         headers.append(("Allow", ", ".join(self.allowed)))
+        return headers
+
+
+class ThrottledError(OAuth2Error):
+    """429 for a throttled password attempt, with ``Retry-After``.
+
+    ``slow_down`` is the token-endpoint error RFC 8628 §3.5 registered for
+    "wait longer before trying again"; RFC 6749 has no code for it.
+    """
+
+    error = "slow_down"
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            description=f"Too many failed attempts; try again in {retry_after} s."
+        )
+        #: Seconds to wait, also sent as ``Retry-After``.
+        self.retry_after = retry_after
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        headers.append(("Retry-After", str(self.retry_after)))
         return headers
 
 

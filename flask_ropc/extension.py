@@ -28,6 +28,9 @@ from .server import ROPCAuthorizationServer
 from .server import build_server
 from .store import Clock
 from .store import Store
+from .throttle import CounterStorage
+from .throttle import DatabaseCounters
+from .throttle import Throttle
 from .tokens import AccessToken
 from .tokens import TokenFormat
 from .tokens import issue_reference
@@ -64,6 +67,8 @@ class _State:
     store: Store
     keyring: KeyRing
     server: ROPCAuthorizationServer = dataclasses.field(init=False)
+    #: Brute-force protection, or ``None`` when ROPC_THROTTLE_ENABLED is off.
+    throttle: Throttle | None = None
     #: The engine we created ourselves (embedded database), to dispose of.
     owned_engine: sa.Engine | None = None
 
@@ -215,6 +220,12 @@ class ROPC:
             keyring=keyring,
             owned_engine=owned,
         )
+        if settings.throttle_enabled:
+            state.throttle = Throttle(
+                _counter_storage(settings, store),
+                settings,
+                settings.ratelimit_key_prefix,
+            )
         if settings.issuer is None:
             log.warning(
                 "ROPC_ISSUER is not set: tokens name the request's own base "
@@ -283,6 +294,13 @@ class ROPC:
         self._refresh_claims = func
         return func
 
+    def unlock(self, username: str) -> None:
+        """Clear the failed attempts and lock of ``username`` in the current
+        app (any case or surrounding spaces: names are normalised)."""
+        throttle = get_state().throttle
+        if throttle is not None:
+            throttle.unlock(username)
+
     def revoke_subject(self, subject: str) -> int:
         """Sign a user out everywhere: revoke all their access and refresh
         tokens in the current app. Returns how many were revoked."""
@@ -316,6 +334,23 @@ def get_state(app: flask.Flask | None = None) -> _State:
             "Flask-ROPC is not initialised on this app: call ROPC(app) or "
             "ropc.init_app(app) first."
         ) from None
+
+
+def _counter_storage(settings: Settings, store: Store) -> CounterStorage:
+    """Where throttling counters live: our database, or a ``limits`` storage."""
+    if settings.ratelimit_storage_uri is None:
+        return DatabaseCounters(store, store.tables.throttle)
+    from limits.storage import storage_from_string
+
+    storage = t.cast(
+        CounterStorage, storage_from_string(settings.ratelimit_storage_uri)
+    )
+    if settings.ratelimit_storage_uri.startswith("memory://"):
+        log.warning(
+            "ROPC_RATELIMIT_STORAGE_URI is memory://: throttling counters are "
+            "per process, so each worker allows the full number of guesses"
+        )
+    return storage
 
 
 def create_engine(uri: str) -> sa.Engine:

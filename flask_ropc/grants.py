@@ -16,6 +16,7 @@ a reason named next to it:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import secrets
@@ -32,6 +33,7 @@ from authlib.oauth2.rfc6749.hooks import hooked
 
 from . import hashing
 from . import signals
+from .errors import ThrottledError
 from .errors import ValidatorError
 from .errors import safe_description
 from .models import Client
@@ -39,6 +41,9 @@ from .scopes import parse_scope
 from .scopes import resolve_scopes
 from .server import RefreshPlan
 from .server import RefreshTokenReused
+from .throttle import Attempt
+from .throttle import Throttled
+from .validation import INVALID_CREDENTIALS
 from .validation import GrantResult
 from .validation import PasswordRequest
 from .validation import RefreshRequest
@@ -69,6 +74,8 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
             offline_allowed=client.offline_access,
         )
         username, password = self._credentials()
+        _apply_trusted_ip(client, state.settings.end_user_ip_header)
+        attempt = self._begin_attempt(username, client)
         password_request = PasswordRequest(
             username=username,
             password=password,
@@ -76,18 +83,59 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
             scopes=scopes,
             request=flask.request._get_current_object(),  # type: ignore[attr-defined]
         )
-        result = state.run_validator(password_request)
+        throttle = state.throttle
+        try:
+            result = state.run_validator(password_request)
+        except Exception:
+            # A crash says nothing about the password: give the place back.
+            if throttle is not None:
+                throttle.failed(attempt, username, counts=False)
+            raise
         if not result.is_success:
+            if throttle is not None:
+                throttle.failed(attempt, username, counts=result.counts_as_failure)
             signals.send(
                 signals.password_grant_failed,
                 client_id=client.client_id,
-                username=username,
+                username=signals.username_for_event(username),
                 error=result.error_code,
-                reason=None,
+                reason=result.reason,
             )
+            if result.reason:
+                log.info(
+                    "password grant refused for client %s: %s (%s)",
+                    client.client_id,
+                    result.error_code,
+                    result.reason,
+                )
             raise _error_from(result)
+        if throttle is not None:
+            throttle.succeeded(attempt, username)
         self.request.user = result
         self.request.ropc_scopes = scopes
+
+    def _begin_attempt(self, username: str, client: Client) -> Attempt | None:
+        """Reserve a place in the throttling budgets, or refuse the attempt."""
+        state = self.server.state
+        if state.throttle is None:
+            return None
+        try:
+            attempt: Attempt | None = state.throttle.begin(
+                username, signals.client_ip(), client.client_id
+            )
+            return attempt
+        except Throttled as throttled:
+            signals.send(
+                signals.throttled,
+                client_id=client.client_id,
+                username=signals.username_for_event(username),
+                scope=throttled.scope,
+                retry_after=throttled.retry_after,
+            )
+            if state.settings.throttle_response == "invalid_grant":
+                # Keycloak-style: indistinguishable from a wrong password.
+                raise InvalidGrantError(INVALID_CREDENTIALS) from None
+            raise ThrottledError(throttled.retry_after) from None
 
     def _credentials(self) -> tuple[str, str]:
         form = self.request.form
@@ -281,6 +329,23 @@ def _announce(
         scopes=scopes,
         refresh_token_issued=refresh is not None,
     )
+
+
+def _apply_trusted_ip(client: Client, header: str) -> None:
+    """Let a trusted backend name its end user's IP for throttling and events.
+
+    Only for clients marked ``trusted_backend`` (confidential by
+    construction): otherwise every user behind one backend server would share
+    its IP and lock each other out. From any other client the header is
+    ignored, so it cannot be used to dodge the per-IP budget.
+    """
+    if not client.trusted_backend:
+        return
+    value = flask.request.headers.get(header, "").strip()
+    try:
+        flask.g.ropc_client_ip = str(ipaddress.ip_address(value))
+    except ValueError:
+        return
 
 
 def _error_from(result: GrantResult) -> ValidatorError:

@@ -38,6 +38,7 @@ class Tables:
     access_tokens: sa.Table
     refresh_tokens: sa.Table
     signing_keys: sa.Table
+    throttle: sa.Table
 
     def all(self) -> list[sa.Table]:
         """Every table, in creation order (referenced tables first)."""
@@ -46,6 +47,7 @@ class Tables:
             self.access_tokens,
             self.refresh_tokens,
             self.signing_keys,
+            self.throttle,
         ]
 
 
@@ -88,6 +90,13 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("audience", sa.String(255), nullable=True),
         # May introspect every client's tokens, not just its own (RFC 7662).
         sa.Column("is_resource_server", sa.Boolean, nullable=False, default=False),
+        # A confidential backend whose end-user IP header is believed.
+        sa.Column("trusted_backend", sa.Boolean, nullable=False, default=False),
+        # Migration telemetry: successful password logins, and a sunset date
+        # announced to the client in Deprecation/Sunset response headers.
+        sa.Column("password_grant_count", sa.BigInteger, nullable=False, default=0),
+        sa.Column("sunset_at", sa.BigInteger, nullable=True),
+        sa.Column("deprecated_at", sa.BigInteger, nullable=True),
         # Unix seconds: portable across SQLite and PostgreSQL, no time zones.
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("last_used_at", sa.BigInteger, nullable=True),
@@ -149,12 +158,14 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("revoked_at", sa.BigInteger, nullable=True),
     )
     from .keys import signing_keys_table
+    from .throttle import throttle_table
 
     return Tables(
         clients=clients,
         access_tokens=access_tokens,
         refresh_tokens=refresh_tokens,
         signing_keys=signing_keys_table(metadata),
+        throttle=throttle_table(metadata),
     )
 
 
@@ -191,6 +202,14 @@ class Client:
     audience: str | None
     #: Whether it may introspect other clients' tokens.
     is_resource_server: bool
+    #: Whether its end-user IP header is trusted (a confidential backend).
+    trusted_backend: bool
+    #: Successful password-grant logins so far.
+    password_grant_count: int
+    #: Unix time after which the client is to stop using the password grant.
+    sunset_at: int | None
+    #: Unix time the sunset was announced.
+    deprecated_at: int | None
     #: Unix time of creation.
     created_at: int
     #: Unix time of the last token issued, or ``None``.
@@ -214,6 +233,10 @@ class Client:
             access_token_format=row.access_token_format,
             audience=row.audience,
             is_resource_server=bool(row.is_resource_server),
+            trusted_backend=bool(row.trusted_backend),
+            password_grant_count=int(row.password_grant_count or 0),
+            sunset_at=row.sunset_at,
+            deprecated_at=row.deprecated_at,
             created_at=row.created_at,
             last_used_at=row.last_used_at,
             secret_digest=row.secret_digest,

@@ -13,6 +13,10 @@ signal                                    payload (besides request_id, client_ip
                                           ``scopes``, ``refresh_token_issued``
 ``password_grant_failed``                 ``client_id``, ``username``, ``error``,
                                           ``reason``
+``throttled``                             ``client_id``, ``username``, ``scope``
+                                          (which budget), ``retry_after``
+``client_authentication_failed``          ``client_id`` (as presented, or None),
+                                          ``endpoint``
 ``refresh_token_reused``                  ``client_id``, ``subject``, ``family_id``
 ``token_revoked``                         ``client_id``, ``token_type``, ``subject``
 ========================================  ==========================================
@@ -33,6 +37,10 @@ _signals = Namespace()
 token_issued = _signals.signal("ropc.token-issued")
 #: A password grant request was refused after client authentication.
 password_grant_failed = _signals.signal("ropc.password-grant-failed")
+#: A password attempt was refused by brute-force throttling.
+throttled = _signals.signal("ropc.throttled")
+#: A client failed to authenticate at one of our endpoints.
+client_authentication_failed = _signals.signal("ropc.client-authentication-failed")
 #: A rotated refresh token was presented again; its family was revoked.
 refresh_token_reused = _signals.signal("ropc.refresh-token-reused")
 #: A token was revoked through the revocation endpoint.
@@ -53,6 +61,24 @@ def request_id() -> str:
     value = header if _REQUEST_ID.fullmatch(header) else uuid.uuid4().hex
     flask.g.ropc_request_id = value
     return value
+
+
+def username_for_event(username: str) -> str:
+    """The username as audit events carry it (``ROPC_EVENT_USERNAME``).
+
+    ``hash``: the SHA-256 of the normalised name, enough to correlate
+    attempts without spreading usernames into log stores; ``plain``: the
+    normalised name.
+    """
+    import hashlib
+
+    from .extension import get_state
+    from .throttle import normalise_username
+
+    normalised = normalise_username(username)
+    if get_state().settings.event_username == "plain":
+        return normalised
+    return hashlib.sha256(normalised.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def client_ip() -> str | None:

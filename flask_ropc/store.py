@@ -72,6 +72,7 @@ class Store:
         access_token_format: str | None = None,
         audience: str | None = None,
         is_resource_server: bool = False,
+        trusted_backend: bool = False,
         secret: str | None = None,
     ) -> tuple[Client, str | None]:
         """Register a client and return it with its secret.
@@ -97,6 +98,11 @@ class Store:
         if auth_method == "none":
             if secret is not None:
                 raise ValueError("a public client has no secret to import")
+            if trusted_backend:
+                raise ValueError(
+                    "only a confidential client can be a trusted backend: anyone "
+                    "can send a public client's id"
+                )
             plain = None
         elif secret is not None:
             plain = check_imported_secret(secret)
@@ -118,6 +124,8 @@ class Store:
                     access_token_format=access_token_format,
                     audience=audience,
                     is_resource_server=is_resource_server,
+                    trusted_backend=trusted_backend,
+                    password_grant_count=0,
                     enabled=True,
                     created_at=self.now(),
                 )
@@ -181,6 +189,9 @@ class Store:
         audience: str | None = None,
         reset_audience: bool = False,
         is_resource_server: bool | None = None,
+        trusted_backend: bool | None = None,
+        sunset_at: int | None = None,
+        clear_sunset: bool = False,
         enabled: bool | None = None,
     ) -> Client:
         """Change the given settings of a client; ``None`` leaves one as is.
@@ -224,6 +235,18 @@ class Store:
             values["audience"] = _check_audience(audience)
         if is_resource_server is not None:
             values["is_resource_server"] = is_resource_server
+        if trusted_backend:
+            if self.require_client(client_id).is_public:
+                raise ValueError("only a confidential client can be a trusted backend")
+            values["trusted_backend"] = True
+        elif trusted_backend is False:
+            values["trusted_backend"] = False
+        if clear_sunset:
+            values["sunset_at"] = None
+            values["deprecated_at"] = None
+        elif sunset_at is not None:
+            values["sunset_at"] = sunset_at
+            values["deprecated_at"] = self.now()
         if enabled is not None:
             values["enabled"] = enabled
         self._update(client_id, values)
@@ -317,10 +340,14 @@ class Store:
                 conn.execute(
                     tables.refresh_tokens.insert().values(**_json_claims(refresh))
                 )
+            clients = tables.clients
+            used = {"last_used_at": now}
+            if access["grant_type"] == "password":
+                used["password_grant_count"] = clients.c.password_grant_count + 1
             conn.execute(
-                tables.clients.update()
-                .where(tables.clients.c.client_id == access["client_id"])
-                .values(last_used_at=now)
+                clients.update()
+                .where(clients.c.client_id == access["client_id"])
+                .values(**used)
             )
         return True
 

@@ -96,6 +96,10 @@ class GrantResult:
     error_description: str | None = None
     #: The HTTP status of an error result.
     status_code: int = 400
+    #: Why it failed, for audit events and logs only; never sent to clients.
+    reason: str | None = None
+    #: Whether a failure counts towards brute-force throttling.
+    counts_as_failure: bool = True
 
     @property
     def is_success(self) -> bool:
@@ -133,6 +137,8 @@ class GrantResult:
         extra: Mapping[str, t.Any] | None = None,
         *,
         status_code: int = 400,
+        reason: str | None = None,
+        count_failure: bool = True,
     ) -> GrantResult:
         """Refuse the request with the OAuth error ``error``.
 
@@ -142,6 +148,12 @@ class GrantResult:
             forbids are replaced (with a warning logged) instead of failing.
         :param extra: extra fields for the error body, e.g. an ``mfa_token``.
         :param status_code: the HTTP status, 400 unless given (4xx only).
+        :param reason: an internal reason such as ``"locked"``,
+            ``"password_expired"`` or ``"unconfirmed"``; it goes to audit
+            events and logs, never to the client.
+        :param count_failure: ``False`` if this failure should not count
+            towards brute-force throttling (e.g. the password was right but
+            the account needs a step the client must take).
         :raises ValueError: for a malformed code, a reserved ``extra`` name or
             a status outside 400-499.
         """
@@ -160,6 +172,8 @@ class GrantResult:
             error_code=error,
             error_description=description,
             status_code=status_code,
+            reason=reason,
+            counts_as_failure=count_failure,
         )
 
 
@@ -174,7 +188,9 @@ def normalise_result(value: object) -> GrantResult:
     if isinstance(value, GrantResult):
         return value
     if value is None or value is False:
-        return GrantResult.error("invalid_grant", INVALID_CREDENTIALS)
+        return GrantResult.error(
+            "invalid_grant", INVALID_CREDENTIALS, reason="invalid_credentials"
+        )
     if isinstance(value, str) and value:
         return GrantResult.success(value)
     raise TypeError(

@@ -1,0 +1,362 @@
+"""Brute-force and credential-stuffing protection for the password grant.
+
+RFC 6749 §4.3.2 says the token endpoint "MUST protect the endpoint against
+brute force attacks"; RFC 6819 §4.4.3.6 lists account lockout and tar pits.
+Three budgets are checked *before* the validator runs, so a throttled guess
+costs no password hash:
+
+* per username (case-folded and trimmed): ``ROPC_THROTTLE_USERNAME_LIMIT``
+  failures per ``ROPC_THROTTLE_USERNAME_WINDOW``; reaching the limit locks the
+  username for a back-off that doubles with each lock (from
+  ``ROPC_THROTTLE_LOCKOUT_BASE`` up to ``ROPC_THROTTLE_LOCKOUT_MAX``), like
+  Keycloak's temporary lockout. A success resets it.
+* per client IP address, with a higher limit, against stuffing across many
+  usernames;
+* optionally per client.
+
+Counters are kept for every submitted username, existing or not, so a lock
+looks the same for both and tells an attacker nothing.
+
+Why hand-rolled on top of counters: the ``limits`` library (Flask-Limiter's)
+gives us atomic counters in Redis and memory, but its rate limiters neither
+back off exponentially nor let a success undo the failures. So we use only
+its storage primitives (``incr``, ``get``, ``get_expiry``, ``clear``), and
+implement the same four on our own database table for the default storage.
+
+Every attempt *reserves* its place with one atomic increment before the
+validator runs, and gives it back if it turns out not to count (a success
+on the IP budget, a validator that says so). So under any concurrency no
+more attempts reach the validator than a budget allows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import typing as t
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+
+from .errors import TemporarilyUnavailableError
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from .config import Settings
+    from .store import Store
+
+log = logging.getLogger("flask_ropc")
+
+
+class CounterStorage(t.Protocol):
+    """The subset of a ``limits`` storage we use; ours implements it too."""
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount`` atomically; a new key expires after ``expiry`` s."""
+
+    def get(self, key: str) -> int:
+        """The counter's value, 0 if absent or expired."""
+
+    def get_expiry(self, key: str) -> float:
+        """Unix time at which the key expires (now if absent)."""
+
+    def clear(self, key: str) -> None:
+        """Delete the key."""
+
+
+def throttle_table(metadata: sa.MetaData) -> sa.Table:
+    """The ``ropc_throttle`` table of the database counter storage."""
+    return sa.Table(
+        "ropc_throttle",
+        metadata,
+        sa.Column("key", sa.String(128), primary_key=True),
+        sa.Column("count", sa.BigInteger, nullable=False),
+        sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    )
+
+
+class DatabaseCounters:
+    """Counters in the app's database, shared by every worker and the CLI.
+
+    ``incr`` is one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``
+    statement, atomic on PostgreSQL and SQLite (3.35+) alike.
+    """
+
+    def __init__(self, store: Store, table: sa.Table) -> None:
+        self._store = store
+        self._table = table
+
+    def _now(self) -> float:
+        return float(self._store._clock())
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount``; an absent or expired key restarts at ``amount``."""
+        table, now = self._table, self._now()
+        engine = self._store.engine
+        insert: t.Any = (
+            postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        )
+        expired = table.c.expires_at <= now
+        statement = insert(table).values(key=key, count=amount, expires_at=now + expiry)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={
+                "count": sa.case((expired, amount), else_=table.c.count + amount),
+                "expires_at": sa.case(
+                    (expired, now + expiry), else_=table.c.expires_at
+                ),
+            },
+        ).returning(table.c.count)
+        with engine.begin() as conn:
+            return int(conn.execute(statement).scalar_one())
+
+    def get(self, key: str) -> int:
+        """The live value of ``key``, or 0."""
+        table = self._table
+        with self._store.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(table.c.count)
+                .where(table.c.key == key)
+                .where(table.c.expires_at > self._now())
+            ).scalar()
+        return int(value or 0)
+
+    def get_expiry(self, key: str) -> float:
+        """When ``key`` expires; now if it does not exist."""
+        table = self._table
+        with self._store.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(table.c.expires_at).where(table.c.key == key)
+            ).scalar()
+        return float(value) if value is not None else self._now()
+
+    def clear(self, key: str) -> None:
+        """Delete ``key``."""
+        with self._store.engine.begin() as conn:
+            conn.execute(self._table.delete().where(self._table.c.key == key))
+
+    def purge_expired(self) -> int:
+        """Delete expired counters (``flask ropc cleanup``); return how many."""
+        with self._store.engine.begin() as conn:
+            result = conn.execute(
+                self._table.delete().where(self._table.c.expires_at <= self._now())
+            )
+        return int(result.rowcount)
+
+
+def normalise_username(username: str) -> str:
+    """The form usernames are counted under: trimmed and case-folded.
+
+    ``" Ann "`` and ``"ann"`` share one budget, so changing case or adding
+    spaces does not buy an attacker more guesses.
+    """
+    return username.strip().casefold()
+
+
+def _digest(value: str) -> str:
+    # Keys hold digests, so usernames and IPs are not stored in the clear.
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+class Throttled(Exception):
+    """An attempt was refused before the validator ran."""
+
+    def __init__(self, retry_after: int, scope: str) -> None:
+        super().__init__(f"throttled by the {scope} budget")
+        #: Seconds the client should wait.
+        self.retry_after = retry_after
+        #: Which budget: ``"username"``, ``"ip"`` or ``"client"``.
+        self.scope = scope
+
+
+@dataclasses.dataclass
+class Attempt:
+    """The places one attempt reserved, to settle once the validator answered."""
+
+    username_key: str
+    level: int
+    username_count: int
+    reserved: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+
+
+class Throttle:
+    """Checks and records password attempts against the three budgets.
+
+    :param counters: where counters live (shared by all workers).
+    :param settings: the app's settings (limits, windows, back-off).
+    :param prefix: prepended to every key (e.g. per test run in Redis).
+    """
+
+    def __init__(
+        self, counters: CounterStorage, settings: Settings, prefix: str
+    ) -> None:
+        self.counters = counters
+        self.settings = settings
+        self.prefix = prefix
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def _user_keys(self, username: str) -> tuple[str, str, str]:
+        user = _digest(normalise_username(username))
+        return (
+            self._key("lock", user),
+            self._key("strikes", user),
+            self._key("fails", user),
+        )
+
+    def _guard(self, action: t.Callable[[], t.Any]) -> t.Any:
+        """Run a storage call; apply ``ROPC_THROTTLE_ON_STORAGE_ERROR``."""
+        try:
+            return action()
+        except Throttled:
+            raise
+        except Exception:
+            if self.settings.throttle_on_storage_error == "open":
+                log.exception(
+                    "throttling storage failed; ROPC_THROTTLE_ON_STORAGE_ERROR=open "
+                    "lets this attempt through UNTHROTTLED"
+                )
+                return None
+            log.exception(
+                "throttling storage failed; refusing password attempts with 503 "
+                "(ROPC_THROTTLE_ON_STORAGE_ERROR=closed)"
+            )
+            raise TemporarilyUnavailableError() from None
+
+    def begin(
+        self, username: str, client_ip: str | None, client_id: str
+    ) -> Attempt | None:
+        """Reserve one attempt, or raise :class:`Throttled`.
+
+        Returns ``None`` when the storage failed and the policy is ``open``.
+        """
+        result: Attempt | None = self._guard(
+            lambda: self._begin(username, client_ip, client_id)
+        )
+        return result
+
+    def _begin(self, username: str, client_ip: str | None, client_id: str) -> Attempt:
+        s, counters = self.settings, self.counters
+        lock_key, strikes_key, fails_prefix = self._user_keys(username)
+        # The lock level is read *before* the lock itself: whoever imposes a
+        # lock sets it before raising the level, so an attempt that sees the
+        # new level also sees the lock, and one that saw the old level counts
+        # against the old, already full, budget.
+        level = counters.get(strikes_key)
+        if counters.get(lock_key) > 0:
+            raise Throttled(self._remaining(lock_key), "username")
+        reserved: list[tuple[str, int]] = []
+        try:
+            fails_key = f"{fails_prefix}:{level}"
+            count = self._reserve(
+                fails_key,
+                s.throttle_username_limit,
+                s.throttle_username_window,
+                reserved,
+                "username",
+                retry=lambda: max(self._remaining(lock_key), s.throttle_lockout_base),
+            )
+            if client_ip:
+                self._reserve(
+                    self._key("ip", _digest(client_ip)),
+                    s.throttle_ip_limit,
+                    s.throttle_ip_window,
+                    reserved,
+                    "ip",
+                )
+            if s.throttle_client_limit:
+                self._reserve(
+                    self._key("client", client_id),
+                    s.throttle_client_limit,
+                    s.throttle_client_window,
+                    reserved,
+                    "client",
+                )
+        except Throttled:
+            self._release(reserved)
+            raise
+        return Attempt(
+            username_key=fails_key, level=level, username_count=count, reserved=reserved
+        )
+
+    def _reserve(
+        self,
+        key: str,
+        limit: int,
+        window: int,
+        reserved: list[tuple[str, int]],
+        scope: str,
+        retry: t.Callable[[], int] | None = None,
+    ) -> int:
+        count = self.counters.incr(key, window)
+        reserved.append((key, window))
+        if count > limit:
+            raise Throttled(retry() if retry else self._remaining(key), scope)
+        return count
+
+    def _release(self, reserved: list[tuple[str, int]]) -> None:
+        for key, window in reserved:
+            self.counters.incr(key, window, -1)
+
+    def _remaining(self, key: str) -> int:
+        remaining = self.counters.get_expiry(key) - self._now()
+        return max(1, math.ceil(remaining))
+
+    def _now(self) -> float:
+        clock = getattr(self.counters, "_now", None)
+        if clock is not None:
+            return float(clock())
+        import time
+
+        return time.time()
+
+    def succeeded(self, attempt: Attempt | None, username: str) -> None:
+        """A right password: reset the username, give back IP/client places."""
+        if attempt is None:
+            return
+
+        def settle() -> None:
+            self._release(attempt.reserved[1:])
+            self._clear_user(username, attempt.level)
+
+        self._guard(settle)
+
+    def failed(self, attempt: Attempt | None, username: str, *, counts: bool) -> None:
+        """A refused password; ``counts=False`` gives every place back."""
+        if attempt is None:
+            return
+        if not counts:
+            self._guard(lambda: self._release(attempt.reserved))
+            return
+        if attempt.username_count >= self.settings.throttle_username_limit:
+            self._guard(lambda: self._lock(username))
+
+    def _lock(self, username: str) -> None:
+        s = self.settings
+        lock_key, strikes_key, _ = self._user_keys(username)
+        level = self.counters.get(strikes_key)
+        backoff = min(s.throttle_lockout_base * 2**level, s.throttle_lockout_max)
+        # Lock first, then raise the level (see _begin).
+        self.counters.incr(lock_key, backoff)
+        self.counters.incr(strikes_key, s.throttle_strike_memory)
+        log.warning(
+            "username locked for %d s after %d failed attempts (lock #%d)",
+            backoff,
+            s.throttle_username_limit,
+            level + 1,
+        )
+
+    def _clear_user(self, username: str, up_to_level: int) -> None:
+        lock_key, strikes_key, fails_prefix = self._user_keys(username)
+        level = max(up_to_level, self.counters.get(strikes_key))
+        for n in range(level + 1):
+            self.counters.clear(f"{fails_prefix}:{n}")
+        self.counters.clear(lock_key)
+        self.counters.clear(strikes_key)
+
+    def unlock(self, username: str) -> None:
+        """Forget every failure and lock of ``username``."""
+        self._clear_user(username, 0)
