@@ -74,6 +74,19 @@ def _when(timestamp: int | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _parse_sunset(value: str | None) -> int | None:
+    """A YYYY-MM-DD date as the Unix time of its midnight UTC; 'none' → None."""
+    if value is None or value.lower() == "none":
+        return None
+    try:
+        day = datetime.datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date like 2027-06-30", param_hint="--sunset"
+        ) from None
+    return int(day.replace(tzinfo=datetime.UTC).timestamp())
+
+
 def _describe(client: Client) -> str:
     lifetime = client.access_token_lifetime
     lines = [
@@ -90,6 +103,10 @@ def _describe(client: Client) -> str:
         + (client.access_token_format or "app default (ROPC_ACCESS_TOKEN_FORMAT)"),
         f"audience:              {client.audience or 'app default (ROPC_AUDIENCE)'}",
         f"resource server:       {'yes' if client.is_resource_server else 'no'}",
+        f"trusted backend:       {'yes' if client.trusted_backend else 'no'}",
+        f"password logins:       {client.password_grant_count}",
+        "sunset:                "
+        + (_when(client.sunset_at) if client.sunset_at else "-"),
         f"enabled:               {'yes' if client.enabled else 'no'}",
         f"created:               {_when(client.created_at)}",
         f"last used:             {_when(client.last_used_at)}",
@@ -181,6 +198,12 @@ def init_db() -> None:
     help="Let this client introspect every client's tokens, not just its own.",
 )
 @click.option(
+    "--trusted-backend",
+    is_flag=True,
+    help="A confidential backend that may pass its end user's IP in the "
+    "ROPC_END_USER_IP_HEADER header (used for throttling and events).",
+)
+@click.option(
     "--secret-stdin",
     is_flag=True,
     help="Read an existing secret from standard input instead of generating "
@@ -201,6 +224,7 @@ def create_client(
     token_format: str | None,
     audience: str | None,
     resource_server: bool,
+    trusted_backend: bool,
     secret_stdin: bool,
     as_json: bool,
 ) -> None:
@@ -230,6 +254,7 @@ def create_client(
         access_token_format=token_format,
         audience=audience,
         is_resource_server=resource_server,
+        trusted_backend=trusted_backend,
         secret=secret,
     )
     if as_json:
@@ -250,7 +275,11 @@ def create_client(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_friendly_errors
 def list_clients(as_json: bool) -> None:
-    """List every client with its type, scopes and last use."""
+    """List every client with its type, scopes and password-grant use.
+
+    LOGINS counts successful password logins and LAST USED is the last token
+    issued: the clients still using the password grant, to migrate off it.
+    """
     clients = _store().list_clients()
     if as_json:
         _print_json({"clients": [client.to_dict() for client in clients]})
@@ -258,7 +287,18 @@ def list_clients(as_json: bool) -> None:
     if not clients:
         click.echo("No clients yet: add one with 'flask ropc create-client NAME'.")
         return
-    rows = [("CLIENT ID", "NAME", "TYPE", "ENABLED", "SCOPES", "LAST USED")]
+    rows = [
+        (
+            "CLIENT ID",
+            "NAME",
+            "TYPE",
+            "ENABLED",
+            "SCOPES",
+            "LOGINS",
+            "LAST USED",
+            "SUNSET",
+        )
+    ]
     for c in clients:
         rows.append(
             (
@@ -267,7 +307,9 @@ def list_clients(as_json: bool) -> None:
                 "public" if c.is_public else "confidential",
                 "yes" if c.enabled else "no",
                 " ".join(c.scopes) or "-",
+                str(c.password_grant_count),
                 _when(c.last_used_at),
+                _when(c.sunset_at)[:10] if c.sunset_at else "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -360,6 +402,19 @@ def show_client(client_id: str, as_json: bool) -> None:
     help="Whether this client may introspect every client's tokens.",
 )
 @click.option(
+    "--trusted-backend/--no-trusted-backend",
+    "trusted_backend",
+    default=None,
+    help="Whether this confidential client may pass its end user's IP.",
+)
+@click.option(
+    "--sunset",
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Announce the end of password-grant use: token responses then carry "
+    "Deprecation and Sunset headers. 'none' removes it.",
+)
+@click.option(
     "--enable/--disable",
     "enabled",
     default=None,
@@ -383,6 +438,8 @@ def update_client(
     audience: str | None,
     default_audience: bool,
     resource_server: bool | None,
+    trusted_backend: bool | None,
+    sunset: str | None,
     enabled: bool | None,
     as_json: bool,
 ) -> None:
@@ -422,6 +479,9 @@ def update_client(
         audience=audience,
         reset_audience=default_audience,
         is_resource_server=resource_server,
+        trusted_backend=trusted_backend,
+        sunset_at=_parse_sunset(sunset),
+        clear_sunset=sunset is not None and sunset.lower() == "none",
         enabled=enabled,
     )
     if as_json:
@@ -489,6 +549,12 @@ def cleanup(revoked_for: int, batch_size: int) -> None:
     deleted = store.cleanup(
         revoked_before=store.now() - revoked_for, batch_size=batch_size
     )
+    from .extension import get_state
+    from .throttle import DatabaseCounters
+
+    throttle = get_state().throttle
+    if throttle is not None and isinstance(throttle.counters, DatabaseCounters):
+        deleted["ropc_throttle"] = throttle.counters.purge_expired()
     for table, count in deleted.items():
         click.echo(f"{table}: deleted {count}")
 
@@ -512,6 +578,20 @@ def revoke(subject: str | None, client_id: str | None) -> None:
         store.require_client(client_id)
         count = store.revoke_client_tokens(client_id)
         click.echo(f"Revoked {count} tokens of client {client_id}.")
+
+
+@ropc_cli.command("unlock")
+@click.argument("username")
+@_friendly_errors
+def unlock(username: str) -> None:
+    """Clear the failed attempts and lock of USERNAME (case-insensitive)."""
+    from .extension import get_state
+
+    throttle = get_state().throttle
+    if throttle is None:
+        raise click.ClickException("throttling is off (ROPC_THROTTLE_ENABLED)")
+    throttle.unlock(username)
+    click.echo(f"Unlocked {username.strip()}.")
 
 
 keys_cli = AppGroup("keys", help="Manage the keys that sign JWT access tokens.")

@@ -30,6 +30,7 @@ from authlib.oauth2.rfc6749 import UnauthorizedClientError
 from authlib.oauth2.rfc6749.grants import RefreshTokenGrant
 from authlib.oauth2.rfc6749.grants import ResourceOwnerPasswordCredentialsGrant
 from authlib.oauth2.rfc6749.hooks import hooked
+from werkzeug.http import http_date
 
 from . import hashing
 from . import signals
@@ -190,7 +191,7 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
         # GrantResult.success() already refused reserved names in extra.
         body.update(result.extra)
         _announce(self.GRANT_TYPE, client, result.subject, scopes, refresh)
-        return 200, body, self.TOKEN_RESPONSE_HEADER
+        return 200, body, _headers_for(client, self.TOKEN_RESPONSE_HEADER)
 
 
 class RefreshGrant(RefreshTokenGrant):
@@ -277,7 +278,7 @@ class RefreshGrant(RefreshTokenGrant):
         except RefreshTokenReused:
             self._reused(row)
         _announce(self.GRANT_TYPE, client, row.subject, scopes, refresh)
-        return 200, body, self.TOKEN_RESPONSE_HEADER
+        return 200, body, _headers_for(client, self.TOKEN_RESPONSE_HEADER)
 
     def _reused(self, row: t.Any) -> t.NoReturn:
         """A used refresh token came back: revoke its family, then refuse."""
@@ -329,6 +330,23 @@ def _announce(
         scopes=scopes,
         refresh_token_issued=refresh is not None,
     )
+
+
+def _headers_for(client: Client, headers: list[t.Any]) -> list[t.Any]:
+    """Token response headers, with the client's sunset announced if set.
+
+    ``Deprecation`` (RFC 9745, the date the sunset was announced) and
+    ``Sunset`` (RFC 8594) tell the client's own developers, not just our
+    logs, that this client must move off the password grant.
+    """
+    if client.sunset_at is None:
+        return headers
+    announced = client.deprecated_at or client.sunset_at
+    return [
+        *headers,
+        ("Deprecation", f"@{announced}"),
+        ("Sunset", http_date(client.sunset_at)),
+    ]
 
 
 def _apply_trusted_ip(client: Client, header: str) -> None:

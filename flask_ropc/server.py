@@ -16,6 +16,7 @@ from authlib.oauth2.rfc6749 import InvalidClientError
 
 from . import client_auth
 from . import hashing
+from . import signals
 from .errors import InvalidClientAuthError
 from .models import Client
 from .tokens import TokenGrant
@@ -64,9 +65,14 @@ class ROPCAuthorizationServer(AuthorizationServer):
         """
         try:
             client: Client = super().authenticate_client(request, methods, endpoint)
-        except InvalidClientAuthError:
-            raise
-        except InvalidClientError:
+        except InvalidClientError as error:
+            signals.send(
+                signals.client_authentication_failed,
+                client_id=_presented_client_id(request),
+                endpoint=endpoint,
+            )
+            if isinstance(error, InvalidClientAuthError):
+                raise
             raise InvalidClientAuthError() from None
         return client
 
@@ -172,6 +178,20 @@ class RefreshPlan:
 
 class RefreshTokenReused(Exception):
     """The refresh token was exchanged by another request first."""
+
+
+def _presented_client_id(request: t.Any) -> str | None:
+    """The client id a failed request claimed, if it looks like one."""
+    try:
+        basic = client_auth.parse_basic_authorization(
+            request.headers.get("Authorization")
+        )
+    except InvalidClientAuthError:
+        basic = None
+    claimed = basic[0] if basic else request.form.get("client_id")
+    if claimed and len(claimed) <= 64 and claimed.isascii() and claimed.isprintable():
+        return str(claimed)
+    return None
 
 
 def build_server(state: _State) -> ROPCAuthorizationServer:
