@@ -15,6 +15,7 @@ from .resource import current_token as current_token
 from .tokens import AccessToken as AccessToken
 from .validation import GrantResult as GrantResult
 from .validation import PasswordRequest as PasswordRequest
+from .validation import RefreshRequest as RefreshRequest
 
 __all__ = [
     "ROPC",
@@ -25,5 +26,6 @@ __all__ = [
     "GrantResult",
     "PasswordRequest",
     "ROPCError",
+    "RefreshRequest",
     "current_token",
 ]

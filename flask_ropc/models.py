@@ -121,7 +121,7 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("claims", sa.Text, nullable=False, default="{}"),
         sa.Column("issued_at", sa.BigInteger, nullable=False),
         sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
-        sa.Column("revoked_at", sa.BigInteger, nullable=True),
+        sa.Column("revoked_at", sa.BigInteger, nullable=True, index=True),
         # The signing key of a JWT, so that retiring a key stops its tokens.
         sa.Column("kid", sa.String(64), nullable=True),
         # The refresh token family that issued it, so that revoking the
@@ -155,7 +155,7 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("family_expires_at", sa.BigInteger, nullable=False),
         # Set when the token is exchanged: a second use is reuse.
         sa.Column("used_at", sa.BigInteger, nullable=True),
-        sa.Column("revoked_at", sa.BigInteger, nullable=True),
+        sa.Column("revoked_at", sa.BigInteger, nullable=True, index=True),
     )
     from .keys import signing_keys_table
     from .throttle import throttle_table

@@ -1,0 +1,230 @@
+"""Concurrent refreshes over real HTTP, on SQLite and PostgreSQL.
+
+A threaded Werkzeug server (conftest ``live_server``) receives the requests
+from ``requests`` in many threads released together by a barrier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import typing as t
+
+import flask
+import pytest
+import requests
+import sqlalchemy as sa
+
+from flask_ropc import signals
+from flask_ropc.extension import get_state
+
+from conftest import USERS
+
+pytestmark = pytest.mark.live
+
+THREADS = 24
+OFFLINE = ["password", "refresh_token"]
+TIMEOUT = 60
+
+
+@pytest.fixture
+def offline_client(make_client: t.Any) -> t.Any:
+    return make_client("Offline app", grant_types=OFFLINE)
+
+
+def login(session: requests.Session, url: str, client: t.Any) -> dict[str, t.Any]:
+    response = session.post(
+        f"{url}/oauth/token",
+        data={
+            "grant_type": "password",
+            "username": "ann",
+            "password": USERS["ann"][0],
+            "scope": "api offline_access",
+        },
+        auth=(client.client_id, client.secret),
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 200, response.text
+    return t.cast(dict[str, t.Any], response.json())
+
+
+def refresh(url: str, client: t.Any, token: str) -> requests.Response:
+    with requests.Session() as session:
+        return session.post(
+            f"{url}/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": token},
+            auth=(client.client_id, client.secret),
+            timeout=TIMEOUT,
+        )
+
+
+def all_at_once(
+    tasks: list[t.Callable[[], requests.Response]],
+) -> list[requests.Response]:
+    """Run ``tasks`` in one thread each, released together by a barrier."""
+    barrier = threading.Barrier(len(tasks))
+    results: list[t.Any] = [None] * len(tasks)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=TIMEOUT)
+            results[i] = tasks[i]()
+        except BaseException as error:  # reported by the assertion below
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(tasks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=2 * TIMEOUT)
+    errors = [r for r in results if not isinstance(r, requests.Response)]
+    assert errors == [], errors
+    return t.cast(list[requests.Response], results)
+
+
+def family_of(app: flask.Flask, token: str) -> str:
+    state = get_state(app)
+    tokens = state.store.tables.refresh_tokens
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    with app.app_context(), state.store.engine.connect() as conn:
+        return str(
+            conn.execute(
+                sa.select(tokens.c.family_id).where(tokens.c.token_digest == digest)
+            ).scalar_one()
+        )
+
+
+def family_counts(app: flask.Flask, family_id: str) -> dict[str, int]:
+    """Refresh tokens of a family: all, live (unused and unrevoked), used;
+    and its access tokens."""
+    state = get_state(app)
+    tables = state.store.tables
+    refresh_tokens, access_tokens = tables.refresh_tokens, tables.access_tokens
+    mine = refresh_tokens.c.family_id == family_id
+
+    def count(table: sa.Table, *where: t.Any) -> int:
+        query = sa.select(sa.func.count()).select_from(table).where(*where)
+        return int(conn.execute(query).scalar_one())
+
+    with app.app_context(), state.store.engine.connect() as conn:
+        return {
+            "refresh": count(refresh_tokens, mine),
+            "live": count(
+                refresh_tokens,
+                mine,
+                refresh_tokens.c.used_at.is_(None),
+                refresh_tokens.c.revoked_at.is_(None),
+            ),
+            "used": count(refresh_tokens, mine, refresh_tokens.c.used_at.is_not(None)),
+            "access": count(access_tokens, access_tokens.c.family_id == family_id),
+        }
+
+
+def test_concurrent_refreshes_of_one_token_have_exactly_one_winner(
+    live_server: t.Any, offline_client: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, url = live_server.app, live_server.url
+    with requests.Session() as session:
+        token = login(session, url, offline_client)["refresh_token"]
+    family = family_of(app, token)
+    reused: list[dict[str, t.Any]] = []
+
+    def receiver(sender: t.Any, **payload: t.Any) -> None:
+        reused.append(payload)
+
+    signals.refresh_token_reused.connect(receiver)
+    try:
+        with caplog.at_level(logging.WARNING, logger="flask_ropc"):
+            responses = all_at_once(
+                [lambda: refresh(url, offline_client, token)] * THREADS
+            )
+    finally:
+        signals.refresh_token_reused.disconnect(receiver)
+
+    winners = [r for r in responses if r.status_code == 200]
+    losers = [r for r in responses if r.status_code != 200]
+    assert len(winners) == 1, [r.text for r in responses]
+    assert winners[0].json()["refresh_token"] != token
+    assert len(losers) == THREADS - 1
+    for response in losers:
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_grant"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+    # Exactly one exchange was written: the login's refresh token, used once,
+    # and the winner's successor; the login's and the winner's access tokens.
+    counts = family_counts(app, family)
+    assert counts["refresh"] == 2
+    assert counts["used"] == 1
+    assert counts["access"] == 2
+    assert counts["live"] in (0, 1)
+    # Observed, and by design (RFC 9700 §4.14.2): every loser presented a
+    # token that had been used, so it counts as reuse and the family is
+    # revoked, including the winner's brand-new refresh token. A real client
+    # that sends the same refresh token twice at once is signed out.
+    assert counts["live"] == 0
+    # Reuse is signalled by the losers that saw the token used while its
+    # family was still live; those that came after the revocation just see a
+    # revoked token. So at least one signal, at most one per loser.
+    assert 1 <= len(reused) <= THREADS - 1
+    assert {event["family_id"] for event in reused} == {family}
+    new_token = winners[0].json()["refresh_token"]
+    after = refresh(url, offline_client, new_token)
+    assert after.status_code == 400
+    assert after.json()["error"] == "invalid_grant"
+    me = requests.get(
+        f"{url}/api/me",
+        headers={"Authorization": f"Bearer {winners[0].json()['access_token']}"},
+        timeout=TIMEOUT,
+    )
+    assert me.status_code == 401
+
+
+def test_concurrent_refreshes_of_different_families_all_succeed(
+    live_server: t.Any, offline_client: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, url = live_server.app, live_server.url
+    with requests.Session() as session:
+        tokens = [
+            login(session, url, offline_client)["refresh_token"] for _ in range(THREADS)
+        ]
+    families = [family_of(app, token) for token in tokens]
+    assert len(set(families)) == THREADS
+
+    reused: list[t.Any] = []
+
+    def receiver(sender: t.Any, **payload: t.Any) -> None:
+        reused.append(payload)
+
+    signals.refresh_token_reused.connect(receiver)
+    try:
+        with caplog.at_level(logging.WARNING, logger="flask_ropc"):
+            responses = all_at_once(
+                [
+                    (lambda token=token: refresh(url, offline_client, token))
+                    for token in tokens
+                ]
+            )
+    finally:
+        signals.refresh_token_reused.disconnect(receiver)
+
+    assert [r.status_code for r in responses] == [200] * THREADS, [
+        r.text for r in responses if r.status_code != 200
+    ]
+    assert reused == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "reuse" not in caplog.text
+    new_tokens = [r.json()["refresh_token"] for r in responses]
+    assert len(set(new_tokens)) == THREADS
+    for family, new_token in zip(families, new_tokens, strict=True):
+        assert family_of(app, new_token) == family
+        assert family_counts(app, family) == {
+            "refresh": 2,
+            "live": 1,
+            "used": 1,
+            "access": 2,
+        }
+    # Every rotated token works on.
+    for new_token in new_tokens:
+        assert refresh(url, offline_client, new_token).status_code == 200
