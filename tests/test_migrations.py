@@ -3,6 +3,7 @@ join an app's own Flask-Migrate history as a branch of their own."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import typing as t
 from pathlib import Path
@@ -23,6 +24,27 @@ from flask_ropc.extension import get_state
 from conftest import PG_URL
 from conftest import basic_auth
 from conftest import password_form
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging_configuration() -> t.Iterator[None]:
+    """Flask-Migrate's env.py calls logging.config.fileConfig, which disables
+    every existing logger (ours included) and replaces the root handlers;
+    put everything back so later tests still see our log records."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    loggers = [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    disabled = {logger.name: logger.disabled for logger in loggers}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for logger in logging.Logger.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            logger.disabled = disabled.get(logger.name, False)
 
 
 @pytest.fixture(params=["sqlite"] + (["postgresql"] if PG_URL else []))
