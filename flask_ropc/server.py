@@ -65,7 +65,7 @@ class ROPCAuthorizationServer(AuthorizationServer):
         """
         try:
             client: Client = super().authenticate_client(request, methods, endpoint)
-        except InvalidClientError as error:
+        except (InvalidClientError, InvalidClientAuthError) as error:
             signals.send(
                 signals.client_authentication_failed,
                 client_id=_presented_client_id(request),

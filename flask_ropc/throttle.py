@@ -10,8 +10,8 @@ costs no password hash:
   username for a back-off that doubles with each lock (from
   ``ROPC_THROTTLE_LOCKOUT_BASE`` up to ``ROPC_THROTTLE_LOCKOUT_MAX``), like
   Keycloak's temporary lockout. A success resets it.
-* per client IP address, with a higher limit, against stuffing across many
-  usernames;
+* per client IP address (IPv6: per /64), with a higher limit, against
+  stuffing across many usernames;
 * optionally per client.
 
 Counters are kept for every submitted username, existing or not, so a lock
@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import logging
 import math
 import typing as t
+import unicodedata
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -132,6 +134,22 @@ class DatabaseCounters:
             ).scalar()
         return float(value) if value is not None else self._now()
 
+    def release(self, key: str) -> None:
+        """Take one back from a live, positive counter; else do nothing.
+
+        A plain ``incr(key, window, -1)`` on an expired key would start a
+        new window at -1: one extra attempt for the next window.
+        """
+        table = self._table
+        with self._store.engine.begin() as conn:
+            conn.execute(
+                table.update()
+                .where(table.c.key == key)
+                .where(table.c.expires_at > self._now())
+                .where(table.c.count > 0)
+                .values(count=table.c.count - 1)
+            )
+
     def clear(self, key: str) -> None:
         """Delete ``key``."""
         with self._store.engine.begin() as conn:
@@ -147,12 +165,28 @@ class DatabaseCounters:
 
 
 def normalise_username(username: str) -> str:
-    """The form usernames are counted under: trimmed and case-folded.
+    """The form usernames are counted under: NFKC, trimmed and case-folded.
 
-    ``" Ann "`` and ``"ann"`` share one budget, so changing case or adding
-    spaces does not buy an attacker more guesses.
+    ``" Ann "``, ``"ann"`` and the full-width ``"ａｎｎ"`` share one budget,
+    so changing case, adding spaces or using look-alike compatibility
+    characters does not buy an attacker more guesses.
     """
-    return username.strip().casefold()
+    return unicodedata.normalize("NFKC", username).strip().casefold()
+
+
+def ip_bucket(address: str) -> str:
+    """The unit an IP address is counted under: itself, or its /64 for IPv6.
+
+    One IPv6 subscriber usually holds a whole /64, so counting single
+    addresses would hand an attacker 2**64 fresh budgets.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _digest(value: str) -> str:
@@ -261,7 +295,7 @@ class Throttle:
             )
             if client_ip:
                 self._reserve(
-                    self._key("ip", _digest(client_ip)),
+                    self._key("ip", _digest(ip_bucket(client_ip))),
                     s.throttle_ip_limit,
                     s.throttle_ip_window,
                     reserved,
@@ -298,8 +332,15 @@ class Throttle:
         return count
 
     def _release(self, reserved: list[tuple[str, int]]) -> None:
+        release = getattr(self.counters, "release", None)
         for key, window in reserved:
-            self.counters.incr(key, window, -1)
+            if release is not None:
+                release(key)
+            elif self.counters.get(key) > 0:
+                # limits storages have no conditional decrement; the window
+                # between the check and the decrement is microseconds, and
+                # the worst case is one extra attempt in the next window.
+                self.counters.incr(key, window, -1)
 
     def _remaining(self, key: str) -> int:
         remaining = self.counters.get_expiry(key) - self._now()

@@ -1,0 +1,181 @@
+"""Throttling holds across server processes under concurrent guessing.
+
+Two real server processes (``tests/throttle_server.py``) share their
+counters: in Redis, in PostgreSQL, or in one SQLite file. 200 wrong guesses
+for one username, sent at once from 40 threads and split across both
+servers, must reach the validator no more than ROPC_THROTTLE_USERNAME_LIMIT
+times in total; the validator of each process appends a line per call to a
+shared file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import selectors
+import subprocess
+import sys
+import threading
+import time
+import typing as t
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from flask_ropc.extension import get_state
+
+from conftest import build_app
+
+pytestmark = pytest.mark.live
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+REDIS_URL = os.environ.get("ROPC_TEST_REDIS_URL")
+USERNAME_LIMIT = 5  # the default ROPC_THROTTLE_USERNAME_LIMIT
+GUESSES = 200
+WORKERS = 40
+TIMEOUT = 60
+
+
+def start_server(
+    env: dict[str, str], log: t.IO[str]
+) -> tuple[subprocess.Popen[str], str]:
+    """Start one server process; return it and its base URL once it listens."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "throttle_server.py")],
+        cwd=ROOT,
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + TIMEOUT
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(timeout=deadline - time.monotonic()):
+                line = proc.stdout.readline()
+                if line.startswith("listening on "):
+                    return proc, f"http://127.0.0.1:{int(line.split()[-1])}"
+                if not line:  # the process exited
+                    break
+    stop(proc)
+    raise AssertionError("the server did not start; see its log")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@pytest.fixture(params=["redis", "postgresql", "sqlite"])
+def shared(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> t.Iterator[dict[str, str]]:
+    """The shared database and counter storage of both server processes,
+    with tables created and a client registered."""
+    env: dict[str, str] = {}
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("pg_database")
+        if pg is None:
+            pytest.skip("set ROPC_TEST_DATABASE_URL to run the PostgreSQL case")
+        database_uri = pg.render_as_string(hide_password=False)
+    else:
+        database_uri = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    prefix = f"ropc-test-{secrets.token_hex(6)}"
+    if request.param == "redis":
+        if not REDIS_URL:
+            pytest.skip("set ROPC_TEST_REDIS_URL to run the Redis case")
+        env["ROPC_SERVER_STORAGE_URI"] = REDIS_URL
+    app = build_app(database_uri, str(tmp_path / "instance"))
+    state = get_state(app)
+    with app.app_context():
+        client, secret = state.store.create_client("Guesser", scopes=["api"])
+    assert secret is not None
+    env.update(
+        ROPC_SERVER_DATABASE_URI=database_uri,
+        ROPC_SERVER_PORT="0",
+        ROPC_SERVER_KEY_PREFIX=prefix,
+        ROPC_SERVER_CALLS_FILE=str(tmp_path / "calls.txt"),
+        CLIENT_ID=client.client_id,
+        CLIENT_SECRET=secret,
+    )
+    try:
+        yield env
+    finally:
+        with app.app_context():
+            state.store.tables.clients.metadata.drop_all(state.store.engine)
+        if state.owned_engine is not None:
+            state.owned_engine.dispose()
+        if request.param == "redis":
+            import redis
+
+            assert REDIS_URL is not None
+            connection = redis.Redis.from_url(REDIS_URL)
+            try:
+                for key in connection.scan_iter(f"*{prefix}*"):
+                    connection.delete(key)
+            finally:
+                connection.close()
+
+
+def test_guesses_from_40_threads_on_two_processes_reach_the_validator_at_most_5_times(
+    shared: dict[str, str], tmp_path: Path
+) -> None:
+    calls_file = Path(shared["ROPC_SERVER_CALLS_FILE"])
+    auth = (shared["CLIENT_ID"], shared["CLIENT_SECRET"])
+    servers: list[subprocess.Popen[str]] = []
+    with open(tmp_path / "servers.log", "w") as log:
+        try:
+            urls = []
+            for _ in range(2):
+                proc, url = start_server(shared, log)
+                servers.append(proc)
+                urls.append(url)
+
+            barrier = threading.Barrier(WORKERS)
+
+            def guess(i: int) -> tuple[int, str]:
+                barrier.wait(timeout=TIMEOUT)
+                response = requests.post(
+                    f"{urls[i % 2]}/oauth/token",
+                    data={
+                        "grant_type": "password",
+                        "username": "victim",
+                        "password": f"guess-{i}",
+                    },
+                    auth=auth,
+                    timeout=TIMEOUT,
+                )
+                error = ""
+                if response.headers.get("Content-Type") == "application/json":
+                    error = response.json().get("error", "")
+                return response.status_code, error
+
+            with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+                results = list(pool.map(guess, range(GUESSES)))
+        finally:
+            for proc in servers:
+                stop(proc)
+
+    outcomes = Counter(results)
+    assert set(outcomes) <= {(400, "invalid_grant"), (429, "slow_down")}, (
+        outcomes,
+        (tmp_path / "servers.log").read_text()[-3000:],
+    )
+    lines = calls_file.read_text().splitlines() if calls_file.exists() else []
+    assert 1 <= len(lines) <= USERNAME_LIMIT, lines
+    # Every validator call was a wrong password, answered with invalid_grant.
+    assert outcomes[(400, "invalid_grant")] == len(lines)
+    assert outcomes[(429, "slow_down")] == GUESSES - len(lines)
