@@ -1,0 +1,267 @@
+"""The server on its worst day: database connections killed, Redis gone.
+
+PostgreSQL faults are made with ``pg_terminate_backend`` on the test's own
+connections (never by restarting the shared server); Redis faults with a
+private ``redis-server`` on a port of the test's own.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import typing as t
+from pathlib import Path
+
+import flask
+import pytest
+import sqlalchemy as sa
+
+from flask_ropc.extension import get_state
+
+from conftest import PG_URL
+from conftest import basic_auth
+from conftest import build_app
+from conftest import count_rows
+from conftest import password_form
+
+pg_only = pytest.mark.skipif(not PG_URL, reason="needs ROPC_TEST_DATABASE_URL")
+
+
+@pytest.fixture
+def pg_app(database_uri: str, app: flask.Flask) -> flask.Flask:
+    if not database_uri.startswith("postgresql"):
+        pytest.skip("connection faults are made on PostgreSQL")
+    return app
+
+
+def _kill_our_connections(app: flask.Flask) -> int:
+    """Terminate every server process serving the app's database, except
+    the one doing the terminating."""
+    engine = get_state(app).store.engine
+    name = engine.url.database
+    admin = sa.create_engine(engine.url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            killed = conn.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            ).scalar_one()
+    finally:
+        admin.dispose()
+    return int(killed)
+
+
+@pg_only
+def test_killed_connections_between_requests_are_replaced(
+    pg_app: flask.Flask, http: t.Any, oauth_client: t.Any
+) -> None:
+    """The pool checks connections before use: after every server process of
+    ours is killed, the next request just works, no restart needed."""
+    first = http.post(
+        "/oauth/token", data=password_form(), headers=basic_auth(*oauth_client)
+    )
+    assert first.status_code == 200
+    assert _kill_our_connections(pg_app) >= 1
+    again = http.post(
+        "/oauth/token", data=password_form(), headers=basic_auth(*oauth_client)
+    )
+    assert again.status_code == 200, again.json
+    me = http.get(
+        "/api/me", headers={"Authorization": f"Bearer {again.json['access_token']}"}
+    )
+    assert me.status_code == 200
+
+
+@pg_only
+def test_connection_killed_mid_grant_is_503_and_writes_nothing(
+    pg_app: flask.Flask, http: t.Any, make_client: t.Any
+) -> None:
+    """The connection dies after the access token row is written and before
+    the refresh token row: the client gets 503, no half grant is stored, and
+    the next request succeeds."""
+    client = make_client(grant_types=["password", "refresh_token"])
+    engine = get_state(pg_app).store.engine
+    before = count_rows(pg_app)
+    fired = []
+
+    def kill_before_refresh_insert(
+        conn: t.Any, cursor: t.Any, statement: str, *args: t.Any
+    ) -> None:
+        if statement.startswith("INSERT INTO ropc_refresh_tokens") and not fired:
+            fired.append(True)
+            pid = conn.connection.dbapi_connection.info.backend_pid
+            admin = sa.create_engine(engine.url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as other:
+                other.execute(
+                    sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}
+                )
+            admin.dispose()
+
+    sa.event.listen(engine, "before_cursor_execute", kill_before_refresh_insert)
+    try:
+        response = http.post(
+            "/oauth/token",
+            data=password_form(scope="api offline_access"),
+            headers=basic_auth(*client),
+        )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", kill_before_refresh_insert)
+    assert fired
+    assert response.status_code == 503
+    assert response.json["error"] == "temporarily_unavailable"
+    assert "Retry-After" in response.headers
+    after = count_rows(pg_app)
+    assert after["ropc_access_tokens"] == before["ropc_access_tokens"]
+    store = get_state(pg_app).store
+    with pg_app.app_context(), store.engine.connect() as conn:
+        refresh_rows = conn.execute(
+            sa.select(sa.func.count()).select_from(store.tables.refresh_tokens)
+        ).scalar_one()
+    assert refresh_rows == 0
+    retry = http.post(
+        "/oauth/token",
+        data=password_form(scope="api offline_access"),
+        headers=basic_auth(*client),
+    )
+    assert retry.status_code == 200
+    assert "refresh_token" in retry.json
+
+
+@pg_only
+def test_failure_inside_the_grant_transaction_leaves_no_access_token(
+    pg_app: flask.Flask, http: t.Any, make_client: t.Any
+) -> None:
+    """An error raised by the database on the refresh token insert (a
+    trigger) rolls back the access token written just before it."""
+    client = make_client(grant_types=["password", "refresh_token"])
+    engine = get_state(pg_app).store.engine
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE FUNCTION ropc_test_refuse() RETURNS trigger AS $$ "
+                "BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER ropc_test_refuse BEFORE INSERT ON ropc_refresh_tokens "
+                "FOR EACH ROW EXECUTE FUNCTION ropc_test_refuse()"
+            )
+        )
+    try:
+        before = count_rows(pg_app)
+        response = http.post(
+            "/oauth/token",
+            data=password_form(scope="api offline_access"),
+            headers=basic_auth(*client),
+        )
+        assert response.status_code == 500
+        assert response.json["error"] == "server_error"
+        assert count_rows(pg_app) == before
+        with pg_app.app_context():
+            client_row = get_state().store.require_client(client.client_id)
+        assert client_row.password_grant_count == 0
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("DROP TRIGGER ropc_test_refuse ON ropc_refresh_tokens")
+            )
+            conn.execute(sa.text("DROP FUNCTION ropc_test_refuse()"))
+
+
+# -- Redis ------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_redis(port: int, workdir: Path) -> None:
+    subprocess.run(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "yes",
+            "--dir",
+            str(workdir),
+            "--pidfile",
+            str(workdir / f"redis-{port}.pid"),
+        ],
+        check=True,
+    )
+    # redis-cli --no-raw PING retries until the daemon answers (bounded).
+    for _ in range(100):
+        ping = subprocess.run(
+            ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True
+        )
+        if ping.stdout.strip() == "PONG":
+            return
+    raise AssertionError("private redis-server did not start")
+
+
+def _stop_redis(port: int) -> None:
+    subprocess.run(
+        ["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True
+    )
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_redis_stopped_mid_run_fails_closed_then_recovers(
+    database_uri: str, tmp_path: Path
+) -> None:
+    """With its own redis-server stopped, the password grant answers 503
+    (no unthrottled guessing) and logs loudly; once Redis is back, requests
+    succeed again without restarting the app."""
+    port = _free_port()
+    _start_redis(port, tmp_path)
+    app = build_app(
+        database_uri,
+        str(tmp_path / "instance"),
+        ROPC_RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0",
+    )
+    try:
+        with app.app_context():
+            client, secret = get_state().store.create_client("c", scopes=["api"])
+        auth = basic_auth(client.client_id, secret or "")
+        http = app.test_client()
+        assert (
+            http.post("/oauth/token", data=password_form(), headers=auth).status_code
+            == 200
+        )
+        _stop_redis(port)
+        down = http.post("/oauth/token", data=password_form(), headers=auth)
+        assert down.status_code == 503
+        assert down.json["error"] == "temporarily_unavailable"
+        assert (
+            app.extensions["test_validator"].calls[-1:]
+            and len(app.extensions["test_validator"].calls) == 1
+        )
+        _start_redis(port, tmp_path)
+        back = http.post("/oauth/token", data=password_form(), headers=auth)
+        assert back.status_code == 200
+    finally:
+        _stop_redis(port)
+        state = get_state(app)
+        # Close the Redis client's sockets, which the dead server left open.
+        assert state.throttle is not None
+        redis_client = getattr(state.throttle.counters, "storage", None)
+        if redis_client is not None:
+            redis_client.connection_pool.disconnect()
+        with app.app_context():
+            state.store.tables.clients.metadata.drop_all(state.store.engine)
+        if state.owned_engine is not None:
+            state.owned_engine.dispose()
