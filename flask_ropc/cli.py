@@ -204,6 +204,13 @@ def init_db() -> None:
     "ROPC_END_USER_IP_HEADER header (used for throttling and events).",
 )
 @click.option(
+    "--client-id",
+    "imported_client_id",
+    default=None,
+    help="Keep this client id (when moving a client from another server) "
+    "instead of generating one.",
+)
+@click.option(
     "--secret-stdin",
     is_flag=True,
     help="Read an existing secret from standard input instead of generating "
@@ -225,6 +232,7 @@ def create_client(
     audience: str | None,
     resource_server: bool,
     trusted_backend: bool,
+    imported_client_id: str | None,
     secret_stdin: bool,
     as_json: bool,
 ) -> None:
@@ -256,6 +264,7 @@ def create_client(
         is_resource_server=resource_server,
         trusted_backend=trusted_backend,
         secret=secret,
+        client_id=imported_client_id,
     )
     if as_json:
         data = client.to_dict()

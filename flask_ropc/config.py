@@ -81,6 +81,8 @@ DEFAULTS: dict[str, t.Any] = {
     # Usernames in audit events: "hash" (SHA-256 of the normalised name) or
     # "plain" (the normalised name).
     "ROPC_EVENT_USERNAME": "hash",
+    # Serve the OpenAPI 3.1 description of our endpoints at {prefix}/openapi.json.
+    "ROPC_OPENAPI_ENABLED": False,
 }
 
 
@@ -123,6 +125,7 @@ class Settings:
     ratelimit_key_prefix: str
     end_user_ip_header: str
     event_username: str
+    openapi_enabled: bool
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> Settings:
@@ -193,6 +196,7 @@ class Settings:
             end_user_ip_header=_optional_str(config, "ROPC_END_USER_IP_HEADER")
             or "X-End-User-IP",
             event_username=_choice(config, "ROPC_EVENT_USERNAME", ("hash", "plain")),
+            openapi_enabled=_bool(config, "ROPC_OPENAPI_ENABLED"),
         )
 
 

@@ -74,6 +74,7 @@ class Store:
         is_resource_server: bool = False,
         trusted_backend: bool = False,
         secret: str | None = None,
+        client_id: str | None = None,
     ) -> tuple[Client, str | None]:
         """Register a client and return it with its secret.
 
@@ -108,7 +109,12 @@ class Store:
             plain = check_imported_secret(secret)
         else:
             plain = hashing.generate_secret()
-        client_id = hashing.generate_client_id()
+        if client_id is None:
+            client_id = hashing.generate_client_id()
+        else:
+            client_id = check_imported_client_id(client_id)
+            if self.get_client(client_id) is not None:
+                raise ValueError(f"a client with id {client_id!r} already exists")
         with self.engine.begin() as conn:
             conn.execute(
                 self.tables.clients.insert().values(
@@ -534,6 +540,23 @@ def _json_claims(values: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
 
 def _plausible_id(client_id: str) -> bool:
     return 0 < len(client_id) <= 64 and client_id.isascii() and client_id.isprintable()
+
+
+def check_imported_client_id(client_id: str) -> str:
+    """Return a client id kept from another server, if it is usable here.
+
+    :raises ValueError: empty, over 64 characters, not printable ASCII,
+        containing white space or ``:`` (which Basic credentials would
+        split), or starting with ``-`` (which a shell reads as an option).
+    """
+    if not _plausible_id(client_id) or client_id.startswith("-"):
+        raise ValueError(
+            "an imported client id must be 1 to 64 printable ASCII characters "
+            "not starting with '-'"
+        )
+    if any(char.isspace() or char == ":" for char in client_id):
+        raise ValueError("an imported client id may not contain spaces or ':'")
+    return client_id
 
 
 def check_imported_secret(secret: str) -> str:

@@ -9,9 +9,11 @@ rejects all of that with RFC 6749 §5.2 errors before Authlib sees the request.
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 import typing as t
+from importlib import resources
 
 import flask
 import sqlalchemy.exc
@@ -73,6 +75,7 @@ def create_blueprint(url_prefix: str) -> flask.Blueprint:
     )
     bp.add_url_rule("/revoke", "revoke", revocation_endpoint, methods=ALL_METHODS)
     bp.add_url_rule("/jwks", "jwks", jwks_endpoint, methods=["GET"])
+    bp.add_url_rule("/openapi.json", "openapi", openapi_endpoint, methods=["GET"])
     return bp
 
 
@@ -156,6 +159,24 @@ def jwks_endpoint() -> flask.Response:
     response.cache_control.public = True
     response.cache_control.max_age = state.settings.jwks_max_age
     return response
+
+
+def openapi_endpoint() -> flask.Response:
+    """``GET {prefix}/openapi.json``: our OpenAPI 3.1 description, if enabled.
+
+    The shipped document describes the endpoints under the default prefix;
+    the served copy points its server URL at this app's issuer and prefix.
+    """
+    from .extension import get_state
+
+    state = get_state()
+    if not state.settings.openapi_enabled:
+        flask.abort(404)
+    document = json.loads(
+        resources.files("flask_ropc").joinpath("openapi.json").read_text("utf-8")
+    )
+    document["servers"] = [{"url": state.issuer() + state.settings.url_prefix}]
+    return flask.jsonify(document)
 
 
 def discovery_endpoint() -> flask.Response:

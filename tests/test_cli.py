@@ -825,3 +825,49 @@ def test_database_errors_give_a_clear_message(
     # and init-db then repairs it
     ok(ropc(runner, "init-db"))
     assert json.loads(ok(ropc(runner, "list-clients", "--json"))) == {"clients": []}
+
+
+def test_create_client_can_keep_an_existing_client_id(
+    app: flask.Flask, runner: t.Any, http: t.Any
+) -> None:
+    """Moving a client from another server keeps its id and secret."""
+    secret = "an-existing-secret-from-identityserver"
+    result = runner.invoke(
+        args=[
+            "ropc",
+            "create-client",
+            "Legacy",
+            "--client-id",
+            "legacy.app",
+            "--secret-stdin",
+            "--scope",
+            "api",
+            "--json",
+        ],
+        input=secret + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["client_id"] == "legacy.app"
+    token = http.post(
+        "/oauth/token",
+        data=password_form(),
+        headers=basic_auth("legacy.app", secret),
+    )
+    assert token.status_code == 200
+
+
+@pytest.mark.parametrize("bad_id", ["-dash", "has space", "a:b", "x" * 65, "é"])
+def test_create_client_refuses_unusable_or_taken_client_ids(
+    app: flask.Flask, runner: t.Any, bad_id: str
+) -> None:
+    before = count_rows(app)
+    result = runner.invoke(
+        args=["ropc", "create-client", "Legacy", "--client-id", bad_id]
+    )
+    assert result.exit_code != 0
+    assert count_rows(app) == before
+    first = runner.invoke(args=["ropc", "create-client", "A", "--client-id", "taken"])
+    assert first.exit_code == 0
+    again = runner.invoke(args=["ropc", "create-client", "B", "--client-id", "taken"])
+    assert again.exit_code != 0
+    assert "already exists" in again.output

@@ -3,7 +3,8 @@
 The revisions form their own branch, labelled ``flask_ropc``, so that they
 can join an app's own Alembic (Flask-Migrate) history: add
 :data:`VERSIONS_DIR` to the app's ``version_locations`` and upgrade to
-``heads``. The README's "Migrations" section shows how.
+``heads``. The "Migrations" section of the README and of docs/deploying.md
+shows how.
 """
 
 from __future__ import annotations
