@@ -127,17 +127,48 @@ def build_app(database_uri: str, instance_path: str, **config: t.Any) -> flask.F
     return app
 
 
-@pytest.fixture
-def app(database_uri: str, tmp_path: t.Any) -> Iterator[flask.Flask]:
-    """A fresh app with empty tables on the test's database."""
-    application = build_app(database_uri, str(tmp_path / "instance"))
-    yield application
-    state = get_state(application)
-    with application.app_context():
-        tables = state.store.tables
-        tables.clients.metadata.drop_all(state.store.engine)
+def dispose_app(app: flask.Flask) -> None:
+    """Drop an app's tables and close its engine (the end of every test app)."""
+    state = get_state(app)
+    with app.app_context():
+        state.store.tables.clients.metadata.drop_all(state.store.engine)
     if state.owned_engine is not None:
         state.owned_engine.dispose()
+
+
+@pytest.fixture
+def app_config() -> dict[str, t.Any]:
+    """Extra configuration for ``app``; override or parametrize it to vary."""
+    return {}
+
+
+@pytest.fixture
+def app(
+    database_uri: str, tmp_path: t.Any, app_config: dict[str, t.Any]
+) -> Iterator[flask.Flask]:
+    """A fresh app with empty tables on the test's database."""
+    application = build_app(database_uri, str(tmp_path / "instance"), **app_config)
+    yield application
+    dispose_app(application)
+
+
+@pytest.fixture
+def make_app(
+    database_uri: str, tmp_path: t.Any
+) -> Iterator[t.Callable[..., flask.Flask]]:
+    """Build more apps on the test's database: ``make_app(ROPC_X=...)``."""
+    built: list[flask.Flask] = []
+
+    def make(**config: t.Any) -> flask.Flask:
+        application = build_app(
+            database_uri, str(tmp_path / f"instance-{len(built)}"), **config
+        )
+        built.append(application)
+        return application
+
+    yield make
+    for application in built:
+        dispose_app(application)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from conftest import USERS
 from conftest import OAuthClient
 from conftest import basic_auth
 from conftest import build_app
+from conftest import dispose_app
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -189,10 +190,7 @@ def test_password_grant_failed_with_plain_usernames(
             )
         assert [e["username"] for e in events] == ["ann"]
     finally:
-        with app.app_context():
-            state.store.tables.clients.metadata.drop_all(state.store.engine)
-        if state.owned_engine is not None:
-            state.owned_engine.dispose()
+        dispose_app(app)
 
 
 def test_password_grant_failed_carries_the_validators_reason_and_error(
@@ -269,10 +267,7 @@ def test_throttled_names_the_ip_budget(database_uri: str, tmp_path: t.Any) -> No
         assert [e["scope"] for e in throttled] == ["ip"]
         assert throttled[0]["username"] == sha256("a-third-one")
     finally:
-        with app.app_context():
-            state.store.tables.clients.metadata.drop_all(state.store.engine)
-        if state.owned_engine is not None:
-            state.owned_engine.dispose()
+        dispose_app(app)
 
 
 # -- client_authentication_failed ---------------------------------------------

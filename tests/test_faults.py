@@ -23,6 +23,7 @@ from conftest import PG_URL
 from conftest import basic_auth
 from conftest import build_app
 from conftest import count_rows
+from conftest import dispose_app
 from conftest import password_form
 
 pg_only = pytest.mark.skipif(not PG_URL, reason="needs ROPC_TEST_DATABASE_URL")
@@ -261,7 +262,4 @@ def test_redis_stopped_mid_run_fails_closed_then_recovers(
         redis_client = getattr(state.throttle.counters, "storage", None)
         if redis_client is not None:
             redis_client.connection_pool.disconnect()
-        with app.app_context():
-            state.store.tables.clients.metadata.drop_all(state.store.engine)
-        if state.owned_engine is not None:
-            state.owned_engine.dispose()
+        dispose_app(app)

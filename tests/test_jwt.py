@@ -38,6 +38,7 @@ from flask_ropc.extension import get_state
 from conftest import basic_auth
 from conftest import build_app
 from conftest import count_rows
+from conftest import dispose_app
 from conftest import password_form
 
 TOKEN_URL = "/oauth/token"
@@ -214,11 +215,7 @@ def make_app(database_uri: str, tmp_path: t.Any) -> Iterator[Callable[..., t.Any
 
     yield make
     for application in built:
-        state = get_state(application)
-        with application.app_context():
-            state.store.tables.clients.metadata.drop_all(state.store.engine)
-        if state.owned_engine is not None:
-            state.owned_engine.dispose()
+        dispose_app(application)
 
 
 # -- the default format and its claims ---------------------------------------

@@ -30,6 +30,7 @@ from conftest import OAuthClient
 from conftest import basic_auth
 from conftest import build_app
 from conftest import count_rows
+from conftest import dispose_app
 from conftest import password_form
 
 TOKEN_URL = "/oauth/token"
@@ -90,11 +91,7 @@ def make_app(
 
     yield make
     for application in apps:
-        state = get_state(application)
-        with application.app_context():
-            state.store.tables.clients.metadata.drop_all(state.store.engine)
-        if state.owned_engine is not None:
-            state.owned_engine.dispose()
+        dispose_app(application)
 
 
 def _post(http: t.Any, url: str, client: t.Any, data: dict[str, str]) -> t.Any:

@@ -28,6 +28,7 @@ from conftest import USERS
 from conftest import OAuthClient
 from conftest import basic_auth
 from conftest import build_app
+from conftest import dispose_app
 
 TOKEN_URL = "/oauth/token"
 WRONG = "definitely not the password"
@@ -124,31 +125,7 @@ def cli(app: flask.Flask, *args: str) -> t.Any:
     return app.test_cli_runner().invoke(args=["ropc", *args])
 
 
-def dispose(app: flask.Flask) -> None:
-    state = get_state(app)
-    with app.app_context():
-        state.store.tables.clients.metadata.drop_all(state.store.engine)
-    if state.owned_engine is not None:
-        state.owned_engine.dispose()
-
-
 # -- fixtures -----------------------------------------------------------------
-
-
-@pytest.fixture
-def app_config() -> dict[str, t.Any]:
-    """Extra configuration; parametrize ``app_config`` to change it."""
-    return {}
-
-
-@pytest.fixture
-def app(
-    database_uri: str, tmp_path: t.Any, app_config: dict[str, t.Any]
-) -> Iterator[flask.Flask]:
-    """Like conftest's ``app``, with :func:`app_config` applied."""
-    application = build_app(database_uri, str(tmp_path / "instance"), **app_config)
-    yield application
-    dispose(application)
 
 
 @pytest.fixture
@@ -490,7 +467,7 @@ def test_cli_unlock_fails_when_throttling_is_off(
         assert result.exit_code != 0
         assert "ROPC_THROTTLE_ENABLED" in result.output
     finally:
-        dispose(app)
+        dispose_app(app)
 
 
 # -- the per-IP and per-client budgets -----------------------------------------
@@ -854,7 +831,7 @@ def test_lockout_works_with_counters_in_redis(
         ok = attempt(http, client, "ann", USERS["ann"][0])
         assert ok.status_code == 200, ok.get_data(as_text=True)
     finally:
-        dispose(app)
+        dispose_app(app)
 
 
 @needs_redis
@@ -881,7 +858,7 @@ def test_redis_keys_hold_no_username_or_ip_in_clear(
         assert "mail.test" not in dump
         assert "198.51.100.77" not in dump
     finally:
-        dispose(app)
+        dispose_app(app)
 
 
 def test_memory_storage_throttles_within_one_process(
@@ -901,4 +878,4 @@ def test_memory_storage_throttles_within_one_process(
         assert_throttled(attempt(http, client, "ann", USERS["ann"][0]))
         assert calls(app) == 5
     finally:
-        dispose(app)
+        dispose_app(app)

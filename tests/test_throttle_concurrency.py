@@ -28,6 +28,7 @@ import requests
 from flask_ropc.extension import get_state
 
 from conftest import build_app
+from conftest import dispose_app
 
 pytestmark = pytest.mark.live
 
@@ -114,10 +115,7 @@ def shared(
     try:
         yield env
     finally:
-        with app.app_context():
-            state.store.tables.clients.metadata.drop_all(state.store.engine)
-        if state.owned_engine is not None:
-            state.owned_engine.dispose()
+        dispose_app(app)
         if request.param == "redis":
             import redis
 

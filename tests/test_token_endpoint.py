@@ -26,7 +26,6 @@ from flask_ropc.extension import get_state
 
 from conftest import USERS
 from conftest import basic_auth
-from conftest import build_app
 from conftest import client_snapshot
 from conftest import count_rows
 from conftest import password_form
@@ -39,26 +38,6 @@ ERROR_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")
 
 
 # -- fixtures -----------------------------------------------------------------
-
-
-@pytest.fixture
-def app_config() -> dict[str, t.Any]:
-    """Extra app configuration; parametrize ``app_config`` to change it."""
-    return {}
-
-
-@pytest.fixture
-def app(
-    database_uri: str, tmp_path: t.Any, app_config: dict[str, t.Any]
-) -> Iterator[flask.Flask]:
-    """Like conftest's ``app``, but built with :func:`app_config` applied."""
-    application = build_app(database_uri, str(tmp_path / "instance"), **app_config)
-    yield application
-    state = get_state(application)
-    with application.app_context():
-        state.store.tables.clients.metadata.drop_all(state.store.engine)
-    if state.owned_engine is not None:
-        state.owned_engine.dispose()
 
 
 # -- helpers ------------------------------------------------------------------

@@ -27,6 +27,7 @@ from conftest import Validator
 from conftest import basic_auth
 from conftest import client_snapshot
 from conftest import count_rows
+from conftest import dispose_app
 from conftest import password_form
 
 TOKEN_URL = "/oauth/token"
@@ -66,14 +67,6 @@ def assert_server_error(response: t.Any) -> None:
     assert response.status_code == 500
     assert response.is_json
     assert response.get_json()["error"] == "server_error"
-
-
-def drop_and_dispose(app: flask.Flask) -> None:
-    state = get_state(app)
-    with app.app_context():
-        state.store.tables.clients.metadata.drop_all(state.store.engine)
-    if state.owned_engine is not None:
-        state.owned_engine.dispose()
 
 
 # -- order of checks --------------------------------------------------------
@@ -426,7 +419,7 @@ def app_without_validator(database_uri: str, tmp_path: t.Any) -> Iterator[flask.
     with application.app_context():
         get_state().store.create_all()
     yield application
-    drop_and_dispose(application)
+    dispose_app(application)
 
 
 def test_missing_validator_is_a_500_naming_password_validator(
