@@ -18,6 +18,7 @@ together.
 
 from __future__ import annotations
 
+import json
 import os
 
 from flask import Flask
@@ -48,6 +49,18 @@ def create_app() -> Flask:
     )
     if "ROPC_SIGNING_KEY" in os.environ:
         app.config["ROPC_SIGNING_KEYS"] = [os.environ["ROPC_SIGNING_KEY"]]
+    # Any other ROPC_* setting may come from the environment too, as JSON
+    # (ROPC_THROTTLE_IP_LIMIT=500) or as a plain string.
+    for key, value in os.environ.items():
+        if (
+            key.startswith("ROPC_")
+            and key not in app.config
+            and key != "ROPC_SIGNING_KEY"
+        ):
+            try:
+                app.config[key] = json.loads(value)
+            except ValueError:
+                app.config[key] = value
     # One trusted proxy in front sets X-Forwarded-For/-Proto/-Host; without
     # it the HTTPS check and the per-IP throttling would see the proxy.
     app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
