@@ -8,6 +8,7 @@ at all.
 
 from __future__ import annotations
 
+import functools
 import json
 import typing as t
 from collections.abc import Callable
@@ -327,35 +328,48 @@ class Store:
         of two concurrent exchanges exactly one claims it and the other sees
         it used. Returns ``False``, writing nothing, when the claim fails.
         """
-        tables = self.tables
+        statements = self._grant_statements
         now = access["issued_at"]
         with self.engine.begin() as conn:
             if claim_refresh_id is not None:
-                refresh_tokens = tables.refresh_tokens
                 claimed = conn.execute(
-                    refresh_tokens.update()
-                    .where(refresh_tokens.c.id == claim_refresh_id)
-                    .where(refresh_tokens.c.used_at.is_(None))
-                    .where(refresh_tokens.c.revoked_at.is_(None))
-                    .values(used_at=now)
+                    statements["claim"], {"claim_id": claim_refresh_id, "now": now}
                 )
                 if claimed.rowcount != 1:
                     return False  # nothing was written; the block commits nothing
-            conn.execute(tables.access_tokens.insert().values(**_json_claims(access)))
+            conn.execute(statements["access"], _json_claims(access))
             if refresh is not None:
-                conn.execute(
-                    tables.refresh_tokens.insert().values(**_json_claims(refresh))
-                )
-            clients = tables.clients
-            used = {"last_used_at": now}
-            if access["grant_type"] == "password":
-                used["password_grant_count"] = clients.c.password_grant_count + 1
-            conn.execute(
-                clients.update()
-                .where(clients.c.client_id == access["client_id"])
-                .values(**used)
+                conn.execute(statements["refresh"], _json_claims(refresh))
+            used = (
+                statements["used_password"]
+                if access["grant_type"] == "password"
+                else statements["used"]
             )
+            conn.execute(used, {"cid": access["client_id"], "now": now})
         return True
+
+    @functools.cached_property
+    def _grant_statements(self) -> dict[str, t.Any]:
+        # Built once: constructing SQLAlchemy statements costs more than
+        # running them, and the token endpoint runs these on every grant.
+        tables = self.tables
+        refresh_tokens, clients = tables.refresh_tokens, tables.clients
+        now: t.Any = sa.bindparam("now")
+        used = clients.update().where(clients.c.client_id == sa.bindparam("cid"))
+        return {
+            "claim": refresh_tokens.update()
+            .where(refresh_tokens.c.id == sa.bindparam("claim_id"))
+            .where(refresh_tokens.c.used_at.is_(None))
+            .where(refresh_tokens.c.revoked_at.is_(None))
+            .values(used_at=now),
+            "access": tables.access_tokens.insert(),
+            "refresh": refresh_tokens.insert(),
+            "used": used.values(last_used_at=now),
+            "used_password": used.values(
+                last_used_at=now,
+                password_grant_count=clients.c.password_grant_count + 1,
+            ),
+        }
 
     def find_access_token(self, token_digest: str) -> t.Any | None:
         """Return the stored row for a token digest, or ``None``.

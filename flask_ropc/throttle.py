@@ -89,49 +89,81 @@ class DatabaseCounters:
     def __init__(self, store: Store, table: sa.Table) -> None:
         self._store = store
         self._table = table
+        # Statements are built once: building SQLAlchemy constructs costs
+        # more than running them, and they run several times per login.
+        # Parameter names must differ from column names in UPDATE/INSERT.
+        key: t.Any = sa.bindparam("k")
+        now: t.Any = sa.bindparam("now")
+        self._get = sa.select(table.c.key, table.c.count).where(
+            table.c.key.in_(sa.bindparam("keys", expanding=True)),
+            table.c.expires_at > now,
+        )
+        self._get_expiry = sa.select(table.c.expires_at).where(table.c.key == key)
+        self._release = (
+            table.update()
+            .where(table.c.key == key, table.c.expires_at > now, table.c.count > 0)
+            .values(count=table.c.count - 1)
+        )
+        self._clear = table.delete().where(
+            table.c.key.in_(sa.bindparam("keys", expanding=True))
+        )
+        self._incr: dict[str, t.Any] = {}
+
+    def _incr_statement(self, dialect: str) -> t.Any:
+        statement = self._incr.get(dialect)
+        if statement is None:
+            table = self._table
+            insert: t.Any = (
+                postgresql.insert if dialect == "postgresql" else sqlite.insert
+            )
+            amount: t.Any = sa.bindparam("amount")
+            now: t.Any = sa.bindparam("now")
+            until: t.Any = sa.bindparam("until")
+            expired = table.c.expires_at <= now
+            statement = (
+                insert(table)
+                .values(key=sa.bindparam("k"), count=amount, expires_at=until)
+                .on_conflict_do_update(
+                    index_elements=[table.c.key],
+                    set_={
+                        "count": sa.case(
+                            (expired, amount), else_=table.c.count + amount
+                        ),
+                        "expires_at": sa.case(
+                            (expired, until), else_=table.c.expires_at
+                        ),
+                    },
+                )
+                .returning(table.c.count)
+            )
+            self._incr[dialect] = statement
+        return statement
 
     def _now(self) -> float:
         return float(self._store._clock())
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Add ``amount``; an absent or expired key restarts at ``amount``."""
-        table, now = self._table, self._now()
-        engine = self._store.engine
-        insert: t.Any = (
-            postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        )
-        expired = table.c.expires_at <= now
-        statement = insert(table).values(key=key, count=amount, expires_at=now + expiry)
-        statement = statement.on_conflict_do_update(
-            index_elements=[table.c.key],
-            set_={
-                "count": sa.case((expired, amount), else_=table.c.count + amount),
-                "expires_at": sa.case(
-                    (expired, now + expiry), else_=table.c.expires_at
-                ),
-            },
-        ).returning(table.c.count)
+        engine, now = self._store.engine, self._now()
+        statement = self._incr_statement(engine.dialect.name)
+        params = {"k": key, "amount": amount, "now": now, "until": now + expiry}
         with engine.begin() as conn:
-            return int(conn.execute(statement).scalar_one())
+            return int(conn.execute(statement, params).scalar_one())
 
     def get(self, key: str) -> int:
         """The live value of ``key``, or 0."""
-        table = self._table
+        return self.get_many([key]).get(key, 0)
+
+    def get_many(self, keys: list[str]) -> dict[str, int]:
+        """The live values of ``keys`` in one query (absent ones omitted)."""
         with self._store.engine.connect() as conn:
-            value = conn.execute(
-                sa.select(table.c.count)
-                .where(table.c.key == key)
-                .where(table.c.expires_at > self._now())
-            ).scalar()
-        return int(value or 0)
+            rows = conn.execute(self._get, {"keys": keys, "now": self._now()})
+            return {key: int(count) for key, count in rows}
 
     def get_expiry(self, key: str) -> float:
         """When ``key`` expires; now if it does not exist."""
-        table = self._table
         with self._store.engine.connect() as conn:
-            value = conn.execute(
-                sa.select(table.c.expires_at).where(table.c.key == key)
-            ).scalar()
+            value = conn.execute(self._get_expiry, {"k": key}).scalar()
         return float(value) if value is not None else self._now()
 
     def release(self, key: str) -> None:
@@ -140,20 +172,17 @@ class DatabaseCounters:
         A plain ``incr(key, window, -1)`` on an expired key would start a
         new window at -1: one extra attempt for the next window.
         """
-        table = self._table
         with self._store.engine.begin() as conn:
-            conn.execute(
-                table.update()
-                .where(table.c.key == key)
-                .where(table.c.expires_at > self._now())
-                .where(table.c.count > 0)
-                .values(count=table.c.count - 1)
-            )
+            conn.execute(self._release, {"k": key, "now": self._now()})
 
     def clear(self, key: str) -> None:
         """Delete ``key``."""
+        self.clear_many([key])
+
+    def clear_many(self, keys: list[str]) -> None:
+        """Delete ``keys`` in one statement."""
         with self._store.engine.begin() as conn:
-            conn.execute(self._table.delete().where(self._table.c.key == key))
+            conn.execute(self._clear, {"keys": keys})
 
     def purge_expired(self) -> int:
         """Delete expired counters (``flask ropc cleanup``); return how many."""
@@ -273,14 +302,14 @@ class Throttle:
         return result
 
     def _begin(self, username: str, client_ip: str | None, client_id: str) -> Attempt:
-        s, counters = self.settings, self.counters
+        s = self.settings
         lock_key, strikes_key, fails_prefix = self._user_keys(username)
         # The lock level is read *before* the lock itself: whoever imposes a
         # lock sets it before raising the level, so an attempt that sees the
         # new level also sees the lock, and one that saw the old level counts
         # against the old, already full, budget.
-        level = counters.get(strikes_key)
-        if counters.get(lock_key) > 0:
+        level, locked = self._get_pair(strikes_key, lock_key)
+        if locked > 0:
             raise Throttled(self._remaining(lock_key), "username")
         reserved: list[tuple[str, int]] = []
         try:
@@ -315,6 +344,15 @@ class Throttle:
         return Attempt(
             username_key=fails_key, level=level, username_count=count, reserved=reserved
         )
+
+    def _get_pair(self, first: str, second: str) -> tuple[int, int]:
+        """Two counters, in one query where the storage can (ours can)."""
+        get_many = getattr(self.counters, "get_many", None)
+        if get_many is not None:
+            values = get_many([first, second])
+            return values.get(first, 0), values.get(second, 0)
+        # Read in this order for limits storages (see _begin).
+        return self.counters.get(first), self.counters.get(second)
 
     def _reserve(
         self,
@@ -392,11 +430,17 @@ class Throttle:
 
     def _clear_user(self, username: str, up_to_level: int) -> None:
         lock_key, strikes_key, fails_prefix = self._user_keys(username)
-        level = max(up_to_level, self.counters.get(strikes_key))
-        for n in range(level + 1):
-            self.counters.clear(f"{fails_prefix}:{n}")
-        self.counters.clear(lock_key)
-        self.counters.clear(strikes_key)
+        level = up_to_level
+        if up_to_level > 0 or not hasattr(self.counters, "clear_many"):
+            level = max(up_to_level, self.counters.get(strikes_key))
+        keys = [f"{fails_prefix}:{n}" for n in range(level + 1)]
+        keys += [lock_key, strikes_key]
+        clear_many = getattr(self.counters, "clear_many", None)
+        if clear_many is not None:
+            clear_many(keys)
+            return
+        for key in keys:
+            self.counters.clear(key)
 
     def unlock(self, username: str) -> None:
         """Forget every failure and lock of ``username``."""
