@@ -1,0 +1,260 @@
+"""The servers the benchmark measures, and the set-up of their databases.
+
+Each server is a separate gunicorn process running ``apps:from_env()``; the
+environment variable ``BENCH_APP`` picks the app and ``BENCH_DATABASE_URI``
+its database:
+
+``bare``
+    A bare Flask ``POST`` endpoint that parses the same form as a token
+    request and returns a small JSON: the ceiling for any Flask token endpoint.
+``authlib-docs``
+    A password-grant server written the way Authlib's documentation shows it:
+    Flask-SQLAlchemy models with ``OAuth2ClientMixin``/``OAuth2TokenMixin``
+    (plaintext ``client_secret`` column), ``AuthorizationServer`` with
+    ``create_query_client_func``/``create_save_token_func``, a
+    ``ResourceOwnerPasswordCredentialsGrant`` subclass, opaque tokens. SQLite
+    gets the same journal settings as Flask-ROPC's embedded database (WAL and
+    ``synchronous=NORMAL``, set by an engine ``connect`` event).
+``ropc``
+    Flask-ROPC with a trivial validator (no password hashing, so that the
+    framework is measured), throttling on with its default database counters,
+    and a route protected by ``@ropc.require_token("api")``.
+
+The ``setup_*`` functions create a server's tables and its client *before*
+gunicorn starts, and return what the load generator needs to send.
+"""
+
+from __future__ import annotations
+
+import os
+import typing as t
+
+import sqlalchemy as sa
+from flask import Flask
+from flask import jsonify
+from flask import request
+
+#: The one user every benchmark logs in as, and its password. The validators
+#: compare strings: hashing would measure the hash, not the framework.
+USERNAME = "alice"
+PASSWORD = "benchmark-password"
+#: ``iss`` of Flask-ROPC's tokens (set, so that no warning is logged).
+ISSUER = "https://auth.bench.example"
+#: Token endpoint and protected route paths.
+TOKEN_PATH = "/oauth/token"
+API_PATH = "/api/me"
+
+
+def from_env() -> Flask:
+    """Build the app named by ``BENCH_APP`` on ``BENCH_DATABASE_URI``.
+
+    gunicorn calls this: ``gunicorn 'apps:from_env()'``.
+    """
+    name = os.environ["BENCH_APP"]
+    uri = os.environ.get("BENCH_DATABASE_URI", "")
+    if name == "bare":
+        return create_bare_app()
+    if name == "authlib-docs":
+        return create_authlib_docs_app(uri)
+    if name == "ropc":
+        return create_ropc_app(uri)
+    raise ValueError(f"unknown BENCH_APP {name!r}")
+
+
+# -- bare -------------------------------------------------------------------
+
+
+def create_bare_app() -> Flask:
+    """A Flask POST endpoint that parses the token form and returns JSON."""
+    app = Flask("bench_bare")
+
+    @app.post(TOKEN_PATH)
+    def token() -> t.Any:
+        form = request.form
+        auth = request.authorization
+        response = jsonify(
+            access_token="bare",
+            token_type="Bearer",
+            expires_in=3600,
+            scope=form.get("scope", ""),
+            grant_type=form.get("grant_type"),
+            user=form.get("username"),
+            client=auth.username if auth else None,
+            has_password=bool(form.get("password")),
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return app
+
+
+# -- Authlib, as its documentation shows ---------------------------------------
+
+
+def _sqlite_pragmas(dbapi_connection: t.Any, connection_record: t.Any) -> None:
+    """WAL and synchronous=NORMAL, like Flask-ROPC's embedded SQLite."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def create_authlib_docs_app(uri: str) -> Flask:
+    """The password grant the way Authlib's Flask documentation builds it.
+
+    The only departures: ``authenticate_user`` does a trivial string check
+    instead of querying a ``User`` table and hashing (Flask-ROPC's validator
+    here is just as trivial), and SQLite gets WAL/``synchronous=NORMAL``.
+    """
+    from authlib.integrations.flask_oauth2 import AuthorizationServer
+    from authlib.integrations.sqla_oauth2 import OAuth2ClientMixin
+    from authlib.integrations.sqla_oauth2 import OAuth2TokenMixin
+    from authlib.integrations.sqla_oauth2 import create_query_client_func
+    from authlib.integrations.sqla_oauth2 import create_save_token_func
+    from authlib.oauth2.rfc6749 import grants
+    from flask_sqlalchemy import SQLAlchemy
+
+    app = Flask("bench_authlib_docs")
+    app.config["SQLALCHEMY_DATABASE_URI"] = uri
+    # The docs' switch for refresh tokens, so that both servers issue one.
+    app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = True
+    db = SQLAlchemy(app)
+
+    class User(db.Model):  # type: ignore[name-defined]
+        """The docs' user model."""
+
+        id = db.Column(db.Integer, primary_key=True)
+        username = db.Column(db.String(40), unique=True)
+
+        def get_user_id(self) -> int:
+            """Authlib: the id stored with the token."""
+            return int(self.id)
+
+    class Client(db.Model, OAuth2ClientMixin):  # type: ignore[name-defined]
+        """The docs' client model (plaintext ``client_secret`` column)."""
+
+        __tablename__ = "oauth2_client"
+        id = db.Column(db.Integer, primary_key=True)
+        user_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="CASCADE"))
+        user = db.relationship("User")
+
+    class Token(db.Model, OAuth2TokenMixin):  # type: ignore[name-defined]
+        """The docs' token model (opaque tokens stored in clear)."""
+
+        __tablename__ = "oauth2_token"
+        id = db.Column(db.Integer, primary_key=True)
+        user_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="CASCADE"))
+        user = db.relationship("User")
+
+    class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
+        """The docs' password grant, with a trivial credential check."""
+
+        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic"]
+
+        def authenticate_user(self, username: str, password: str) -> t.Any:
+            if username == USERNAME and password == PASSWORD:
+                return User(id=1, username=username)
+            return None
+
+    with app.app_context():
+        sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+
+    authorization = AuthorizationServer(
+        app,
+        query_client=create_query_client_func(db.session, Client),
+        save_token=create_save_token_func(db.session, Token),
+    )
+    authorization.register_grant(PasswordGrant)
+
+    @app.post(TOKEN_PATH)
+    def issue_token() -> t.Any:
+        return authorization.create_token_response()
+
+    app.extensions["bench_models"] = (db, User, Client)
+    return app
+
+
+def setup_authlib_docs(uri: str) -> tuple[str, str]:
+    """Create the docs app's tables, its user and client; return id, secret."""
+    import secrets
+
+    app = create_authlib_docs_app(uri)
+    db, user_model, client_model = app.extensions["bench_models"]
+    client_id = secrets.token_urlsafe(18)
+    client_secret = secrets.token_urlsafe(36)
+    with app.app_context():
+        db.create_all()
+        db.session.add(user_model(id=1, username=USERNAME))
+        client = client_model(
+            client_id=client_id, client_secret=client_secret, user_id=1
+        )
+        client.set_client_metadata(
+            {
+                "client_name": "Benchmark",
+                "grant_types": ["password", "refresh_token"],
+                "scope": "api offline_access",
+                "token_endpoint_auth_method": "client_secret_basic",
+            }
+        )
+        db.session.add(client)
+        db.session.commit()
+        db.engine.dispose()
+    return client_id, client_secret
+
+
+# -- Flask-ROPC -------------------------------------------------------------------
+
+
+def create_ropc_app(uri: str) -> Flask:
+    """Flask-ROPC with a trivial validator and a protected route."""
+    from flask_ropc import ROPC
+    from flask_ropc import GrantResult
+    from flask_ropc import PasswordRequest
+    from flask_ropc import current_token
+
+    app = Flask("bench_ropc")
+    app.config.update(
+        ROPC_DATABASE_URI=uri,
+        ROPC_ISSUER=ISSUER,
+        ROPC_THROTTLE_ENABLED=True,
+    )
+    ropc = ROPC(app)
+
+    @ropc.password_validator
+    def check(req: PasswordRequest) -> GrantResult | None:
+        if req.username == USERNAME and req.password == PASSWORD:
+            return GrantResult.success(subject="1")
+        return None
+
+    @app.get(API_PATH)
+    @ropc.require_token("api")
+    def me() -> dict[str, t.Any]:
+        return {"sub": current_token.subject, "scopes": list(current_token.scopes)}
+
+    return app
+
+
+def setup_ropc(uri: str, *, client_name: str = "Benchmark") -> tuple[str, str]:
+    """Create Flask-ROPC's tables and a client with offline access.
+
+    Returns the client's id and secret. The client may use the password and
+    refresh token grants and the ``api`` scope.
+    """
+    from flask_ropc.extension import get_state
+
+    app = create_ropc_app(uri)
+    with app.app_context():
+        store = get_state(app).store
+        store.create_all()
+        client, secret = store.create_client(
+            client_name,
+            scopes=["api"],
+            grant_types=["password", "refresh_token"],
+        )
+        assert secret is not None
+        engine = get_state(app).owned_engine
+        if engine is not None:
+            engine.dispose()
+    return client.client_id, secret
