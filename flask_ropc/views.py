@@ -21,6 +21,7 @@ from authlib.common.security import is_secure_transport
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import Rule
 
 from .client_auth import parse_basic_authorization
 from .errors import InvalidClientAuthError
@@ -61,21 +62,37 @@ UNAVAILABLE_ERRORS = (
 )
 
 
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
+GET_METHODS = ("GET", "HEAD")
+
+
+def _any_method(
+    bp: flask.Blueprint, path: str, endpoint: str, view: t.Callable[[], t.Any]
+) -> None:
+    """Route ``path`` for *every* HTTP method, known or not.
+
+    Flask's rules list their methods, and Werkzeug answers any other method
+    (TRACE, PROPFIND, ...) with an HTML 405 before our view runs. A Werkzeug
+    rule without a method list matches them all, so our view answers with
+    the OAuth JSON error instead.
+    """
+
+    def register(state: t.Any) -> None:
+        prefix = state.url_prefix or ""
+        name = f"{state.name_prefix}.{state.name}.{endpoint}".lstrip(".")
+        state.app.url_map.add(Rule(prefix + path, endpoint=name))
+        state.app.view_functions[name] = view
+
+    bp.record(register)
 
 
 def create_blueprint(url_prefix: str) -> flask.Blueprint:
     """The ``ropc`` blueprint, mounted at ``url_prefix``."""
     bp = flask.Blueprint("ropc", __name__, url_prefix=url_prefix or None)
-    # POST endpoints take every method so that a 405 is an OAuth JSON error
-    # rather than Flask's HTML page.
-    bp.add_url_rule("/token", "token", token_endpoint, methods=ALL_METHODS)
-    bp.add_url_rule(
-        "/introspect", "introspect", introspection_endpoint, methods=ALL_METHODS
-    )
-    bp.add_url_rule("/revoke", "revoke", revocation_endpoint, methods=ALL_METHODS)
-    bp.add_url_rule("/jwks", "jwks", jwks_endpoint, methods=["GET"])
-    bp.add_url_rule("/openapi.json", "openapi", openapi_endpoint, methods=["GET"])
+    _any_method(bp, "/token", "token", token_endpoint)
+    _any_method(bp, "/introspect", "introspect", introspection_endpoint)
+    _any_method(bp, "/revoke", "revoke", revocation_endpoint)
+    _any_method(bp, "/jwks", "jwks", jwks_endpoint)
+    _any_method(bp, "/openapi.json", "openapi", openapi_endpoint)
     return bp
 
 
@@ -83,10 +100,16 @@ def create_discovery_blueprint() -> flask.Blueprint:
     """The RFC 8414 metadata at the host root, where clients look for it."""
     bp = flask.Blueprint("ropc_discovery", __name__)
     for path in ("oauth-authorization-server", "openid-configuration"):
-        bp.add_url_rule(
-            f"/.well-known/{path}", path, discovery_endpoint, methods=["GET"]
-        )
+        _any_method(bp, f"/.well-known/{path}", path, discovery_endpoint)
     return bp
+
+
+def _json_405(allowed: t.Sequence[str]) -> flask.Response:
+    from .extension import get_state
+
+    error = MethodNotAllowedError(allowed)
+    response: flask.Response = get_state().server.handle_error_response(None, error)
+    return response
 
 
 def token_endpoint() -> flask.Response:
@@ -147,6 +170,8 @@ def jwks_endpoint() -> flask.Response:
     """``GET {prefix}/jwks``: the public halves of our published keys."""
     from .extension import get_state
 
+    if flask.request.method not in GET_METHODS:
+        return _json_405(GET_METHODS)
     state = get_state()
     try:
         keys = [key.public_jwk() for key in state.keyring.published_keys()]
@@ -172,6 +197,8 @@ def openapi_endpoint() -> flask.Response:
     state = get_state()
     if not state.settings.openapi_enabled:
         flask.abort(404)
+    if flask.request.method not in GET_METHODS:
+        return _json_405(GET_METHODS)
     document = json.loads(
         resources.files("flask_ropc").joinpath("openapi.json").read_text("utf-8")
     )
@@ -183,7 +210,16 @@ def discovery_endpoint() -> flask.Response:
     """RFC 8414 authorization server metadata (also served as OpenID's)."""
     from .extension import get_state
 
+    if flask.request.method not in GET_METHODS:
+        return _json_405(GET_METHODS)
     state = get_state()
+    try:
+        scopes = state.store.all_scopes()
+    except UNAVAILABLE_ERRORS:
+        log_exception("database unavailable at the discovery endpoint")
+        error = TemporarilyUnavailableError()
+        unavailable: flask.Response = state.server.handle_error_response(None, error)
+        return unavailable
     issuer = state.issuer()
     base = issuer + state.settings.url_prefix
     client_auth = ["client_secret_basic", "client_secret_post"]
@@ -199,7 +235,7 @@ def discovery_endpoint() -> flask.Response:
         "token_endpoint_auth_methods_supported": [*client_auth, "none"],
         "introspection_endpoint_auth_methods_supported": client_auth,
         "revocation_endpoint_auth_methods_supported": [*client_auth, "none"],
-        "scopes_supported": state.store.all_scopes(),
+        "scopes_supported": scopes,
         "token_endpoint_auth_signing_alg_values_supported": [],
         "id_token_signing_alg_values_supported": [],
         "access_token_signing_alg_values_supported": list(SUPPORTED_ALGORITHMS),

@@ -1,0 +1,997 @@
+"""Property-based fuzzing of every endpoint with Hypothesis.
+
+Each test throws generated requests at one endpoint of a real app (SQLite,
+and PostgreSQL when ``ROPC_TEST_DATABASE_URL`` is set): near-valid requests
+with a few mutations, arbitrary form bodies (repeated keys, empty, huge and
+NUL values, invalid UTF-8, invalid percent-encoding), arbitrary content
+types, methods, query strings and ``Authorization`` headers (bad base64, no
+colon, latin-1, enormous), and truncated or tampered real tokens. Every
+answer must keep the promises of the README:
+
+* no 5xx but a designed 503 ``temporarily_unavailable``;
+* a JSON body; for errors an object whose ``error`` comes from the
+  endpoint's registry (for the token endpoint RFC 6749 §5.2's codes,
+  ``slow_down``, ``server_error`` and ``temporarily_unavailable``: the
+  OpenAPI document's ``TokenErrorCode``; RFC 6750's codes or ``{}`` for
+  bearer errors), with an ``error_description`` in RFC 6749's character set;
+* ``Cache-Control: no-store`` on the POST endpoints, ``Allow`` on 405,
+  ``WWW-Authenticate`` on 401, ``Retry-After`` on 429;
+* a rejected request writes nothing: every client, token and key row is
+  the same before and after (throttling counters excepted, by design; and a
+  reused refresh token may only revoke its family, RFC 9700 §4.14.2);
+  introspection, the JWKS and bearer checks never write at all;
+* no submitted password, client secret, credential or token comes back in
+  the body or the headers.
+
+``ROPC_FUZZ_EXAMPLES`` (default 200) sets the examples per test and backend.
+One app per backend serves the whole module, so that examples cost a request
+rather than an app.
+
+Bugs found by fuzzing (HTML 405 pages for methods Flask does not list, a 500
+from discovery during a database outage) are kept at the end as regression
+tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import re
+import typing as t
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import flask
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck
+from hypothesis import event
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from flask_ropc import ROPC
+from flask_ropc.extension import get_state
+from flask_ropc.views import BODY_ONLY_PARAMETERS
+
+from conftest import BACKENDS
+from conftest import USERS
+from conftest import basic_auth
+from conftest import build_app
+from conftest import dispose_app
+
+FUZZ = settings(
+    max_examples=int(os.environ.get("ROPC_FUZZ_EXAMPLES", "200")),
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+
+FORM = "application/x-www-form-urlencoded"
+ISSUER = "https://auth.example.com"
+TOKEN_ERRORS = {
+    # RFC 6749 §5.2
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    # RFC 8628 §3.5, for throttling
+    "slow_down",
+    # RFC 6749 §4.1.2.1, for failures on our side
+    "server_error",
+    "temporarily_unavailable",
+}
+CLIENT_ENDPOINT_ERRORS = {
+    "invalid_request",
+    "invalid_client",
+    "server_error",
+    "temporarily_unavailable",
+}
+BEARER_ERRORS = {"invalid_token", "insufficient_scope", "invalid_request"}
+# RFC 6749 §5.2: error_description is 1*( %x20-21 / %x23-5B / %x5D-7E ).
+ERROR_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")
+PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+
+#: Generated secrets carry this mark, so that finding one in a response can
+#: only mean it was echoed: a bare "password" occurs in error texts, and
+#: Hypothesis draws string constants from our own source too.
+MARK = "Zq7~Kp3!"
+
+
+class Secret(str):
+    """A submitted value that must never come back in a response."""
+
+
+class TokenLike(Secret):
+    """A real token or a variant of one. A new JWT shares its header with a
+    truncated old one, so these are not looked for in token responses."""
+
+
+# -- the app under fuzz ---------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Client:
+    client_id: str
+    secret: str | None
+
+
+@dataclasses.dataclass
+class FuzzEnv:
+    """One app per backend, its clients and a pool of real tokens."""
+
+    app: flask.Flask
+    http: t.Any
+    confidential: Client  # Basic, password + refresh_token, scopes api profile
+    post: Client  # client_secret_post
+    public: Client  # no secret
+    reference: Client  # Basic, reference access tokens
+    resource_server: Client  # may introspect everyone's tokens
+    #: Every access and refresh token issued so far.
+    access_tokens: list[str] = dataclasses.field(default_factory=list)
+    refresh_tokens: list[str] = dataclasses.field(default_factory=list)
+
+    def issue(self, client: Client, **form: str) -> dict[str, t.Any]:
+        """A password grant for ``ann`` that must succeed."""
+        body = {
+            "grant_type": "password",
+            "username": "ann",
+            "password": USERS["ann"][0],
+            **form,
+        }
+        headers = {}
+        if client is self.post:
+            body |= {"client_id": client.client_id, "client_secret": client.secret}
+        elif client is self.public:
+            body["client_id"] = client.client_id
+        else:
+            headers = basic_auth(client.client_id, t.cast(str, client.secret))
+        response = self.http.post("/oauth/token", data=body, headers=headers)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        tokens: dict[str, t.Any] = response.get_json()
+        self.access_tokens.append(tokens["access_token"])
+        if "refresh_token" in tokens:
+            self.refresh_tokens.append(tokens["refresh_token"])
+        return tokens
+
+    def fresh_pool(self) -> Pool:
+        """New live tokens of every kind, for one test to fuzz with."""
+        with self.app.app_context():
+            # An earlier test's wrong passwords may have locked ann.
+            get_state(self.app).extension.unlock("ann")
+        before = len(self.access_tokens), len(self.refresh_tokens)
+        for _ in range(2):
+            self.issue(self.confidential, scope="api offline_access")
+        self.issue(self.reference)
+        self.issue(self.public)
+        self.issue(self.post, scope="profile")
+        return Pool(
+            access=self.access_tokens[before[0] :],
+            refresh=self.refresh_tokens[before[1] :],
+        )
+
+
+@dataclasses.dataclass
+class Pool:
+    """Live tokens issued for one test."""
+
+    access: list[str]
+    refresh: list[str]
+
+    @property
+    def all(self) -> list[str]:
+        return self.access + self.refresh
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def env(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_database: sa.URL | None,
+) -> Iterator[FuzzEnv]:
+    tmp = tmp_path_factory.mktemp("fuzz")
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp / 'fuzz.sqlite3'}"
+    else:
+        assert pg_database is not None
+        uri = pg_database.render_as_string(hide_password=False)
+    app = build_app(
+        uri,
+        str(tmp / "instance"),
+        ROPC_ISSUER=ISSUER,
+        # Generated usernames are many and come from one IP: keep the per-IP
+        # budget out of the way. Per-username locks stay on (429 happens).
+        ROPC_THROTTLE_IP_LIMIT=1_000_000_000,
+    )
+    state = get_state(app)
+    with app.app_context():
+        store = state.store
+
+        def client(name: str, **options: t.Any) -> Client:
+            options.setdefault("scopes", ["api", "profile"])
+            made, secret = store.create_client(name, **options)
+            return Client(made.client_id, secret)
+
+        fuzz = FuzzEnv(
+            app=app,
+            http=app.test_client(),
+            confidential=client(
+                "Confidential", grant_types=["password", "refresh_token"]
+            ),
+            post=client("Post", auth_method="client_secret_post"),
+            public=client("Public", auth_method="none", scopes=["api"]),
+            reference=client("Reference", access_token_format="reference"),
+            resource_server=client("API", scopes=[], is_resource_server=True),
+        )
+    yield fuzz
+    dispose_app(app)
+
+
+@pytest.fixture
+def pool(env: FuzzEnv) -> Pool:
+    """Fresh tokens for this test: earlier tests may have revoked theirs."""
+    return env.fresh_pool()
+
+
+def snapshot(app: flask.Flask) -> dict[str, list[tuple[t.Any, ...]]]:
+    """Every client, token and signing key row (throttle counters excepted)."""
+    state = get_state(app)
+    tables = state.store.tables
+    result = {}
+    with app.app_context(), state.store.engine.connect() as conn:
+        for table in (
+            tables.clients,
+            tables.access_tokens,
+            tables.refresh_tokens,
+            tables.signing_keys,
+        ):
+            rows = conn.execute(sa.select(table).order_by(*table.primary_key)).all()
+            result[table.name] = [tuple(row) for row in rows]
+    return result
+
+
+def without_revocations(
+    rows: dict[str, list[tuple[t.Any, ...]]], app: flask.Flask
+) -> dict[str, list[tuple[t.Any, ...]]]:
+    """``rows`` with every ``revoked_at`` blanked out."""
+    tables = get_state(app).store.tables
+    result = dict(rows)
+    for table in (tables.access_tokens, tables.refresh_tokens):
+        index = list(table.columns.keys()).index("revoked_at")
+        result[table.name] = [
+            row[:index] + (None,) + row[index + 1 :] for row in rows[table.name]
+        ]
+    return result
+
+
+# -- generated requests ---------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Request:
+    method: str
+    path: str
+    body: bytes = b""
+    content_type: str | None = None
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    query: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    #: The form as sent, when it was urlencoded (None for other bodies).
+    form: list[tuple[str, str]] | None = None
+    #: Submitted values that must not come back.
+    secrets: list[Secret] = dataclasses.field(default_factory=list)
+
+    def send(self, http: t.Any) -> t.Any:
+        kwargs: dict[str, t.Any] = {
+            "method": self.method,
+            "headers": self.headers,
+            "query_string": urlencode(self.query),
+            "data": self.body,
+        }
+        if self.content_type is not None:
+            kwargs["content_type"] = self.content_type
+        return http.open(self.path, **kwargs)
+
+    def form_value(self, name: str) -> str | None:
+        """The value of a parameter sent exactly once, else ``None``."""
+        values = [v for k, v in self.form or () if k == name]
+        return values[0] if len(values) == 1 else None
+
+
+def one_of_weighted(*pairs: tuple[int, st.SearchStrategy[t.Any]]) -> t.Any:
+    """Draw from one of the strategies, each ``weight`` times as likely.
+
+    (``st.one_of`` would drop a strategy listed twice, hence the index.)
+    """
+    choices = [s for weight, s in pairs for _ in range(weight)]
+    return st.sampled_from(range(len(choices))).flatmap(lambda i: choices[i])
+
+
+# Header values: latin-1 (what WSGI carries) without CR and LF, which no
+# HTTP server passes on.
+header_text = st.text(
+    st.characters(codec="latin-1", exclude_characters="\r\n"), max_size=60
+)
+suffix_text = st.text(
+    st.characters(codec="latin-1", exclude_characters="\r\n"), min_size=1, max_size=5
+)
+any_text = st.text(max_size=40)
+huge_text = st.integers(200, 20_000).map(lambda n: "x" * n)
+nasty_text = st.sampled_from(
+    ["", " ", "\x00", "a\x00b", "%00", "\ufeff", "é", "\u202e", '"', "\\", "+", "\t"]
+)
+marked_secret = st.builds(
+    lambda a, b: Secret(a + MARK + b),
+    st.text(max_size=8),
+    st.text(max_size=30) | st.integers(1000, 1100).map(lambda n: "p" * n),
+)
+#: Every method a client may send, including ones Flask knows nothing of.
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE"]
+methods = st.sampled_from(["POST"] * 6 + ALL_METHODS + ["PROPFIND", "QUERY"])
+content_types = one_of_weighted(
+    (5, st.just(FORM)),
+    (
+        3,
+        st.sampled_from(
+            [
+                FORM + "; charset=UTF-8",
+                FORM + ";charset=latin-1",
+                "APPLICATION/X-WWW-FORM-URLENCODED",
+                "application/json",
+                "text/plain",
+                "multipart/form-data; boundary=xyz",
+                "application/x-www-form-urlencoded-not",
+                "",
+            ]
+        ),
+    ),
+    (1, header_text),
+    (1, st.none()),
+)
+queries = one_of_weighted(
+    (3, st.just([])),
+    (
+        1,
+        st.lists(
+            st.tuples(
+                st.sampled_from(sorted(BODY_ONLY_PARAMETERS)) | any_text, any_text
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+    ),
+)
+NONE_JWS_HEADER = (
+    base64.urlsafe_b64encode(b'{"alg":"none","typ":"at+jwt"}').decode().rstrip("=")
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, values: list[str]) -> TokenLike:
+    """A real token truncated, extended, with a character or segment changed."""
+    value = draw(st.sampled_from(values))
+    kind = draw(st.sampled_from(["truncate", "extend", "flip", "segments", "case"]))
+    if kind == "truncate":
+        return TokenLike(value[: draw(st.integers(0, len(value) - 1))])
+    if kind == "extend":
+        return TokenLike(value + draw(suffix_text))
+    if kind == "flip":
+        i = draw(st.integers(0, len(value) - 1))
+        # (A filter here would make Hypothesis's replays inconsistent.)
+        char = draw(st.sampled_from([c for c in "A_-.=+/0é\x00 " if c != value[i]]))
+        return TokenLike(value[:i] + char + value[i + 1 :])
+    if kind == "segments" and value.count(".") == 2:
+        head, payload, signature = value.split(".")
+        parts = draw(
+            st.sampled_from(
+                [
+                    [head, payload, ""],
+                    [head, signature, payload],
+                    [NONE_JWS_HEADER, payload, ""],
+                    [head, payload + "A", signature],
+                    [head, payload, signature[::-1]],
+                    [head, payload],
+                ]
+            )
+        )
+        return TokenLike(".".join(parts))
+    swapped = value.swapcase()
+    return TokenLike(swapped if swapped != value else value + "x")
+
+
+def token_values(pool: Pool) -> st.SearchStrategy[str]:
+    """Values for a ``token`` or ``refresh_token`` parameter."""
+    return one_of_weighted(
+        (4, st.sampled_from(pool.all).map(TokenLike)),
+        (4, mutated(pool.all)),
+        (1, any_text),
+        (1, nasty_text),
+        (1, huge_text),
+    )
+
+
+Credentials = tuple[dict[str, str], list[tuple[str, str]], list[Secret]]
+
+
+def basic_for(client_id: str, secret: str) -> Credentials:
+    """An HTTP Basic header; the secret and the encoded credentials are secret."""
+    header = basic_auth(client_id, secret)
+    encoded = header["Authorization"].partition(" ")[2]
+    return header, [], [Secret(secret), Secret(encoded)]
+
+
+@st.composite
+def credentials(draw: st.DrawFn, env: FuzzEnv, modes: list[str]) -> Credentials:
+    """Client credentials: (headers, body pairs, secrets sent)."""
+    mode = draw(st.sampled_from(modes))
+    event(f"credentials: {mode}")
+    conf = env.confidential
+    secret = t.cast(str, conf.secret)
+    if mode == "basic":
+        return basic_for(conf.client_id, secret)
+    if mode == "basic resource server":
+        rs = env.resource_server
+        return basic_for(rs.client_id, t.cast(str, rs.secret))
+    if mode == "basic reference":
+        ref = env.reference
+        return basic_for(ref.client_id, t.cast(str, ref.secret))
+    if mode == "basic wrong secret":
+        return basic_for(conf.client_id, draw(marked_secret))
+    if mode == "basic unknown client":
+        return basic_for(draw(any_text | nasty_text), draw(marked_secret))
+    if mode == "basic garbage":
+        header = draw(
+            one_of_weighted(
+                (2, st.builds(lambda s: "Basic " + s, header_text)),
+                (
+                    1,
+                    st.builds(
+                        lambda raw: "Basic " + base64.b64encode(raw).decode(),
+                        st.binary(max_size=40),
+                    ),
+                ),
+                (1, st.sampled_from(["Basic", "Basic ", "basic  ", "BASIC ===="])),
+                (1, st.integers(1, 20_000).map(lambda n: "Basic " + "QUFB" * n)),
+                (1, header_text),
+            )
+        )
+        return {"Authorization": header}, [], []
+    if mode == "post":
+        post_secret = Secret(t.cast(str, env.post.secret))
+        pairs = [("client_id", env.post.client_id), ("client_secret", post_secret)]
+        return {}, pairs, [post_secret]
+    if mode == "post wrong secret":
+        wrong = draw(marked_secret)
+        return (
+            {},
+            [("client_id", env.post.client_id), ("client_secret", wrong)],
+            [wrong],
+        )
+    if mode == "public":
+        return {}, [("client_id", env.public.client_id)], []
+    if mode == "public with secret":
+        wrong = draw(marked_secret)
+        pairs = [("client_id", env.public.client_id), ("client_secret", wrong)]
+        return {}, pairs, [wrong]
+    if mode == "basic and body secret":
+        headers, _, sent = basic_for(conf.client_id, secret)
+        wrong = draw(marked_secret)
+        return headers, [("client_secret", wrong)], [*sent, wrong]
+    if mode == "basic and other body id":
+        headers, _, sent = basic_for(conf.client_id, secret)
+        return headers, [("client_id", draw(any_text))], sent
+    assert mode == "none"
+    return {}, [], []
+
+
+@st.composite
+def form_requests(
+    draw: st.DrawFn,
+    env: FuzzEnv,
+    path: str,
+    fields: list[tuple[str, str]],
+    credential_modes: list[str],
+    names: list[str],
+    values: st.SearchStrategy[str],
+) -> Request:
+    """A request to a POST endpoint built from a near-valid form.
+
+    ``fields`` is the valid core; credentials are added, then up to three
+    mutations (drop, repeat, empty, replace or add a field), then the body is
+    encoded: urlencoded mostly, else raw bytes, invalid percent-encoding or
+    an oversized body. Two in three requests are "clean" (POST, the right content
+    type, urlencoded, no query string, at most one mutation), so that the
+    checks behind the request checks are reached often too.
+    """
+    clean = draw(st.sampled_from([True, True, False]))
+    event(f"clean: {clean}")
+    headers, pairs, sent = draw(credentials(env, credential_modes))
+    pairs = list(fields) + pairs
+    mutations = st.sampled_from([0, 0, 0, 1]) if clean else st.integers(0, 3)
+    for _ in range(draw(mutations)):
+        op = draw(st.sampled_from(["drop", "repeat", "empty", "replace", "add"]))
+        if op == "add" or not pairs:
+            name = draw(st.sampled_from(names) | any_text)
+            pairs.insert(draw(st.integers(0, len(pairs))), (name, draw(values)))
+            continue
+        i = draw(st.integers(0, len(pairs) - 1))
+        if op == "drop":
+            del pairs[i]
+        elif op == "repeat":
+            pairs.insert(i, (pairs[i][0], draw(st.just(pairs[i][1]) | values)))
+        elif op == "empty":
+            pairs[i] = (pairs[i][0], "")
+        else:
+            pairs[i] = (pairs[i][0], draw(values))
+    encoding = "urlencoded"
+    if not clean:
+        encoding = draw(
+            st.sampled_from(["urlencoded"] * 6 + ["raw", "bad percent", "oversized"])
+        )
+    event(f"encoding: {encoding}")
+    form: list[tuple[str, str]] | None = None
+    if encoding == "urlencoded":
+        form = pairs
+        body = urlencode(pairs).encode()
+    elif encoding == "raw":
+        body = draw(st.binary(max_size=300))
+    elif encoding == "bad percent":
+        junk = ["%", "%z", "%zz", "%f", "%ff", "%c3%28", "%00", "%e2%82", "%%", "+"]
+        parts = [f"{k}={v}" for k, v in pairs]
+        for piece in draw(st.lists(st.sampled_from(junk), min_size=1, max_size=4)):
+            parts.insert(draw(st.integers(0, len(parts))), piece)
+        body = "&".join(parts).encode()
+    else:
+        # Around ROPC_MAX_BODY_SIZE (16384): the first two are still accepted.
+        size = draw(st.sampled_from([16_383, 16_384, 16_385, 20_000, 100_000]))
+        prefix = urlencode(pairs).encode() + b"&pad="
+        pad = "y" * max(size - len(prefix), 0)
+        form = [*pairs, ("pad", pad)]
+        body = prefix + pad.encode()
+    sent += [v for _, v in pairs if isinstance(v, Secret)]
+    if clean:
+        return Request("POST", path, body, FORM, headers, [], form, sent)
+    return Request(
+        method=draw(methods),
+        path=path,
+        body=body,
+        content_type=draw(content_types),
+        headers=headers,
+        query=draw(queries),
+        form=form,
+        secrets=sent,
+    )
+
+
+# -- invariants -----------------------------------------------------------------
+
+
+def assert_json_error(body: t.Any, registry: set[str]) -> str:
+    """Check an error body; return its code."""
+    assert isinstance(body, dict), body
+    assert body.get("error") in registry, body
+    description = body.get("error_description")
+    if description is not None:
+        assert ERROR_DESCRIPTION.fullmatch(description), description
+    return t.cast(str, body["error"])
+
+
+def parse_body(request: Request, response: t.Any) -> t.Any:
+    """The JSON body (``None`` for HEAD), after checking the content type."""
+    assert response.mimetype == "application/json", (
+        response.status_code,
+        response.headers,
+        response.get_data()[:200],
+    )
+    if request.method == "HEAD":
+        assert response.get_data() == b""
+        return None
+    return json.loads(response.get_data(as_text=True))
+
+
+def assert_not_echoed(response: t.Any, values: list[Secret]) -> None:
+    """No value in ``values`` occurs in the body or the headers."""
+    text = response.get_data().decode("utf-8", "replace")
+    headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items())
+    issued = response.status_code == 200 and "access_token" in text
+    for value in values:
+        if len(value) < 8 or (issued and isinstance(value, TokenLike)):
+            continue
+        assert value not in text, f"{value!r} echoed in the body"
+        assert value not in headers, f"{value!r} echoed in a header"
+        # JSON escapes non-ASCII and control characters: look for that too.
+        escaped = json.dumps(value)[1:-1]
+        assert escaped not in text, f"{value!r} echoed JSON-escaped in the body"
+
+
+def check_form_endpoint(
+    env: FuzzEnv, request: Request, registry: set[str], *, writes_on_success: bool
+) -> t.Any:
+    """Send ``request`` to a POST endpoint and check every invariant."""
+    before = snapshot(env.app)
+    response = request.send(env.http)
+    after = snapshot(env.app)
+    status = response.status_code
+    event(f"status: {status}")
+    assert status < 500 or status == 503, response.get_data()[:300]
+    assert response.headers.get("Cache-Control") == "no-store"
+    body = parse_body(request, response)
+    if status == 405:
+        assert response.headers.get("Allow") == "POST"
+    if status == 401:
+        assert response.headers.get("WWW-Authenticate", "").startswith("Basic ")
+    if status == 429:
+        assert response.headers.get("Retry-After", "").isdigit()
+    if status >= 400 and body is not None:
+        error = assert_json_error(body, registry)
+        event(f"error: {error}")
+        if status == 503:
+            assert error == "temporarily_unavailable"
+    if status != 200 or not writes_on_success:
+        if reuses_a_refresh_token(env, request):
+            # RFC 9700 §4.14.2: a replayed refresh token revokes its family,
+            # and nothing else changes.
+            assert without_revocations(after, env.app) == without_revocations(
+                before, env.app
+            )
+        else:
+            assert after == before, f"a {status} answer changed the database"
+    assert_not_echoed(response, request.secrets)
+    return body
+
+
+def reuses_a_refresh_token(env: FuzzEnv, request: Request) -> bool:
+    return (
+        request.path.endswith("/token")
+        and request.form_value("grant_type") == "refresh_token"
+        and request.form_value("refresh_token") in env.refresh_tokens
+    )
+
+
+# -- the token endpoint ---------------------------------------------------------
+
+TOKEN_CREDENTIALS = [
+    *["basic"] * 6,
+    *["post"] * 2,
+    *["public"] * 2,
+    "basic wrong secret",
+    "basic unknown client",
+    "basic garbage",
+    "post wrong secret",
+    "public with secret",
+    "basic and body secret",
+    "basic and other body id",
+    "none",
+]
+SCOPES = ["api", "profile", "api profile", "offline_access", "api offline_access"]
+
+
+@st.composite
+def token_requests(draw: st.DrawFn, env: FuzzEnv, pool: Pool) -> Request:
+    grant = draw(st.sampled_from(["password"] * 5 + ["refresh_token", "other"]))
+    event(f"grant: {grant}")
+    fields: list[tuple[str, str]]
+    if grant == "password":
+        username = draw(
+            one_of_weighted(
+                (3, st.sampled_from(sorted(USERS))),
+                (2, any_text),
+                (1, nasty_text),
+                (1, huge_text),
+            )
+        )
+        right = Secret(USERS[username][0]) if username in USERS else None
+        password = draw(
+            one_of_weighted(
+                (3, st.just(right) if right else marked_secret),
+                (2, marked_secret),
+                (1, nasty_text),
+            )
+        )
+        fields = [
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ]
+        if password == right:
+            # A locked username would hide the success path: start afresh.
+            with env.app.app_context():
+                get_state(env.app).extension.unlock(username)
+    elif grant == "refresh_token":
+        fields = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", draw(token_values(pool))),
+        ]
+    else:
+        other = draw(any_text | nasty_text | st.just("client_credentials"))
+        fields = [("grant_type", other)]
+    scope = draw(
+        one_of_weighted(
+            (3, st.none()),
+            (3, st.sampled_from(SCOPES)),
+            (1, st.sampled_from(["admin", "", "  api  ", 'a"b', "api\x00", "é"])),
+            (1, any_text),
+        )
+    )
+    if scope is not None:
+        fields.append(("scope", scope))
+    names = ["grant_type", "username", "password", "scope", "refresh_token"]
+    names += ["client_id", "client_secret", "token"]
+    values = one_of_weighted(
+        (2, any_text), (1, nasty_text), (1, huge_text), (1, marked_secret)
+    )
+    return t.cast(
+        Request,
+        draw(
+            form_requests(env, "/oauth/token", fields, TOKEN_CREDENTIALS, names, values)
+        ),
+    )
+
+
+@FUZZ
+@given(data=st.data())
+def test_token_endpoint(env: FuzzEnv, pool: Pool, data: st.DataObject) -> None:
+    request = data.draw(token_requests(env, pool), label="request")
+    body = check_form_endpoint(env, request, TOKEN_ERRORS, writes_on_success=True)
+    if body is not None and "access_token" in body:
+        assert request.method == "POST"
+        assert body["token_type"] == "Bearer"
+        env.access_tokens.append(body["access_token"])
+        if "refresh_token" in body:
+            env.refresh_tokens.append(body["refresh_token"])
+
+
+# -- introspection ----------------------------------------------------------------
+
+INTROSPECTION_CREDENTIALS = [
+    "basic",
+    "basic",
+    "basic resource server",
+    "basic resource server",
+    "basic reference",
+    "basic wrong secret",
+    "basic unknown client",
+    "basic garbage",
+    "post",
+    "post wrong secret",
+    "public",
+    "basic and body secret",
+    "none",
+]
+HINTS = ["access_token", "refresh_token", "id_token", "", "bogus"]
+
+
+@st.composite
+def token_param_requests(
+    draw: st.DrawFn, env: FuzzEnv, pool: Pool, path: str, modes: list[str]
+) -> Request:
+    """A request to the introspection or revocation endpoint."""
+    fields = [("token", draw(token_values(pool)))]
+    hint = draw(st.none() | st.sampled_from(HINTS) | any_text)
+    if hint is not None:
+        fields.append(("token_type_hint", hint))
+    names = ["token", "token_type_hint", "client_id", "client_secret"]
+    values = one_of_weighted((2, token_values(pool)), (1, any_text), (1, marked_secret))
+    return t.cast(Request, draw(form_requests(env, path, fields, modes, names, values)))
+
+
+@FUZZ
+@given(data=st.data())
+def test_introspection_endpoint(env: FuzzEnv, pool: Pool, data: st.DataObject) -> None:
+    request = data.draw(
+        token_param_requests(env, pool, "/oauth/introspect", INTROSPECTION_CREDENTIALS),
+        label="request",
+    )
+    body = check_form_endpoint(
+        env, request, CLIENT_ENDPOINT_ERRORS, writes_on_success=False
+    )
+    if body is not None and "active" in body:
+        assert request.method == "POST"
+        event(f"active: {body['active']}")
+        if body["active"]:
+            token = request.form_value("token")
+            assert token in env.access_tokens + env.refresh_tokens
+            assert body["iss"] == ISSUER
+        else:
+            assert body == {"active": False}
+
+
+# -- revocation -------------------------------------------------------------------
+
+REVOCATION_CREDENTIALS = [
+    "basic",
+    "basic",
+    "basic",
+    "basic reference",
+    "basic wrong secret",
+    "basic unknown client",
+    "basic garbage",
+    "post",
+    "post wrong secret",
+    "public",
+    "public",
+    "public with secret",
+    "basic and body secret",
+    "none",
+]
+
+
+@FUZZ
+@given(data=st.data())
+def test_revocation_endpoint(env: FuzzEnv, pool: Pool, data: st.DataObject) -> None:
+    request = data.draw(
+        token_param_requests(env, pool, "/oauth/revoke", REVOCATION_CREDENTIALS),
+        label="request",
+    )
+    body = check_form_endpoint(
+        env, request, CLIENT_ENDPOINT_ERRORS, writes_on_success=True
+    )
+    if body is not None and "error" not in body:
+        assert request.method == "POST"
+        assert body == {}
+
+
+# -- JWKS -------------------------------------------------------------------------
+
+
+@st.composite
+def get_requests(draw: st.DrawFn, path: str) -> Request:
+    """A GET (or HEAD) with arbitrary headers, query string and body."""
+    headers = {}
+    if draw(st.booleans()):
+        headers["Authorization"] = draw(
+            header_text
+            | st.builds(lambda s: "Bearer " + s, header_text)
+            | st.integers(1, 20_000).map(lambda n: "Basic " + "QUFB" * n)
+        )
+    for name in ("Accept", "If-None-Match", "If-Modified-Since", "Accept-Encoding"):
+        if draw(st.integers(0, 4)) == 0:
+            headers[name] = draw(header_text)
+    body = draw(st.just(b"") | st.binary(max_size=200))
+    return Request(
+        method=draw(st.sampled_from(["GET"] * 5 + ["HEAD"])),
+        path=path,
+        body=body,
+        content_type=draw(st.none() | content_types) if body else None,
+        headers=headers,
+        query=draw(st.lists(st.tuples(any_text, any_text), max_size=3)),
+    )
+
+
+@FUZZ
+@given(data=st.data())
+def test_jwks_endpoint(env: FuzzEnv, data: st.DataObject) -> None:
+    request = data.draw(get_requests("/oauth/jwks"), label="request")
+    before = snapshot(env.app)
+    response = request.send(env.http)
+    assert snapshot(env.app) == before
+    assert response.status_code == 200, response.get_data()[:300]
+    assert re.fullmatch(r"public, max-age=\d+", response.headers["Cache-Control"])
+    body = parse_body(request, response)
+    if body is not None:
+        assert set(body) == {"keys"} and body["keys"]
+        for key in body["keys"]:
+            assert not PRIVATE_JWK_MEMBERS & set(key), key
+            assert key["use"] == "sig"
+
+
+# -- require_token ----------------------------------------------------------------
+
+
+@st.composite
+def bearer_headers(draw: st.DrawFn, pool: Pool) -> dict[str, str]:
+    """An Authorization header, mostly Bearer with a real or mangled token."""
+    credential = draw(
+        one_of_weighted(
+            (4, st.sampled_from(pool.access).map(TokenLike)),
+            (5, mutated(pool.access)),
+            (1, st.sampled_from(pool.refresh).map(TokenLike)),
+            (1, header_text),
+            (1, st.integers(1, 20_000).map(lambda n: "e" * n)),
+        )
+    )
+    scheme = draw(
+        st.sampled_from(["Bearer"] * 8 + ["bearer", "BEARER", "Basic", "MAC", ""])
+    )
+    layout = draw(
+        st.sampled_from(
+            ["{s} {c}"] * 8 + ["{s}  {c}", "{s}\t{c}", "{s}", "{c}", " {s} {c} "]
+        )
+    )
+    if draw(st.integers(0, 9)) == 0:
+        return {}
+    return {"Authorization": layout.format(s=scheme, c=credential)}
+
+
+@FUZZ
+@given(data=st.data())
+def test_require_token(env: FuzzEnv, pool: Pool, data: st.DataObject) -> None:
+    headers = data.draw(bearer_headers(pool), label="headers")
+    path = data.draw(st.sampled_from(["/api/me"] * 3 + ["/api/any", "/api/admin"]))
+    before = snapshot(env.app)
+    response = env.http.get(path, headers=headers)
+    assert snapshot(env.app) == before
+    status = response.status_code
+    event(f"status: {status}")
+    assert status in (200, 401, 403), response.get_data()[:300]
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    header = headers.get("Authorization", "")
+    scheme, _, rest = header.strip().partition(" ")
+    presented = rest.strip() if scheme.lower() == "bearer" else None
+    # Which tokens must open which doors: the JWTs and the reference token
+    # have "api", the post client's has only "profile"; none has "admin".
+    live_api = {token for token in pool.access if token != pool.access[-1]}
+    if status == 200:
+        assert presented in pool.access, header
+        assert path != "/api/admin"
+        event("accepted")
+    else:
+        assert response.headers.get("Cache-Control") == "no-store"
+        challenge = response.headers.get("WWW-Authenticate", "")
+        assert challenge.startswith("Bearer"), challenge
+        if body == {}:
+            assert status == 401 and challenge == "Bearer"
+            assert presented is None
+        else:
+            error = assert_json_error(body, BEARER_ERRORS)
+            event(f"error: {error}")
+            assert (status, error) in {
+                (401, "invalid_token"),
+                (403, "insufficient_scope"),
+                (400, "invalid_request"),
+            }
+    if presented in live_api:
+        assert status == (403 if path == "/api/admin" else 200)
+    credential = TokenLike(rest.strip())
+    assert_not_echoed(response, [credential] if presented is not None else [])
+
+
+# -- regressions: bugs found by fuzzing, not fixed yet ------------------------------
+
+
+@pytest.fixture
+def plain_http(tmp_path: t.Any) -> Iterator[t.Any]:
+    """A test client of a small app of its own (these need no database)."""
+    app = build_app(f"sqlite:///{tmp_path / 'db.sqlite3'}", str(tmp_path / "i"))
+    yield app.test_client()
+    dispose_app(app)
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "QUERY"])
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect", "/oauth/revoke"])
+def test_regression_unlisted_method_is_json_405(
+    plain_http: t.Any, path: str, method: str
+) -> None:
+    response = plain_http.open(path, method=method)
+    assert response.status_code == 405
+    assert response.mimetype == "application/json"
+    assert response.get_json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "path", ["/oauth/jwks", "/.well-known/oauth-authorization-server"]
+)
+def test_regression_get_endpoints_answer_other_methods_with_json(
+    plain_http: t.Any, path: str
+) -> None:
+    response = plain_http.post(path, data={"a": "b"})
+    assert response.status_code == 405
+    assert response.mimetype == "application/json"
+
+
+def test_regression_discovery_database_outage_is_503(tmp_path: t.Any) -> None:
+    app = flask.Flask("outage", instance_path=str(tmp_path))
+    app.config["ROPC_DATABASE_URI"] = "postgresql+psycopg://postgres@127.0.0.1:1/x"
+    app.config["ROPC_ISSUER"] = ISSUER
+    ROPC(app)
+    response = app.test_client().get("/.well-known/oauth-authorization-server")
+    assert response.status_code == 503
+    assert response.mimetype == "application/json"
+    assert response.get_json()["error"] == "temporarily_unavailable"
