@@ -59,6 +59,13 @@ def _friendly_errors(func: F) -> F:
     return t.cast(F, wrapper)
 
 
+def _seconds_option(name: str, help: str) -> Callable[[F], F]:
+    """A ``--...-lifetime SECONDS`` option: a positive number, or unset."""
+    return click.option(
+        name, type=click.IntRange(min=1), default=None, metavar="SECONDS", help=help
+    )
+
+
 def _scopes(values: tuple[str, ...]) -> list[str]:
     return [scope for value in values for scope in value.split()]
 
@@ -150,12 +157,9 @@ def init_db() -> None:
     type=click.Choice(GRANT_TYPES),
     help="A grant type the client may use; repeatable (default: password).",
 )
-@click.option(
+@_seconds_option(
     "--access-token-lifetime",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="SECONDS",
-    help="Access token lifetime for this client (default: ROPC_ACCESS_TOKEN_LIFETIME).",
+    "Access token lifetime for this client (default: ROPC_ACCESS_TOKEN_LIFETIME).",
 )
 @click.option(
     "--offline-access",
@@ -164,20 +168,14 @@ def init_db() -> None:
     "client asks for the offline_access scope (same as --grant-type "
     "refresh_token).",
 )
-@click.option(
+@_seconds_option(
     "--refresh-token-sliding-lifetime",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="SECONDS",
-    help="Refresh tokens expire this long after issue unless used "
+    "Refresh tokens expire this long after issue unless used "
     "(default: ROPC_REFRESH_TOKEN_SLIDING_LIFETIME).",
 )
-@click.option(
+@_seconds_option(
     "--refresh-token-absolute-lifetime",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="SECONDS",
-    help="No refresh token outlives this, counted from the password login "
+    "No refresh token outlives this, counted from the password login "
     "(default: ROPC_REFRESH_TOKEN_ABSOLUTE_LIFETIME).",
 )
 @click.option(
@@ -357,12 +355,9 @@ def show_client(client_id: str, as_json: bool) -> None:
     type=click.Choice(GRANT_TYPES),
     help="Replace the allowed grant types; repeatable.",
 )
-@click.option(
+@_seconds_option(
     "--access-token-lifetime",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="SECONDS",
-    help="A new access token lifetime for this client.",
+    "A new access token lifetime for this client.",
 )
 @click.option(
     "--default-access-token-lifetime",
@@ -375,19 +370,13 @@ def show_client(client_id: str, as_json: bool) -> None:
     default=None,
     help="Allow or stop refresh tokens for this client.",
 )
-@click.option(
+@_seconds_option(
     "--refresh-token-sliding-lifetime",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="SECONDS",
-    help="A new sliding refresh token lifetime for this client.",
+    "A new sliding refresh token lifetime for this client.",
 )
-@click.option(
+@_seconds_option(
     "--refresh-token-absolute-lifetime",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="SECONDS",
-    help="A new absolute refresh token lifetime for new logins of this client.",
+    "A new absolute refresh token lifetime for new logins of this client.",
 )
 @click.option(
     "--default-refresh-token-lifetimes",

@@ -17,7 +17,6 @@ import json
 import logging
 import typing as t
 from collections.abc import Callable
-from collections.abc import Iterator
 
 import flask
 import jwt as pyjwt
@@ -36,9 +35,7 @@ from flask_ropc import hashing
 from flask_ropc.extension import get_state
 
 from conftest import basic_auth
-from conftest import build_app
 from conftest import count_rows
-from conftest import dispose_app
 from conftest import password_form
 
 TOKEN_URL = "/oauth/token"
@@ -199,23 +196,6 @@ def _rsa_pem(bits: int) -> str:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-
-
-@pytest.fixture
-def make_app(database_uri: str, tmp_path: t.Any) -> Iterator[Callable[..., t.Any]]:
-    """Build extra apps with their own config on the test's database."""
-    built: list[flask.Flask] = []
-
-    def make(**config: t.Any) -> flask.Flask:
-        application = build_app(
-            database_uri, str(tmp_path / f"instance-{len(built)}"), **config
-        )
-        built.append(application)
-        return application
-
-    yield make
-    for application in built:
-        dispose_app(application)
 
 
 # -- the default format and its claims ---------------------------------------

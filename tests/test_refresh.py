@@ -28,9 +28,7 @@ from flask_ropc.validation import RefreshRequest
 
 from conftest import OAuthClient
 from conftest import basic_auth
-from conftest import build_app
 from conftest import count_rows
-from conftest import dispose_app
 from conftest import password_form
 
 TOKEN_URL = "/oauth/token"
@@ -74,24 +72,6 @@ def clock(app: flask.Flask) -> Iterator[Clock]:
 def offline_client(make_client: t.Any) -> t.Any:
     """A confidential (Basic) client with offline access, scopes api profile."""
     return make_client("Offline app", grant_types=OFFLINE)
-
-
-@pytest.fixture
-def make_app(
-    database_uri: str, tmp_path: t.Any
-) -> Iterator[Callable[..., flask.Flask]]:
-    """Build a test app with extra configuration; its tables go at the end."""
-    apps: list[flask.Flask] = []
-
-    def make(**config: t.Any) -> flask.Flask:
-        instance = str(tmp_path / f"instance-{len(apps)}")
-        application = build_app(database_uri, instance, **config)
-        apps.append(application)
-        return application
-
-    yield make
-    for application in apps:
-        dispose_app(application)
 
 
 def _post(http: t.Any, url: str, client: t.Any, data: dict[str, str]) -> t.Any:
