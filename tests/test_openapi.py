@@ -527,13 +527,15 @@ def test_discovery(
         ("POST", "/introspect", {"token": "x"}),
         ("POST", "/revoke", {"token": "x"}),
         ("GET", "/jwks", None),
+        ("GET", "/.well-known/oauth-authorization-server", None),
     ],
 )
 def test_database_outage_is_503(
     outage_app: flask.Flask, method: str, path: str, data: dict[str, str] | None
 ) -> None:
+    url = path if path.startswith("/.well-known/") else "/oauth" + path
     response = outage_app.test_client().open(
-        "/oauth" + path, method=method, data=data, headers=basic_auth("c", "s")
+        url, method=method, data=data, headers=basic_auth("c", "s")
     )
     assert response.status_code == 503
     body = check_response(response, path, method)
