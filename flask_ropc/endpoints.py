@@ -24,6 +24,8 @@ from . import hashing
 from . import signals
 from .models import Client
 from .tokens import AccessToken
+from .tokens import find_refresh_token
+from .tokens import refresh_token_expired
 
 log = logging.getLogger("flask_ropc")
 
@@ -155,14 +157,11 @@ class TokenRevocation(RevocationEndpoint):
 
 def _live_refresh_token(state: t.Any, token_string: str) -> t.Any | None:
     """The refresh token row for ``token_string`` if it can still be used."""
-    if len(token_string) > 256:
-        return None
-    row = state.store.find_refresh_token(hashing.digest(token_string))
+    row = find_refresh_token(state.store, token_string)
     if row is None or not row.client_enabled:
         return None
     if row.revoked_at is not None or row.used_at is not None:
         return None
-    now = state.store.now()
-    if row.expires_at <= now or row.family_expires_at <= now:
+    if refresh_token_expired(row, state.store.now()):
         return None
     return row

@@ -32,7 +32,6 @@ from authlib.oauth2.rfc6749.grants import ResourceOwnerPasswordCredentialsGrant
 from authlib.oauth2.rfc6749.hooks import hooked
 from werkzeug.http import http_date
 
-from . import hashing
 from . import signals
 from .errors import ThrottledError
 from .errors import ValidatorError
@@ -44,6 +43,8 @@ from .server import RefreshPlan
 from .server import RefreshTokenReused
 from .throttle import Attempt
 from .throttle import Throttled
+from .tokens import find_refresh_token
+from .tokens import refresh_token_expired
 from .validation import INVALID_CREDENTIALS
 from .validation import GrantResult
 from .validation import PasswordRequest
@@ -222,9 +223,7 @@ class RefreshGrant(RefreshTokenGrant):
         if not value:
             raise InvalidRequestError("Missing 'refresh_token' in request.")
         state = self.server.state
-        row = None
-        if len(value) <= 256:
-            row = state.store.find_refresh_token(hashing.digest(value))
+        row = find_refresh_token(state.store, value)
         # Another client's token is as unknown as a made-up one (RFC 6749
         # §10.4 binds refresh tokens to their client).
         if row is None or row.client_id != client.client_id:
@@ -233,8 +232,7 @@ class RefreshGrant(RefreshTokenGrant):
             raise InvalidGrantError("The refresh token is invalid.")
         if row.used_at is not None:
             self._reused(row)
-        now = state.store.now()
-        if row.expires_at <= now or row.family_expires_at <= now:
+        if refresh_token_expired(row, state.store.now()):
             raise InvalidGrantError("The refresh token has expired.")
         self.request.refresh_row = row
         self.request.ropc_scopes = narrow_scopes(

@@ -153,3 +153,19 @@ def load_access_token(
             claims["aud"] if claims else row.client_audience or default_audience
         ),
     )
+
+
+def find_refresh_token(store: Store, value: str) -> t.Any | None:
+    """The stored row of the refresh token ``value``, live or not.
+
+    Ours are 43 characters; a string over 256 is not one of ours and is not
+    even digested.
+    """
+    if len(value) > 256:
+        return None
+    return store.find_refresh_token(hashing.digest(value))
+
+
+def refresh_token_expired(row: t.Any, now: int) -> bool:
+    """Past its sliding expiry, or its family's absolute one."""
+    return bool(row.expires_at <= now or row.family_expires_at <= now)

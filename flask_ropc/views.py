@@ -104,10 +104,10 @@ def create_discovery_blueprint() -> flask.Blueprint:
     return bp
 
 
-def _json_405(allowed: t.Sequence[str]) -> flask.Response:
+def _error_response(error: OAuth2Error) -> flask.Response:
+    """``error`` as Authlib renders OAuth errors: JSON, no-store headers."""
     from .extension import get_state
 
-    error = MethodNotAllowedError(allowed)
     response: flask.Response = get_state().server.handle_error_response(None, error)
     return response
 
@@ -151,19 +151,17 @@ def _guarded(name: str, handle: t.Callable[[_State], flask.Response]) -> flask.R
     from .extension import get_state
 
     state = get_state()
-    server = state.server
     try:
         check_form_request(flask.request, state, allowed_methods=("POST",))
         return handle(state)
     except OAuth2Error as error:
-        response: flask.Response = server.handle_error_response(None, error)
+        return _error_response(error)
     except UNAVAILABLE_ERRORS:
         log_exception(f"database unavailable at the {name}")
-        response = server.handle_error_response(None, TemporarilyUnavailableError())
+        return _error_response(TemporarilyUnavailableError())
     except Exception:
         log_exception(f"unexpected error at the {name}")
-        response = server.handle_error_response(None, ServerError())
-    return response
+        return _error_response(ServerError())
 
 
 def jwks_endpoint() -> flask.Response:
@@ -171,15 +169,13 @@ def jwks_endpoint() -> flask.Response:
     from .extension import get_state
 
     if flask.request.method not in GET_METHODS:
-        return _json_405(GET_METHODS)
+        return _error_response(MethodNotAllowedError(GET_METHODS))
     state = get_state()
     try:
         keys = [key.public_jwk() for key in state.keyring.published_keys()]
     except UNAVAILABLE_ERRORS:
         log_exception("database unavailable at the JWKS endpoint")
-        error = TemporarilyUnavailableError()
-        unavailable: flask.Response = state.server.handle_error_response(None, error)
-        return unavailable
+        return _error_response(TemporarilyUnavailableError())
     response = flask.jsonify({"keys": keys})
     response.cache_control.public = True
     response.cache_control.max_age = state.settings.jwks_max_age
@@ -198,7 +194,7 @@ def openapi_endpoint() -> flask.Response:
     if not state.settings.openapi_enabled:
         flask.abort(404)
     if flask.request.method not in GET_METHODS:
-        return _json_405(GET_METHODS)
+        return _error_response(MethodNotAllowedError(GET_METHODS))
     document = json.loads(
         resources.files("flask_ropc").joinpath("openapi.json").read_text("utf-8")
     )
@@ -211,15 +207,13 @@ def discovery_endpoint() -> flask.Response:
     from .extension import get_state
 
     if flask.request.method not in GET_METHODS:
-        return _json_405(GET_METHODS)
+        return _error_response(MethodNotAllowedError(GET_METHODS))
     state = get_state()
     try:
         scopes = state.store.all_scopes()
     except UNAVAILABLE_ERRORS:
         log_exception("database unavailable at the discovery endpoint")
-        error = TemporarilyUnavailableError()
-        unavailable: flask.Response = state.server.handle_error_response(None, error)
-        return unavailable
+        return _error_response(TemporarilyUnavailableError())
     issuer = state.issuer()
     base = issuer + state.settings.url_prefix
     client_auth = ["client_secret_basic", "client_secret_post"]
