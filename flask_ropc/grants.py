@@ -16,6 +16,7 @@ a reason named next to it:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -111,8 +112,12 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
                     result.reason,
                 )
             raise _error_from(result)
-        if throttle is not None:
+        if throttle is not None and not throttle.settles_in_database:
             throttle.succeeded(attempt, username)
+            attempt = None
+        # Database counters are settled in the transaction that stores the
+        # tokens (see create_token_response): one commit per login.
+        self.request.ropc_settle = (attempt, username)
         self.request.user = result
         self.request.ropc_scopes = scopes
 
@@ -180,15 +185,30 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
                 scope=" ".join(scopes),
                 family_expires_at=now + absolute,
             )
-        body = self.server.issue_tokens(
-            client=client,
-            subject=result.subject,
-            scopes=scopes,
-            claims=result.claims,
-            grant_type=self.GRANT_TYPE,
-            auth_time=now,
-            refresh=refresh,
-        )
+        attempt, username = self.request.ropc_settle
+        throttle = state.throttle
+        settle = None
+        if throttle is not None and attempt is not None:
+            settle = functools.partial(
+                throttle.settle_in, attempt=attempt, username=username
+            )
+        try:
+            body = self.server.issue_tokens(
+                client=client,
+                subject=result.subject,
+                scopes=scopes,
+                claims=result.claims,
+                grant_type=self.GRANT_TYPE,
+                auth_time=now,
+                refresh=refresh,
+                also=settle,
+            )
+        except Exception:
+            # No token, but the password was right: it must not count as a
+            # failure against the user (the grant's transaction rolled back).
+            if throttle is not None and attempt is not None:
+                throttle.succeeded(attempt, username)
+            raise
         # GrantResult.success() already refused reserved names in extra.
         body.update(result.extra)
         _announce(self.GRANT_TYPE, client, result.subject, scopes, refresh)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing as t
+from collections.abc import Callable
 from collections.abc import Mapping
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -22,6 +23,8 @@ from .models import Client
 from .tokens import TokenGrant
 
 if t.TYPE_CHECKING:  # pragma: no cover
+    import sqlalchemy as sa
+
     from .extension import _State
 
 
@@ -86,8 +89,12 @@ class ROPCAuthorizationServer(AuthorizationServer):
         grant_type: str,
         auth_time: int,
         refresh: RefreshPlan | None = None,
+        also: Callable[[sa.Connection], None] | None = None,
     ) -> dict[str, t.Any]:
         """Create and store an access token (and a refresh token), atomically.
+
+        ``also`` writes more in the same transaction (the throttle's
+        settlement of a successful login).
 
         Returns the RFC 6749 §5.1 response fields. The access token lives for
         the client's own lifetime, else ``ROPC_ACCESS_TOKEN_LIFETIME``, for
@@ -155,6 +162,7 @@ class ROPCAuthorizationServer(AuthorizationServer):
             access=access,
             refresh=refresh_row,
             claim_refresh_id=refresh.rotate_id if refresh else None,
+            also=also,
         )
         if not saved:
             raise RefreshTokenReused()

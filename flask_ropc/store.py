@@ -148,11 +148,8 @@ class Store:
         """
         if not _plausible_id(client_id):
             return None
-        clients = self.tables.clients
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(clients).where(clients.c.client_id == client_id)
-            ).first()
+            row = conn.execute(self._lookups["client"], {"cid": client_id}).first()
         return Client.from_row(row) if row is not None else None
 
     def require_client(self, client_id: str) -> Client:
@@ -317,6 +314,7 @@ class Store:
         access: t.Mapping[str, t.Any],
         refresh: t.Mapping[str, t.Any] | None = None,
         claim_refresh_id: int | None = None,
+        also: Callable[[sa.Connection], None] | None = None,
     ) -> bool:
         """Store one grant's tokens in one transaction, and mark the client used.
 
@@ -327,6 +325,7 @@ class Store:
         row lock on PostgreSQL (and the write lock on SQLite) comes first, so
         of two concurrent exchanges exactly one claims it and the other sees
         it used. Returns ``False``, writing nothing, when the claim fails.
+        ``also`` is called with the connection last, inside the transaction.
         """
         statements = self._grant_statements
         now = access["issued_at"]
@@ -346,6 +345,8 @@ class Store:
                 else statements["used"]
             )
             conn.execute(used, {"cid": access["client_id"], "now": now})
+            if also is not None:
+                also(conn)
         return True
 
     @functools.cached_property
@@ -379,24 +380,9 @@ class Store:
         (``None`` for reference tokens and configured keys), so that
         disabling a client or retiring a key stops its tokens at once.
         """
-        tokens, clients, keys = (
-            self.tables.access_tokens,
-            self.tables.clients,
-            self.tables.signing_keys,
-        )
-        query = (
-            sa.select(
-                tokens,
-                clients.c.enabled.label("client_enabled"),
-                clients.c.audience.label("client_audience"),
-                keys.c.status.label("key_status"),
-            )
-            .join(clients, clients.c.client_id == tokens.c.client_id)
-            .outerjoin(keys, keys.c.kid == tokens.c.kid)
-            .where(tokens.c.token_digest == token_digest)
-        )
         with self.engine.connect() as conn:
-            return conn.execute(query).first()
+            query = self._lookups["access_token"]
+            return conn.execute(query, {"digest": token_digest}).first()
 
     def revoke_access_token(self, token_digest: str) -> None:
         """Mark an access token revoked (idempotent)."""
@@ -413,14 +399,37 @@ class Store:
 
     def find_refresh_token(self, token_digest: str) -> t.Any | None:
         """The stored refresh token row for a digest (with ``client_enabled``)."""
-        tokens, clients = self.tables.refresh_tokens, self.tables.clients
-        query = (
-            sa.select(tokens, clients.c.enabled.label("client_enabled"))
-            .join(clients, clients.c.client_id == tokens.c.client_id)
-            .where(tokens.c.token_digest == token_digest)
-        )
         with self.engine.connect() as conn:
-            return conn.execute(query).first()
+            query = self._lookups["refresh_token"]
+            return conn.execute(query, {"digest": token_digest}).first()
+
+    @functools.cached_property
+    def _lookups(self) -> dict[str, t.Any]:
+        # The token endpoint's and require_token's reads, built once (see
+        # _grant_statements).
+        tables = self.tables
+        clients, keys = tables.clients, tables.signing_keys
+        access, refresh = tables.access_tokens, tables.refresh_tokens
+        digest: t.Any = sa.bindparam("digest")
+        return {
+            "client": sa.select(clients).where(
+                clients.c.client_id == sa.bindparam("cid")
+            ),
+            "access_token": sa.select(
+                access,
+                clients.c.enabled.label("client_enabled"),
+                clients.c.audience.label("client_audience"),
+                keys.c.status.label("key_status"),
+            )
+            .join(clients, clients.c.client_id == access.c.client_id)
+            .outerjoin(keys, keys.c.kid == access.c.kid)
+            .where(access.c.token_digest == digest),
+            "refresh_token": sa.select(
+                refresh, clients.c.enabled.label("client_enabled")
+            )
+            .join(clients, clients.c.client_id == refresh.c.client_id)
+            .where(refresh.c.token_digest == digest),
+        }
 
     def revoke_family(self, family_id: str) -> int:
         """Revoke every refresh and access token of a family; return the count."""

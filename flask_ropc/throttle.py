@@ -42,6 +42,8 @@ import unicodedata
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 
 from .errors import TemporarilyUnavailableError
 
@@ -99,44 +101,69 @@ class DatabaseCounters:
             table.c.expires_at > now,
         )
         self._get_expiry = sa.select(table.c.expires_at).where(table.c.key == key)
-        self._release = (
+        self._release_many = (
             table.update()
-            .where(table.c.key == key, table.c.expires_at > now, table.c.count > 0)
+            .where(
+                table.c.key.in_(sa.bindparam("keys", expanding=True)),
+                table.c.expires_at > now,
+                table.c.count > 0,
+            )
             .values(count=table.c.count - 1)
         )
         self._clear = table.delete().where(
             table.c.key.in_(sa.bindparam("keys", expanding=True))
         )
-        self._incr: dict[str, t.Any] = {}
+        self._incr: dict[tuple[str, int], t.Any] = {}
 
-    def _incr_statement(self, dialect: str) -> t.Any:
-        statement = self._incr.get(dialect)
+    def _incr_statement(self, dialect: str, size: int) -> t.Any:
+        """``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` for ``size`` keys.
+
+        One statement reserves every budget of an attempt: one round trip
+        and one commit, however many budgets there are.
+        """
+        statement = self._incr.get((dialect, size))
         if statement is None:
             table = self._table
             insert: t.Any = (
                 postgresql.insert if dialect == "postgresql" else sqlite.insert
             )
-            amount: t.Any = sa.bindparam("amount")
             now: t.Any = sa.bindparam("now")
-            until: t.Any = sa.bindparam("until")
+            amount: t.Any = sa.bindparam("amount")
+            rows = [
+                {
+                    "key": sa.bindparam(f"k{n}"),
+                    "count": amount,
+                    "expires_at": sa.bindparam(f"until{n}"),
+                }
+                for n in range(size)
+            ]
+            statement = insert(table).values(rows)
             expired = table.c.expires_at <= now
-            statement = (
-                insert(table)
-                .values(key=sa.bindparam("k"), count=amount, expires_at=until)
-                .on_conflict_do_update(
-                    index_elements=[table.c.key],
-                    set_={
-                        "count": sa.case(
-                            (expired, amount), else_=table.c.count + amount
-                        ),
-                        "expires_at": sa.case(
-                            (expired, until), else_=table.c.expires_at
-                        ),
-                    },
-                )
-                .returning(table.c.count)
+            statement = statement.on_conflict_do_update(
+                index_elements=[table.c.key],
+                set_={
+                    "count": sa.case(
+                        (expired, statement.excluded.count),
+                        else_=table.c.count + statement.excluded.count,
+                    ),
+                    "expires_at": sa.case(
+                        (expired, statement.excluded.expires_at),
+                        else_=table.c.expires_at,
+                    ),
+                },
+            ).returning(table.c.key, table.c.count, table.c.expires_at)
+            # SQLAlchemy does not cache the compilation of multi-row VALUES
+            # (it would recompile on every call, ~0.25 ms); the same SQL as
+            # text is compiled once and cached like any other statement.
+            # The driver-neutral dialect renders no driver casts (which
+            # text() would misread as bind names).
+            named = (PGDialect if dialect == "postgresql" else SQLiteDialect)(
+                paramstyle="named"
             )
-            self._incr[dialect] = statement
+            statement = sa.text(str(statement.compile(dialect=named))).columns(
+                table.c.key, table.c.count, table.c.expires_at
+            )
+            self._incr[(dialect, size)] = statement
         return statement
 
     def _now(self) -> float:
@@ -144,11 +171,27 @@ class DatabaseCounters:
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Add ``amount``; an absent or expired key restarts at ``amount``."""
+        return self.incr_many([(key, expiry)], amount)[0][0]
+
+    def incr_many(
+        self, items: t.Sequence[tuple[str, int]], amount: int = 1
+    ) -> list[tuple[int, float]]:
+        """:meth:`incr` for several ``(key, expiry)`` pairs in one statement.
+
+        Returns ``(count, expires_at)`` for each key, in the order given.
+        Keys must be distinct.
+        """
         engine, now = self._store.engine, self._now()
-        statement = self._incr_statement(engine.dialect.name)
-        params = {"k": key, "amount": amount, "now": now, "until": now + expiry}
+        statement = self._incr_statement(engine.dialect.name, len(items))
+        params: dict[str, t.Any] = {"amount": amount, "now": now}
+        for n, (key, expiry) in enumerate(items):
+            params[f"k{n}"] = key
+            params[f"until{n}"] = now + expiry
         with engine.begin() as conn:
-            return int(conn.execute(statement, params).scalar_one())
+            rows = conn.execute(statement, params)
+            # RETURNING promises no order: match rows to keys.
+            found = {key: (int(count), float(until)) for key, count, until in rows}
+        return [found[key] for key, _ in items]
 
     def get(self, key: str) -> int:
         """The live value of ``key``, or 0."""
@@ -172,8 +215,12 @@ class DatabaseCounters:
         A plain ``incr(key, window, -1)`` on an expired key would start a
         new window at -1: one extra attempt for the next window.
         """
+        self.release_many([key])
+
+    def release_many(self, keys: list[str]) -> None:
+        """:meth:`release` for several keys in one statement."""
         with self._store.engine.begin() as conn:
-            conn.execute(self._release, {"k": key, "now": self._now()})
+            conn.execute(self._release_many, {"keys": keys, "now": self._now()})
 
     def clear(self, key: str) -> None:
         """Delete ``key``."""
@@ -183,6 +230,19 @@ class DatabaseCounters:
         """Delete ``keys`` in one statement."""
         with self._store.engine.begin() as conn:
             conn.execute(self._clear, {"keys": keys})
+
+    def settle(self, conn: sa.Connection, release: list[str], clear: list[str]) -> None:
+        """Clear ``clear`` and release ``release`` inside the caller's transaction.
+
+        The password grant calls this in the transaction that stores the
+        tokens, so a successful login commits once. Keys are touched in the
+        order :meth:`incr_many` takes them (username, then IP and client),
+        so that two transactions never wait for each other's rows in a
+        circle on PostgreSQL.
+        """
+        conn.execute(self._clear, {"keys": clear})
+        if release:
+            conn.execute(self._release_many, {"keys": release, "now": self._now()})
 
     def purge_expired(self) -> int:
         """Delete expired counters (``flask ropc cleanup``); return how many."""
@@ -311,38 +371,47 @@ class Throttle:
         level, locked = self._get_pair(strikes_key, lock_key)
         if locked > 0:
             raise Throttled(self._remaining(lock_key), "username")
-        reserved: list[tuple[str, int]] = []
-        try:
-            fails_key = f"{fails_prefix}:{level}"
-            count = self._reserve(
+        fails_key = f"{fails_prefix}:{level}"
+        # (key, limit, window, scope), username first: see DatabaseCounters.settle.
+        budgets = [
+            (
                 fails_key,
                 s.throttle_username_limit,
                 s.throttle_username_window,
-                reserved,
                 "username",
-                retry=lambda: max(self._remaining(lock_key), s.throttle_lockout_base),
             )
-            if client_ip:
-                self._reserve(
-                    self._key("ip", _digest(ip_bucket(client_ip))),
-                    s.throttle_ip_limit,
-                    s.throttle_ip_window,
-                    reserved,
-                    "ip",
-                )
-            if s.throttle_client_limit:
-                self._reserve(
+        ]
+        if client_ip:
+            ip_key = self._key("ip", _digest(ip_bucket(client_ip)))
+            budgets.append((ip_key, s.throttle_ip_limit, s.throttle_ip_window, "ip"))
+        if s.throttle_client_limit:
+            budgets.append(
+                (
                     self._key("client", client_id),
                     s.throttle_client_limit,
                     s.throttle_client_window,
-                    reserved,
                     "client",
                 )
-        except Throttled:
+            )
+        reserved = [(key, window) for key, _, window, _ in budgets]
+        counts = self._incr_many(reserved)
+        outcomes = zip(budgets, counts, strict=True)
+        for (key, limit, _, scope), (count, expires_at) in outcomes:
+            if count <= limit:
+                continue
             self._release(reserved)
-            raise
+            if scope == "username":
+                retry = max(self._remaining(lock_key), s.throttle_lockout_base)
+            elif expires_at is not None:
+                retry = max(1, math.ceil(expires_at - self._now()))
+            else:
+                retry = self._remaining(key)
+            raise Throttled(retry, scope)
         return Attempt(
-            username_key=fails_key, level=level, username_count=count, reserved=reserved
+            username_key=fails_key,
+            level=level,
+            username_count=counts[0][0],
+            reserved=reserved,
         )
 
     def _get_pair(self, first: str, second: str) -> tuple[int, int]:
@@ -354,27 +423,24 @@ class Throttle:
         # Read in this order for limits storages (see _begin).
         return self.counters.get(first), self.counters.get(second)
 
-    def _reserve(
-        self,
-        key: str,
-        limit: int,
-        window: int,
-        reserved: list[tuple[str, int]],
-        scope: str,
-        retry: t.Callable[[], int] | None = None,
-    ) -> int:
-        count = self.counters.incr(key, window)
-        reserved.append((key, window))
-        if count > limit:
-            raise Throttled(retry() if retry else self._remaining(key), scope)
-        return count
+    def _incr_many(
+        self, items: list[tuple[str, int]]
+    ) -> list[tuple[int, float | None]]:
+        """Reserve a place under each key: one statement where the storage can."""
+        incr_many = getattr(self.counters, "incr_many", None)
+        if incr_many is not None:
+            return list(incr_many(items))
+        return [(self.counters.incr(key, window), None) for key, window in items]
 
     def _release(self, reserved: list[tuple[str, int]]) -> None:
-        release = getattr(self.counters, "release", None)
+        if not reserved:
+            return
+        release_many = getattr(self.counters, "release_many", None)
+        if release_many is not None:
+            release_many([key for key, _ in reserved])
+            return
         for key, window in reserved:
-            if release is not None:
-                release(key)
-            elif self.counters.get(key) > 0:
+            if self.counters.get(key) > 0:
                 # limits storages have no conditional decrement; the window
                 # between the check and the decrement is microseconds, and
                 # the worst case is one extra attempt in the next window.
@@ -392,16 +458,46 @@ class Throttle:
 
         return time.time()
 
+    @property
+    def settles_in_database(self) -> bool:
+        """Whether :meth:`settle_in` can join the grant's own transaction.
+
+        True for the default counters, which live in the same database as
+        the tokens; a Redis or memory storage settles with
+        :meth:`succeeded` instead.
+        """
+        return isinstance(self.counters, DatabaseCounters)
+
     def succeeded(self, attempt: Attempt | None, username: str) -> None:
         """A right password: reset the username, give back IP/client places."""
         if attempt is None:
             return
 
         def settle() -> None:
-            self._release(attempt.reserved[1:])
+            if isinstance(self.counters, DatabaseCounters):
+                with self.counters._store.engine.begin() as conn:
+                    self.settle_in(conn, attempt, username)
+                return
             self._clear_user(username, attempt.level)
+            self._release(attempt.reserved[1:])
 
         self._guard(settle)
+
+    def settle_in(self, conn: sa.Connection, attempt: Attempt, username: str) -> None:
+        """:meth:`succeeded` for database counters, inside ``conn``'s transaction.
+
+        Storage errors propagate: the caller's transaction fails with them.
+        """
+        assert isinstance(self.counters, DatabaseCounters)
+        level = attempt.level
+        if level > 0:
+            # Another attempt may have raised the level since this one began.
+            level = max(level, self.counters.get(self._user_keys(username)[1]))
+        self.counters.settle(
+            conn,
+            release=[key for key, _ in attempt.reserved[1:]],
+            clear=self._user_clear_keys(username, level),
+        )
 
     def failed(self, attempt: Attempt | None, username: str, *, counts: bool) -> None:
         """A refused password; ``counts=False`` gives every place back."""
@@ -428,13 +524,16 @@ class Throttle:
             level + 1,
         )
 
-    def _clear_user(self, username: str, up_to_level: int) -> None:
+    def _user_clear_keys(self, username: str, level: int) -> list[str]:
+        """Every key of ``username`` whose lock level is at most ``level``."""
         lock_key, strikes_key, fails_prefix = self._user_keys(username)
-        level = up_to_level
-        if up_to_level > 0 or not hasattr(self.counters, "clear_many"):
-            level = max(up_to_level, self.counters.get(strikes_key))
         keys = [f"{fails_prefix}:{n}" for n in range(level + 1)]
-        keys += [lock_key, strikes_key]
+        return [*keys, lock_key, strikes_key]
+
+    def _clear_user(self, username: str, up_to_level: int) -> None:
+        _, strikes_key, _ = self._user_keys(username)
+        level = max(up_to_level, self.counters.get(strikes_key))
+        keys = self._user_clear_keys(username, level)
         clear_many = getattr(self.counters, "clear_many", None)
         if clear_many is not None:
             clear_many(keys)
