@@ -95,25 +95,43 @@ class DatabaseCounters:
         # more than running them, and they run several times per login.
         # Parameter names must differ from column names in UPDATE/INSERT.
         key: t.Any = sa.bindparam("k")
-        now: t.Any = sa.bindparam("now")
-        self._get = sa.select(table.c.key, table.c.count).where(
-            table.c.key.in_(sa.bindparam("keys", expanding=True)),
-            table.c.expires_at > now,
-        )
         self._get_expiry = sa.select(table.c.expires_at).where(table.c.key == key)
-        self._release_many = (
-            table.update()
-            .where(
-                table.c.key.in_(sa.bindparam("keys", expanding=True)),
-                table.c.expires_at > now,
-                table.c.count > 0,
-            )
-            .values(count=table.c.count - 1)
-        )
-        self._clear = table.delete().where(
-            table.c.key.in_(sa.bindparam("keys", expanding=True))
-        )
+        self._by_keys: dict[tuple[str, int], t.Any] = {}
         self._incr: dict[tuple[str, int], t.Any] = {}
+
+    def _keys_statement(
+        self, kind: str, keys: t.Sequence[str]
+    ) -> tuple[t.Any, dict[str, t.Any]]:
+        """A ``get``, ``release`` or ``clear`` statement for ``keys``, with params.
+
+        ``key IN (:key0, :key1, ...)`` with one bound parameter per key, built
+        once per kind and size: an ``expanding`` parameter would be
+        re-rendered on every call, which costs more than the query.
+        """
+        statement = self._by_keys.get((kind, len(keys)))
+        if statement is None:
+            table = self._table
+            now: t.Any = sa.bindparam("now")
+            matches = table.c.key.in_(
+                [sa.bindparam(f"key{n}") for n in range(len(keys))]
+            )
+            if kind == "get":
+                statement = sa.select(table.c.key, table.c.count).where(
+                    matches, table.c.expires_at > now
+                )
+            elif kind == "release":
+                statement = (
+                    table.update()
+                    .where(matches, table.c.expires_at > now, table.c.count > 0)
+                    .values(count=table.c.count - 1)
+                )
+            else:
+                statement = table.delete().where(matches)
+            self._by_keys[(kind, len(keys))] = statement
+        params: dict[str, t.Any] = {f"key{n}": key for n, key in enumerate(keys)}
+        if kind != "clear":
+            params["now"] = self._now()
+        return statement, params
 
     def _incr_statement(self, dialect: str, size: int) -> t.Any:
         """``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` for ``size`` keys.
@@ -200,7 +218,7 @@ class DatabaseCounters:
     def get_many(self, keys: list[str]) -> dict[str, int]:
         """The live values of ``keys`` in one query (absent ones omitted)."""
         with self._store.engine.connect() as conn:
-            rows = conn.execute(self._get, {"keys": keys, "now": self._now()})
+            rows = conn.execute(*self._keys_statement("get", keys))
             return {key: int(count) for key, count in rows}
 
     def get_expiry(self, key: str) -> float:
@@ -220,7 +238,7 @@ class DatabaseCounters:
     def release_many(self, keys: list[str]) -> None:
         """:meth:`release` for several keys in one statement."""
         with self._store.engine.begin() as conn:
-            conn.execute(self._release_many, {"keys": keys, "now": self._now()})
+            conn.execute(*self._keys_statement("release", keys))
 
     def clear(self, key: str) -> None:
         """Delete ``key``."""
@@ -229,7 +247,7 @@ class DatabaseCounters:
     def clear_many(self, keys: list[str]) -> None:
         """Delete ``keys`` in one statement."""
         with self._store.engine.begin() as conn:
-            conn.execute(self._clear, {"keys": keys})
+            conn.execute(*self._keys_statement("clear", keys))
 
     def settle(self, conn: sa.Connection, release: list[str], clear: list[str]) -> None:
         """Clear ``clear`` and release ``release`` inside the caller's transaction.
@@ -240,9 +258,9 @@ class DatabaseCounters:
         so that two transactions never wait for each other's rows in a
         circle on PostgreSQL.
         """
-        conn.execute(self._clear, {"keys": clear})
+        conn.execute(*self._keys_statement("clear", clear))
         if release:
-            conn.execute(self._release_many, {"keys": release, "now": self._now()})
+            conn.execute(*self._keys_statement("release", release))
 
     def purge_expired(self) -> int:
         """Delete expired counters (``flask ropc cleanup``); return how many."""

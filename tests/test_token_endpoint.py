@@ -753,3 +753,24 @@ def test_token_without_the_required_scope_is_refused_by_the_view(
     response = http.get("/api/me", headers={"Authorization": f"Bearer {token}"})
 
     assert response.status_code == 403
+
+
+def test_embedded_sqlite_runs_in_wal_mode_with_rare_checkpoints(
+    app: flask.Flask, database_uri: str
+) -> None:
+    # Where Flask-ROPC owns the SQLite engine, readers never wait for the
+    # writer and a commit does not fsync: the settings the token endpoint's
+    # throughput depends on.
+    if not database_uri.startswith("sqlite"):
+        pytest.skip("SQLite's own settings")
+    engine = get_state(app).owned_engine
+    assert engine is not None
+    with engine.connect() as conn:
+
+        def pragma(name: str) -> t.Any:
+            return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+
+        assert pragma("journal_mode") == "wal"
+        assert pragma("synchronous") == 1  # NORMAL
+        assert pragma("wal_autocheckpoint") == 10000
+        assert pragma("foreign_keys") == 1
