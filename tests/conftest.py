@@ -9,6 +9,7 @@ touches existing data.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import threading
@@ -230,6 +231,51 @@ def password_form(username: str = "ann", **extra: str) -> dict[str, str]:
     }
     form.update(extra)
     return form
+
+
+def issue_token(http: t.Any, client: t.Any, **form: str) -> str:
+    """A fresh access token for ann; a public client sends its id in the body."""
+    if client.secret is None:
+        form.setdefault("client_id", client.client_id)
+        response = http.post("/oauth/token", data=password_form(**form))
+    else:
+        response = http.post(
+            "/oauth/token", data=password_form(**form), headers=basic_auth(*client)
+        )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return str(response.get_json()["access_token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    """An ``Authorization: Bearer`` header (RFC 6750 §2.1)."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def token_client(make_client: t.Any, token_format: str, **options: t.Any) -> t.Any:
+    """A confidential client whose access tokens have ``token_format``."""
+    if token_format == "reference":
+        options["access_token_format"] = "reference"
+    return make_client(**options)
+
+
+@contextlib.contextmanager
+def clock_shifted(app: flask.Flask, seconds: int) -> Iterator[None]:
+    """Run the block with the store's clock ``seconds`` in the future."""
+    store = get_state(app).store
+    real_clock = store._clock
+    store._clock = lambda: real_clock() + seconds
+    try:
+        yield
+    finally:
+        store._clock = real_clock
+
+
+def assert_oauth_error(response: t.Any, status: int, error: str) -> None:
+    """A JSON OAuth error with ``status`` and ``error``, never cached."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.get_json()["error"] == error
 
 
 def count_rows(app: flask.Flask) -> dict[str, int]:

@@ -7,10 +7,8 @@ when ``ROPC_TEST_DATABASE_URL`` is set), for JWT and reference access tokens.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import typing as t
-from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import flask
@@ -20,10 +18,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from flask_ropc.extension import get_state
 
+from conftest import assert_oauth_error
 from conftest import basic_auth
 from conftest import client_snapshot
+from conftest import clock_shifted
 from conftest import count_rows
+from conftest import issue_token
 from conftest import password_form
+from conftest import token_client
 
 INTROSPECT_URL = "/oauth/introspect"
 FORM = "application/x-www-form-urlencoded"
@@ -34,19 +36,6 @@ FORMATS = pytest.mark.parametrize("token_format", ["jwt", "reference"])
 
 
 # -- helpers ------------------------------------------------------------------
-
-
-def issue(http: t.Any, client: t.Any, **form: str) -> str:
-    """A fresh access token for ann, through the token endpoint."""
-    if client.secret is None:
-        form.setdefault("client_id", client.client_id)
-        response = http.post("/oauth/token", data=password_form(**form))
-    else:
-        response = http.post(
-            "/oauth/token", data=password_form(**form), headers=basic_auth(*client)
-        )
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return str(response.get_json()["access_token"])
 
 
 def introspect(http: t.Any, caller: t.Any, token: str, **form: str) -> t.Any:
@@ -64,32 +53,10 @@ def assert_inactive(response: t.Any) -> None:
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def assert_oauth_error(response: t.Any, status: int, error: str) -> None:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    assert response.headers["Cache-Control"] == "no-store"
-    body = response.get_json()
-    assert body["error"] == error
-    assert "active" not in body
-
-
-def token_client(make_client: t.Any, token_format: str, **options: t.Any) -> t.Any:
-    """A confidential client whose access tokens have ``token_format``."""
-    if token_format == "reference":
-        options["access_token_format"] = "reference"
-    return make_client(**options)
-
-
-@contextlib.contextmanager
-def clock_shifted(app: flask.Flask, seconds: int) -> Iterator[None]:
-    """Run the block with the store's clock ``seconds`` in the future."""
-    store = get_state(app).store
-    real_clock = store._clock
-    store._clock = lambda: real_clock() + seconds
-    try:
-        yield
-    finally:
-        store._clock = real_clock
+def assert_error_not_inactive(response: t.Any, status: int, error: str) -> None:
+    """An OAuth error, never dressed up as ``{"active": false}``."""
+    assert_oauth_error(response, status, error)
+    assert "active" not in response.get_json()
 
 
 def b64url(data: bytes) -> str:
@@ -110,7 +77,7 @@ def test_live_token_is_active_with_the_rfc7662_claims(
     client = token_client(make_client, token_format)
     store = get_state(app).store
     before = store.now()
-    token = issue(http, client)
+    token = issue_token(http, client)
     after = store.now()
 
     response = introspect(http, client, token)
@@ -143,7 +110,7 @@ def test_live_token_is_active_with_the_rfc7662_claims(
 def test_introspected_claims_match_the_jwt_itself(
     http: t.Any, oauth_client: t.Any
 ) -> None:
-    token = issue(http, oauth_client, scope="api")
+    token = issue_token(http, oauth_client, scope="api")
     claims = jwt.decode(token, options={"verify_signature": False})
 
     body = introspect(http, oauth_client, token).get_json()
@@ -159,7 +126,7 @@ def test_aud_is_the_clients_own_audience_when_it_has_one(
     http: t.Any, make_client: t.Any, token_format: str
 ) -> None:
     client = token_client(make_client, token_format, audience="https://api.example")
-    token = issue(http, client)
+    token = issue_token(http, client)
 
     body = introspect(http, client, token).get_json()
 
@@ -189,7 +156,7 @@ def test_resource_server_may_introspect_other_clients_tokens(
 ) -> None:
     owner = token_client(make_client, token_format)
     resource_server = make_client("API", scopes=[], is_resource_server=True)
-    token = issue(http, owner)
+    token = issue_token(http, owner)
 
     body = introspect(http, resource_server, token).get_json()
 
@@ -204,7 +171,7 @@ def test_token_is_active_until_the_second_before_it_expires(
     app: flask.Flask, http: t.Any, make_client: t.Any, token_format: str
 ) -> None:
     client = token_client(make_client, token_format, access_token_lifetime=60)
-    token = issue(http, client)
+    token = issue_token(http, client)
     body = introspect(http, client, token).get_json()
     remaining = body["exp"] - get_state(app).store.now()
 
@@ -218,7 +185,7 @@ def test_introspection_writes_nothing(
     app: flask.Flask, http: t.Any, oauth_client: t.Any
 ) -> None:
     """Asking about a token neither changes it nor marks the client as used."""
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
     rows, clients = count_rows(app), client_snapshot(app)
 
     assert introspect(http, oauth_client, token).get_json()["active"] is True
@@ -253,7 +220,7 @@ def test_unknown_or_malformed_token_is_just_inactive(
 def test_jwt_with_tampered_payload_is_inactive(
     http: t.Any, oauth_client: t.Any, claim: str
 ) -> None:
-    token = issue(http, oauth_client, scope="profile")
+    token = issue_token(http, oauth_client, scope="profile")
     header, payload, signature = token.split(".")
     claims = b64url_json(payload)
     claims[claim] = {"sub": "user-2", "scope": "api profile admin"}.get(
@@ -269,7 +236,7 @@ def test_jwt_with_tampered_payload_is_inactive(
 def test_jwt_resigned_with_a_foreign_key_under_our_kid_is_inactive(
     http: t.Any, oauth_client: t.Any
 ) -> None:
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, options={"verify_signature": False})
     foreign_key = ec.generate_private_key(ec.SECP256R1())
@@ -283,7 +250,7 @@ def test_expired_token_is_inactive(
     app: flask.Flask, http: t.Any, make_client: t.Any, token_format: str
 ) -> None:
     client = token_client(make_client, token_format)
-    token = issue(http, client)
+    token = issue_token(http, client)
 
     with clock_shifted(app, 3600 + 5):
         assert_inactive(introspect(http, client, token))
@@ -294,7 +261,7 @@ def test_revoked_token_is_inactive(
     http: t.Any, make_client: t.Any, token_format: str
 ) -> None:
     client = token_client(make_client, token_format)
-    token = issue(http, client)
+    token = issue_token(http, client)
     assert introspect(http, client, token).get_json()["active"] is True
 
     revoked = http.post(
@@ -311,7 +278,7 @@ def test_token_of_a_disabled_client_is_inactive(
 ) -> None:
     owner = token_client(make_client, token_format)
     resource_server = make_client("API", scopes=[], is_resource_server=True)
-    token = issue(http, owner)
+    token = issue_token(http, owner)
     assert introspect(http, resource_server, token).get_json()["active"] is True
 
     with app.app_context():
@@ -327,7 +294,7 @@ def test_other_clients_token_is_inactive_for_a_client_that_is_no_resource_server
     """Telling a client about someone else's token would leak it (§4)."""
     owner = token_client(make_client, token_format)
     other = make_client("Other client")
-    token = issue(http, owner)
+    token = issue_token(http, owner)
 
     assert_inactive(introspect(http, other, token))
     assert introspect(http, owner, token).get_json()["active"] is True
@@ -344,7 +311,7 @@ def test_caller_that_fails_client_authentication_is_401_invalid_client(
     http: t.Any, make_client: t.Any, credentials: str
 ) -> None:
     basic_client = make_client()
-    token = issue(http, basic_client)
+    token = issue_token(http, basic_client)
     data = {"token": token}
     headers: dict[str, str] = {}
     if credentials == "wrong-secret":
@@ -359,30 +326,32 @@ def test_caller_that_fails_client_authentication_is_401_invalid_client(
 
     response = http.post(INTROSPECT_URL, data=data, headers=headers)
 
-    assert_oauth_error(response, 401, "invalid_client")
+    assert_error_not_inactive(response, 401, "invalid_client")
 
 
 def test_public_client_may_not_introspect_even_its_own_token(
     http: t.Any, make_client: t.Any
 ) -> None:
     public = make_client(auth_method="none")
-    token = issue(http, public)
+    token = issue_token(http, public)
 
     response = http.post(
         INTROSPECT_URL, data={"token": token, "client_id": public.client_id}
     )
 
-    assert_oauth_error(response, 401, "invalid_client")
+    assert_error_not_inactive(response, 401, "invalid_client")
 
 
 def test_disabled_client_may_not_introspect(
     app: flask.Flask, http: t.Any, oauth_client: t.Any
 ) -> None:
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
     with app.app_context():
         get_state().store.update_client(oauth_client.client_id, enabled=False)
 
-    assert_oauth_error(introspect(http, oauth_client, token), 401, "invalid_client")
+    assert_error_not_inactive(
+        introspect(http, oauth_client, token), 401, "invalid_client"
+    )
 
 
 # -- request parameters -------------------------------------------------------
@@ -394,7 +363,7 @@ def test_missing_token_is_invalid_request(
 ) -> None:
     response = http.post(INTROSPECT_URL, data=data, headers=basic_auth(*oauth_client))
 
-    assert_oauth_error(response, 400, "invalid_request")
+    assert_error_not_inactive(response, 400, "invalid_request")
 
 
 @pytest.mark.parametrize("hint", ["foo", "access_token", "refresh_token"])
@@ -404,7 +373,7 @@ def test_token_type_hint_is_ignored(
 ) -> None:
     """RFC 7662 §2.1: the server may ignore the hint; an unknown one is no error."""
     client = token_client(make_client, token_format)
-    token = issue(http, client)
+    token = issue_token(http, client)
 
     live = introspect(http, client, token, token_type_hint=hint)
     unknown = introspect(http, client, "unknown-token", token_type_hint=hint)
@@ -422,7 +391,7 @@ def test_token_type_hint_is_ignored(
 def test_methods_other_than_post_are_405_json_with_allow_post(
     http: t.Any, oauth_client: t.Any, method: str
 ) -> None:
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
 
     response = http.open(
         INTROSPECT_URL,
@@ -431,18 +400,18 @@ def test_methods_other_than_post_are_405_json_with_allow_post(
         headers=basic_auth(*oauth_client),
     )
 
-    assert_oauth_error(response, 405, "invalid_request")
+    assert_error_not_inactive(response, 405, "invalid_request")
     assert response.headers["Allow"] == "POST"
 
 
 def test_json_body_is_invalid_request(http: t.Any, oauth_client: t.Any) -> None:
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
 
     response = http.post(
         INTROSPECT_URL, json={"token": token}, headers=basic_auth(*oauth_client)
     )
 
-    assert_oauth_error(response, 400, "invalid_request")
+    assert_error_not_inactive(response, 400, "invalid_request")
 
 
 @pytest.mark.parametrize("name", ["token", "token_type_hint"])
@@ -450,7 +419,7 @@ def test_token_parameters_in_the_query_string_are_invalid_request(
     http: t.Any, oauth_client: t.Any, name: str
 ) -> None:
     """Even with a valid body: a token in a URL ends up in logs (CWE-598)."""
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
     value = token if name == "token" else "access_token"
 
     response = http.post(
@@ -459,24 +428,24 @@ def test_token_parameters_in_the_query_string_are_invalid_request(
         headers=basic_auth(*oauth_client),
     )
 
-    assert_oauth_error(response, 400, "invalid_request")
+    assert_error_not_inactive(response, 400, "invalid_request")
 
 
 def test_repeated_token_is_invalid_request(http: t.Any, oauth_client: t.Any) -> None:
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
     body = urlencode([("token", "unknown-token"), ("token", token)])
 
     response = http.post(
         INTROSPECT_URL, data=body, content_type=FORM, headers=basic_auth(*oauth_client)
     )
 
-    assert_oauth_error(response, 400, "invalid_request")
+    assert_error_not_inactive(response, 400, "invalid_request")
 
 
 def test_plain_http_to_a_remote_host_is_invalid_request(
     http: t.Any, oauth_client: t.Any
 ) -> None:
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
 
     response = http.post(
         INTROSPECT_URL,
@@ -485,4 +454,4 @@ def test_plain_http_to_a_remote_host_is_invalid_request(
         base_url="http://auth.example.com",
     )
 
-    assert_oauth_error(response, 400, "invalid_request")
+    assert_error_not_inactive(response, 400, "invalid_request")

@@ -35,6 +35,7 @@ from flask_ropc import hashing
 from flask_ropc.extension import get_state
 
 from conftest import basic_auth
+from conftest import bearer
 from conftest import count_rows
 from conftest import password_form
 
@@ -76,12 +77,8 @@ def _token(http: t.Any, client: t.Any, **form: str) -> str:
     return str(_token_response(http, client, **form).json["access_token"])
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def _assert_rejected(http: t.Any, token: str, path: str = "/api/me") -> None:
-    response = http.get(path, headers=_bearer(token))
+    response = http.get(path, headers=bearer(token))
     assert response.status_code == 401, response.json
     assert response.json["error"] == "invalid_token"
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
@@ -247,14 +244,14 @@ def test_every_jwt_has_its_own_jti_and_each_one_works(
     assert first != second
     assert _claims(first)["jti"] != _claims(second)["jti"]
     for token in (first, second):
-        assert http.get("/api/me", headers=_bearer(token)).status_code == 200
+        assert http.get("/api/me", headers=bearer(token)).status_code == 200
 
 
 def test_jwt_reaches_a_protected_view_with_current_token(
     http: t.Any, oauth_client: t.Any
 ) -> None:
     token = _token(http, oauth_client)
-    response = http.get("/api/me", headers=_bearer(token))
+    response = http.get("/api/me", headers=bearer(token))
     assert response.status_code == 200
     assert response.json == {
         "sub": "user-1",
@@ -321,7 +318,7 @@ def test_ropc_issuer_sets_iss_and_aud_whatever_host_the_request_used(
     token = response.json["access_token"]
     assert _claims(token)["iss"] == "https://auth.example.com"
     assert _claims(token)["aud"] == "https://auth.example.com"
-    used = http.get("/api/me", headers=_bearer(token), base_url="https://b.example")
+    used = http.get("/api/me", headers=bearer(token), base_url="https://b.example")
     assert used.status_code == 200
 
 
@@ -331,7 +328,7 @@ def test_ropc_audience_overrides_the_default_aud(make_app: t.Any) -> None:
     token = _token(http, _new_client(app))
     assert _claims(token)["aud"] == "https://api.example.org"
     assert _claims(token)["iss"] == "http://localhost"
-    assert http.get("/api/me", headers=_bearer(token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(token)).status_code == 200
 
 
 def test_a_client_audience_sets_aud_and_other_apis_refuse_the_token(
@@ -386,7 +383,7 @@ def test_reference_format_app_wide_issues_opaque_tokens_that_work(
     http = app.test_client()
     token = _token(http, _new_client(app))
     assert "." not in token
-    response = http.get("/api/me", headers=_bearer(token))
+    response = http.get("/api/me", headers=bearer(token))
     assert response.status_code == 200
     assert response.json["sub"] == "user-1"
 
@@ -396,7 +393,7 @@ def test_a_reference_client_in_a_jwt_app_gets_an_opaque_token_that_works(
 ) -> None:
     token = _token(http, make_client(access_token_format="reference"))
     assert "." not in token
-    assert http.get("/api/me", headers=_bearer(token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(token)).status_code == 200
 
 
 def test_a_jwt_client_in_a_reference_app_gets_a_jwt_that_works(
@@ -406,7 +403,7 @@ def test_a_jwt_client_in_a_reference_app_gets_a_jwt_that_works(
     http = app.test_client()
     jwt_token = _token(http, _new_client(app, access_token_format="jwt"))
     assert _header(jwt_token)["typ"] == "at+jwt"
-    assert http.get("/api/me", headers=_bearer(jwt_token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(jwt_token)).status_code == 200
     assert "." not in _token(http, _new_client(app))
 
 
@@ -436,7 +433,7 @@ def test_forge_harness_control_is_accepted(
     claims["jti"] = "control"
     copy = _sign({**_good_header(key), "typ": typ}, claims, key.key)
     _store_row(app, copy, oauth_client.client_id, kid=key.kid)
-    assert http.get("/api/me", headers=_bearer(copy)).status_code == 200
+    assert http.get("/api/me", headers=bearer(copy)).status_code == 200
 
 
 def test_jwt_signed_by_another_key_under_our_kid_is_rejected(
@@ -504,7 +501,7 @@ def test_jwt_expired_by_the_clock_is_rejected(
     app: flask.Flask, http: t.Any, make_client: t.Any
 ) -> None:
     token = _token(http, make_client(access_token_lifetime=60))
-    assert http.get("/api/me", headers=_bearer(token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(token)).status_code == 200
     store = get_state(app).store
     real_clock = store._clock
     store._clock = lambda: real_clock() + 61
@@ -620,7 +617,7 @@ def test_revoked_jwt_is_rejected_though_its_signature_is_valid(
     app: flask.Flask, http: t.Any, oauth_client: t.Any
 ) -> None:
     token = _token(http, oauth_client)
-    assert http.get("/api/me", headers=_bearer(token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(token)).status_code == 200
     with app.app_context():
         get_state(app).store.revoke_access_token(hashing.digest(token))
     _assert_rejected(http, token)
@@ -639,7 +636,7 @@ def test_signing_alg_setting_issues_tokens_with_that_alg_that_work(
     http = app.test_client()
     token = _token(http, _new_client(app))
     assert _header(token)["alg"] == alg
-    assert http.get("/api/me", headers=_bearer(token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(token)).status_code == 200
     (published,) = _jwks(http)
     assert published["kty"] == kty
     assert published["alg"] == alg
@@ -656,7 +653,7 @@ def test_configured_pem_key_signs_and_is_the_only_published_key(
     token = _token(http, _new_client(app))
     assert _header(token)["kid"] == expected.thumbprint()
     assert _header(token)["alg"] == "ES256"
-    assert http.get("/api/me", headers=_bearer(token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(token)).status_code == 200
     (published,) = _jwks(http)
     assert published["kid"] == expected.thumbprint()
     public = expected.as_dict(private=False)
@@ -676,7 +673,7 @@ def test_configured_jwk_keys_first_signs_all_are_published(make_app: t.Any) -> N
     token = _token(http, _new_client(app))
     assert _header(token)["kid"] == "rsa-main"
     assert _header(token)["alg"] == "RS256"
-    assert http.get("/api/me", headers=_bearer(token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(token)).status_code == 200
     published = {key["kid"]: key for key in _jwks(http)}
     assert set(published) == {"rsa-main", "ec-next"}
     assert published["rsa-main"]["n"] == first["n"]
@@ -693,7 +690,7 @@ def test_tokens_signed_with_a_configured_key_survive_an_app_restart(
     first = make_app(ROPC_SIGNING_KEYS=pem)
     token = _token(first.test_client(), _new_client(first))
     second = make_app(ROPC_SIGNING_KEYS=pem)
-    assert second.test_client().get("/api/me", headers=_bearer(token)).status_code == (
+    assert second.test_client().get("/api/me", headers=bearer(token)).status_code == (
         200
     )
 
@@ -844,14 +841,14 @@ def test_token_signed_before_rotation_still_works_and_both_kids_are_published(
     new_kid = _active_kid(runner)
     assert new_kid != old_kid
     assert _status_of(runner) == {old_kid: "previous", new_kid: "active"}
-    assert http.get("/api/me", headers=_bearer(old_token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(old_token)).status_code == 200
     assert _jwks_kids(http) == {old_kid, new_kid}
     # A worker started after the rotation signs with the new key, and the
     # first app accepts its tokens.
     worker = make_app()
     new_token = _token(worker.test_client(), oauth_client)
     assert _header(new_token)["kid"] == new_kid
-    assert http.get("/api/me", headers=_bearer(new_token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(new_token)).status_code == 200
 
 
 def test_right_after_rotate_and_retire_the_same_app_signs_with_the_new_key(
@@ -867,7 +864,7 @@ def test_right_after_rotate_and_retire_the_same_app_signs_with_the_new_key(
     _ok(_ropc(runner, "keys", "retire", old_kid))
     token = _token(http, oauth_client)
     assert _header(token)["kid"] == new_kid
-    assert http.get("/api/me", headers=_bearer(token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(token)).status_code == 200
 
 
 def test_retiring_the_old_key_stops_its_tokens_and_unpublishes_it(
@@ -886,7 +883,7 @@ def test_retiring_the_old_key_stops_its_tokens_and_unpublishes_it(
     _assert_rejected(worker.test_client(), old_token)
     new_token = _token(worker.test_client(), oauth_client)
     assert _header(new_token)["kid"] == new_kid
-    assert http.get("/api/me", headers=_bearer(new_token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(new_token)).status_code == 200
 
 
 def test_generate_while_a_key_is_active_publishes_a_pending_key_that_rotate_promotes(
@@ -914,14 +911,14 @@ def test_rotate_to_another_alg_keeps_old_tokens_valid(
     _ok(_ropc(runner, "keys", "rotate", "--alg", "RS256"))
     (row,) = [r for r in _keys_json(runner) if r["status"] == "active"]
     assert row["alg"] == "RS256"
-    assert http.get("/api/me", headers=_bearer(old_token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(old_token)).status_code == 200
     worker = make_app()
     worker_http = worker.test_client()
     new_token = _token(worker_http, oauth_client)
     assert _header(new_token)["alg"] == "RS256"
     assert _header(new_token)["kid"] == row["kid"]
     for token in (old_token, new_token):
-        assert worker_http.get("/api/me", headers=_bearer(token)).status_code == 200
+        assert worker_http.get("/api/me", headers=bearer(token)).status_code == 200
 
 
 def test_a_running_worker_accepts_tokens_signed_by_a_key_new_to_it(
@@ -930,14 +927,14 @@ def test_a_running_worker_accepts_tokens_signed_by_a_key_new_to_it(
     """After a rotation, a token from a worker that already signs with the
     new key is accepted by a worker that has not seen that key yet."""
     assert (
-        http.get("/api/me", headers=_bearer(_token(http, oauth_client))).status_code
+        http.get("/api/me", headers=bearer(_token(http, oauth_client))).status_code
         == 200
     )
     _ok(_ropc(runner, "keys", "rotate"))
     worker = make_app()
     new_token = _token(worker.test_client(), oauth_client)
     assert _header(new_token)["kid"] == _active_kid(runner)
-    response = http.get("/api/me", headers=_bearer(new_token))
+    response = http.get("/api/me", headers=bearer(new_token))
     assert response.status_code == 200
 
 
@@ -967,7 +964,7 @@ def test_retiring_the_active_key_is_refused(
     out = _failed(_ropc(runner, "keys", "retire", kid))
     assert "rotate" in out
     assert _status_of(runner) == {kid: "active"}
-    assert http.get("/api/me", headers=_bearer(token)).status_code == 200
+    assert http.get("/api/me", headers=bearer(token)).status_code == 200
 
 
 def test_retiring_an_unknown_kid_fails(runner: t.Any) -> None:
@@ -1028,6 +1025,6 @@ def test_another_worker_on_the_same_database_accepts_our_tokens(
 ) -> None:
     token = _token(http, oauth_client)
     worker = make_app()
-    response = worker.test_client().get("/api/me", headers=_bearer(token))
+    response = worker.test_client().get("/api/me", headers=bearer(token))
     assert response.status_code == 200
     assert _jwks_kids(worker.test_client()) == _jwks_kids(http)

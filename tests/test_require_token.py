@@ -9,27 +9,15 @@ import pytest
 
 from flask_ropc.extension import get_state
 
-from conftest import basic_auth
-from conftest import password_form
-
-
-def _token(http: t.Any, client: t.Any, **form: str) -> str:
-    response = http.post(
-        "/oauth/token", data=password_form(**form), headers=basic_auth(*client)
-    )
-    assert response.status_code == 200, response.json
-    return str(response.json["access_token"])
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from conftest import bearer
+from conftest import issue_token
 
 
 def test_valid_token_reaches_the_view_with_current_token(
     http: t.Any, oauth_client: t.Any
 ) -> None:
-    token = _token(http, oauth_client)
-    response = http.get("/api/me", headers=_bearer(token))
+    token = issue_token(http, oauth_client)
+    response = http.get("/api/me", headers=bearer(token))
     assert response.status_code == 200
     assert response.json == {
         "sub": "user-1",
@@ -75,7 +63,7 @@ def test_other_schemes_count_as_no_bearer_credentials(http: t.Any, header: str) 
 def test_unknown_or_malformed_token_is_401_invalid_token(
     http: t.Any, token: str
 ) -> None:
-    response = http.get("/api/me", headers=_bearer(token))
+    response = http.get("/api/me", headers=bearer(token))
     assert response.status_code == 401
     assert response.json["error"] == "invalid_token"
     challenge = response.headers["WWW-Authenticate"]
@@ -87,13 +75,13 @@ def test_expired_token_is_401_invalid_token(
     app: flask.Flask, http: t.Any, make_client: t.Any
 ) -> None:
     client = make_client(access_token_lifetime=60)
-    token = _token(http, client)
-    assert http.get("/api/me", headers=_bearer(token)).status_code == 200
+    token = issue_token(http, client)
+    assert http.get("/api/me", headers=bearer(token)).status_code == 200
     store = get_state(app).store
     real_clock = store._clock
     store._clock = lambda: real_clock() + 61  # the token's hour has passed
     try:
-        response = http.get("/api/me", headers=_bearer(token))
+        response = http.get("/api/me", headers=bearer(token))
     finally:
         store._clock = real_clock
     assert response.status_code == 401
@@ -103,8 +91,8 @@ def test_expired_token_is_401_invalid_token(
 def test_insufficient_scope_is_403_naming_the_scope(
     http: t.Any, oauth_client: t.Any
 ) -> None:
-    token = _token(http, oauth_client, scope="profile")
-    response = http.get("/api/me", headers=_bearer(token))
+    token = issue_token(http, oauth_client, scope="profile")
+    response = http.get("/api/me", headers=bearer(token))
     assert response.status_code == 403
     assert response.json["error"] == "insufficient_scope"
     challenge = response.headers["WWW-Authenticate"]
@@ -116,17 +104,17 @@ def test_all_space_separated_scopes_are_required(
     http: t.Any, make_client: t.Any
 ) -> None:
     """``require_token("api admin")`` needs both scopes."""
-    only_api = _token(http, make_client(scopes=["api"]))
-    denied = http.get("/api/admin", headers=_bearer(only_api))
+    only_api = issue_token(http, make_client(scopes=["api"]))
+    denied = http.get("/api/admin", headers=bearer(only_api))
     assert denied.status_code == 403
     assert 'scope="api admin"' in denied.headers["WWW-Authenticate"]
-    both = _token(http, make_client(scopes=["api", "admin"]))
-    assert http.get("/api/admin", headers=_bearer(both)).status_code == 200
+    both = issue_token(http, make_client(scopes=["api", "admin"]))
+    assert http.get("/api/admin", headers=bearer(both)).status_code == 200
 
 
 def test_bare_decorator_accepts_any_live_token(http: t.Any, make_client: t.Any) -> None:
-    token = _token(http, make_client(scopes=[]))
-    response = http.get("/api/any", headers=_bearer(token))
+    token = issue_token(http, make_client(scopes=[]))
+    response = http.get("/api/any", headers=bearer(token))
     assert response.status_code == 200
     assert response.json == {"sub": "user-1"}
     assert http.get("/api/any").status_code == 401
@@ -135,10 +123,10 @@ def test_bare_decorator_accepts_any_live_token(http: t.Any, make_client: t.Any) 
 def test_disabling_the_client_stops_its_tokens_at_once(
     app: flask.Flask, http: t.Any, oauth_client: t.Any
 ) -> None:
-    token = _token(http, oauth_client)
+    token = issue_token(http, oauth_client)
     with app.app_context():
         get_state().store.update_client(oauth_client.client_id, enabled=False)
-    response = http.get("/api/me", headers=_bearer(token))
+    response = http.get("/api/me", headers=bearer(token))
     assert response.status_code == 401
     assert response.json["error"] == "invalid_token"
 
@@ -146,10 +134,10 @@ def test_disabling_the_client_stops_its_tokens_at_once(
 def test_deleting_the_client_stops_its_tokens(
     app: flask.Flask, http: t.Any, oauth_client: t.Any
 ) -> None:
-    token = _token(http, oauth_client)
+    token = issue_token(http, oauth_client)
     with app.app_context():
         get_state().store.delete_client(oauth_client.client_id)
-    assert http.get("/api/me", headers=_bearer(token)).status_code == 401
+    assert http.get("/api/me", headers=bearer(token)).status_code == 401
 
 
 def test_current_token_is_none_outside_protected_views(app: flask.Flask) -> None:
@@ -172,6 +160,6 @@ def test_token_lookup_with_database_down_is_503(tmp_path: t.Any) -> None:
     def api() -> str:
         return "never"
 
-    response = app.test_client().get("/api", headers=_bearer("a" * 43))
+    response = app.test_client().get("/api", headers=bearer("a" * 43))
     assert response.status_code == 503
     assert response.json["error"] == "temporarily_unavailable"

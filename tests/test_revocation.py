@@ -6,9 +6,7 @@ when ``ROPC_TEST_DATABASE_URL`` is set), for JWT and reference access tokens.
 
 from __future__ import annotations
 
-import contextlib
 import typing as t
-from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import flask
@@ -18,10 +16,14 @@ import sqlalchemy as sa
 from flask_ropc import hashing
 from flask_ropc.extension import get_state
 
+from conftest import assert_oauth_error
 from conftest import basic_auth
 from conftest import client_snapshot
+from conftest import clock_shifted
 from conftest import count_rows
+from conftest import issue_token
 from conftest import password_form
+from conftest import token_client
 
 REVOKE_URL = "/oauth/revoke"
 FORM = "application/x-www-form-urlencoded"
@@ -31,27 +33,6 @@ FORMATS = pytest.mark.parametrize("token_format", ["jwt", "reference"])
 
 
 # -- helpers ------------------------------------------------------------------
-
-
-def token_client(make_client: t.Any, token_format: str, **options: t.Any) -> t.Any:
-    """A client whose access tokens have ``token_format``."""
-    if token_format == "reference":
-        options["access_token_format"] = "reference"
-    return make_client(**options)
-
-
-def issue(http: t.Any, client: t.Any, **form: str) -> str:
-    """A fresh access token for ann; public clients send their id in the body."""
-    if client.secret is None:
-        response = http.post(
-            "/oauth/token", data=password_form(client_id=client.client_id, **form)
-        )
-    else:
-        response = http.post(
-            "/oauth/token", data=password_form(**form), headers=basic_auth(*client)
-        )
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return str(response.get_json()["access_token"])
 
 
 def revoke(http: t.Any, client: t.Any, token: str, **form: str) -> t.Any:
@@ -71,13 +52,6 @@ def assert_revocation_ok(response: t.Any) -> None:
     assert response.get_json() == {}
     assert response.get_data(as_text=True).strip() == "{}"
     assert response.headers["Cache-Control"] == "no-store"
-
-
-def assert_oauth_error(response: t.Any, status: int, error: str) -> None:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    assert response.headers["Cache-Control"] == "no-store"
-    assert response.get_json()["error"] == error
 
 
 def works(http: t.Any, token: str) -> bool:
@@ -106,17 +80,6 @@ def token_rows(app: flask.Flask) -> dict[str, tuple[t.Any, ...]]:
     return {row["token_digest"]: dict(row) for row in rows}
 
 
-@contextlib.contextmanager
-def clock_shifted(app: flask.Flask, seconds: int) -> Iterator[None]:
-    store = get_state(app).store
-    real_clock = store._clock
-    store._clock = lambda: real_clock() + seconds
-    try:
-        yield
-    finally:
-        store._clock = real_clock
-
-
 # -- revoking -----------------------------------------------------------------
 
 
@@ -125,7 +88,7 @@ def test_revoked_access_token_stops_working_at_once(
     http: t.Any, make_client: t.Any, token_format: str
 ) -> None:
     client = token_client(make_client, token_format)
-    token = issue(http, client)
+    token = issue_token(http, client)
     assert works(http, token)
 
     response = revoke(http, client, token)
@@ -144,7 +107,7 @@ def test_unknown_token_answers_200_empty_object(
     app: flask.Flask, http: t.Any, oauth_client: t.Any, token: str
 ) -> None:
     """RFC 7009 §2.2: an invalid token is no error for the client."""
-    live = issue(http, oauth_client)
+    live = issue_token(http, oauth_client)
     rows = token_rows(app)
 
     assert_revocation_ok(revoke(http, oauth_client, token))
@@ -158,7 +121,7 @@ def test_revoking_twice_answers_200_and_keeps_the_first_revocation_time(
     app: flask.Flask, http: t.Any, make_client: t.Any, token_format: str
 ) -> None:
     client = token_client(make_client, token_format)
-    token = issue(http, client)
+    token = issue_token(http, client)
     digest = hashing.digest(token)
 
     assert_revocation_ok(revoke(http, client, token))
@@ -178,7 +141,7 @@ def test_client_cannot_revoke_another_clients_token(
     """200 ``{}`` (no hint that the token exists), and the token lives on."""
     owner = token_client(make_client, token_format)
     other = make_client("Other client")
-    token = issue(http, owner)
+    token = issue_token(http, owner)
     rows = token_rows(app)
 
     assert_revocation_ok(revoke(http, other, token))
@@ -193,7 +156,7 @@ def test_resource_server_cannot_revoke_other_clients_tokens_either(
 ) -> None:
     """Being allowed to introspect a token is not owning it."""
     resource_server = make_client("API", scopes=[], is_resource_server=True)
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
 
     assert_revocation_ok(revoke(http, resource_server, token))
 
@@ -205,7 +168,7 @@ def test_public_client_revokes_its_own_token_with_client_id_in_body(
     http: t.Any, make_client: t.Any, token_format: str
 ) -> None:
     public = token_client(make_client, token_format, auth_method="none")
-    token = issue(http, public)
+    token = issue_token(http, public)
     assert works(http, token)
 
     assert_revocation_ok(revoke(http, public, token))
@@ -217,7 +180,7 @@ def test_public_client_cannot_revoke_a_confidential_clients_token(
     http: t.Any, oauth_client: t.Any, make_client: t.Any
 ) -> None:
     public = make_client(auth_method="none")
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
 
     assert_revocation_ok(revoke(http, public, token))
 
@@ -242,10 +205,10 @@ def test_revocation_changes_only_the_revoked_at_of_that_one_token(
     app: flask.Flask, http: t.Any, oauth_client: t.Any, make_client: t.Any
 ) -> None:
     other_client = make_client("Other client", access_token_format="reference")
-    target = issue(http, oauth_client)
-    sibling = issue(http, oauth_client)
-    bobs = issue(http, oauth_client, username="bob")
-    foreign = issue(http, other_client)
+    target = issue_token(http, oauth_client)
+    sibling = issue_token(http, oauth_client)
+    bobs = issue_token(http, oauth_client, username="bob")
+    foreign = issue_token(http, other_client)
     rows_before, tokens_before = count_rows(app), token_rows(app)
     clients_before = client_snapshot(app)
     now = get_state(app).store.now()
@@ -295,7 +258,7 @@ def test_failed_client_authentication_is_401_and_revokes_nothing(
     make_client: t.Any,
     credentials: str,
 ) -> None:
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
     public = make_client("Public", auth_method="none")
     data = {"token": token}
     headers: dict[str, str] = {}
@@ -340,7 +303,7 @@ def test_token_type_hint_is_ignored(
     http: t.Any, oauth_client: t.Any, hint: str
 ) -> None:
     """RFC 7009 §2.1: a wrong or unknown hint still revokes the token."""
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
 
     assert_revocation_ok(revoke(http, oauth_client, token, token_type_hint=hint))
 
@@ -354,7 +317,7 @@ def test_token_type_hint_is_ignored(
 def test_methods_other_than_post_are_405_and_revoke_nothing(
     http: t.Any, oauth_client: t.Any, method: str
 ) -> None:
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
 
     response = http.open(
         REVOKE_URL,
@@ -369,7 +332,7 @@ def test_methods_other_than_post_are_405_and_revoke_nothing(
 
 
 def test_json_body_is_invalid_request(http: t.Any, oauth_client: t.Any) -> None:
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
 
     response = http.post(
         REVOKE_URL, json={"token": token}, headers=basic_auth(*oauth_client)
@@ -383,7 +346,7 @@ def test_token_in_the_query_string_is_invalid_request(
     http: t.Any, oauth_client: t.Any
 ) -> None:
     """Even with the same token in the body: URLs end up in logs (CWE-598)."""
-    token = issue(http, oauth_client)
+    token = issue_token(http, oauth_client)
 
     response = http.post(
         f"{REVOKE_URL}?{urlencode({'token': token})}",
@@ -398,7 +361,7 @@ def test_token_in_the_query_string_is_invalid_request(
 def test_repeated_token_is_invalid_request_and_revokes_neither(
     http: t.Any, oauth_client: t.Any
 ) -> None:
-    first, second = issue(http, oauth_client), issue(http, oauth_client)
+    first, second = issue_token(http, oauth_client), issue_token(http, oauth_client)
     body = urlencode([("token", first), ("token", second)])
 
     response = http.post(
