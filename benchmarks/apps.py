@@ -19,6 +19,14 @@ its database:
     Flask-ROPC with a trivial validator (no password hashing, so that the
     framework is measured), throttling on with its default database counters,
     and a route protected by ``@ropc.require_token("api")``.
+``floor``
+    Not a server to run: the statements and the signature that Flask-ROPC's
+    password grant with a refresh token performs, hand-written on ``sqlite3``
+    in one Flask view, with no Authlib, no SQLAlchemy and no checks beyond
+    the happy path. It is the most any implementation of the same design
+    (hashed secrets, throttle places reserved and committed before the
+    password is checked, a stored row per token) can get from Flask and
+    SQLite on this machine.
 
 The ``setup_*`` functions create a server's tables and its client *before*
 gunicorn starts, and return what the load generator needs to send.
@@ -58,6 +66,8 @@ def from_env() -> Flask:
         return create_authlib_docs_app(uri)
     if name == "ropc":
         return create_ropc_app(uri)
+    if name == "floor":
+        return create_floor_app(uri)
     raise ValueError(f"unknown BENCH_APP {name!r}")
 
 
@@ -258,3 +268,156 @@ def setup_ropc(uri: str, *, client_name: str = "Benchmark") -> tuple[str, str]:
         if engine is not None:
             engine.dispose()
     return client.client_id, secret
+
+
+# -- The floor: Flask-ROPC's statements without the frameworks -----------------------
+
+
+def create_floor_app(uri: str) -> Flask:
+    """``ropc-password-refresh``'s database work and JWT, on bare ``sqlite3``.
+
+    The same tables (made by :func:`setup_ropc`) and the same writes as
+    Flask-ROPC: look the client up and compare its secret's SHA-256 digest;
+    read the username's lock; reserve the username and IP places in one
+    committed upsert; check the password; sign an ES256 JWT; then one
+    transaction that inserts the access and refresh token rows, marks the
+    client used, and settles the throttle. Happy path only.
+    """
+    import hashlib
+    import hmac
+    import json
+    import secrets
+    import sqlite3
+    import time
+
+    from flask import Response
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+
+    key = ECKey.generate_key("P-256")
+    header = {"alg": "ES256", "kid": "floor", "typ": "at+jwt"}
+    path = uri.removeprefix("sqlite:///")
+    connection: list[sqlite3.Connection] = []
+
+    def db() -> sqlite3.Connection:
+        # One connection per process (gunicorn's sync worker has one thread).
+        if not connection:
+            conn = sqlite3.connect(path, isolation_level=None)
+            for pragma in (
+                "journal_mode=WAL",
+                "synchronous=NORMAL",
+                "wal_autocheckpoint=10000",
+                "foreign_keys=ON",
+            ):
+                conn.execute(f"PRAGMA {pragma}")
+            connection.append(conn)
+        return connection[0]
+
+    def sha(value: str) -> str:
+        return hashlib.sha256(value.encode()).hexdigest()
+
+    upsert = (
+        "INSERT INTO ropc_throttle (key, count, expires_at) VALUES (?, 1, ?), "
+        "(?, 1, ?) ON CONFLICT (key) DO UPDATE SET count = CASE WHEN "
+        "ropc_throttle.expires_at <= ? THEN excluded.count ELSE ropc_throttle.count "
+        "+ excluded.count END, expires_at = CASE WHEN ropc_throttle.expires_at <= ? "
+        "THEN excluded.expires_at ELSE ropc_throttle.expires_at END "
+        "RETURNING key, count"
+    )
+    app = Flask("bench_floor")
+
+    @app.post(TOKEN_PATH)
+    def token() -> t.Any:
+        form, auth = request.form, request.authorization
+        assert auth is not None and auth.username and auth.password
+        conn, now = db(), time.time()
+        client_id, username = auth.username, form["username"]
+        row = conn.execute(
+            "SELECT secret_digest, enabled, scopes FROM ropc_clients "
+            "WHERE client_id = ?",
+            (client_id,),
+        ).fetchone()
+        assert row and row[1] and hmac.compare_digest(row[0], sha(auth.password))
+        user = sha(username.strip().casefold())[:40]
+        lock, strikes = f"ropc:lock:{user}", f"ropc:strikes:{user}"
+        locked = conn.execute(
+            "SELECT key, count FROM ropc_throttle WHERE key IN (?, ?) "
+            "AND expires_at > ?",
+            (lock, strikes, now),
+        ).fetchall()
+        assert not any(count for _, count in locked)
+        fails = f"ropc:fails:{user}:0"
+        ip = f"ropc:ip:{sha(request.remote_addr or '')[:40]}"
+        conn.execute("BEGIN IMMEDIATE")
+        counts = conn.execute(
+            upsert, (fails, now + 900, ip, now + 900, now, now)
+        ).fetchall()
+        conn.execute("COMMIT")
+        assert all(count <= 100 for _, count in counts)
+        assert username == USERNAME and form["password"] == PASSWORD
+        issued = int(now)
+        scope = form.get("scope", "")
+        claims = {
+            "iss": ISSUER,
+            "sub": "1",
+            "aud": ISSUER,
+            "exp": issued + 3600,
+            "iat": issued,
+            "jti": secrets.token_urlsafe(16),
+            "client_id": client_id,
+            "scope": scope,
+            "auth_time": issued,
+        }
+        access = jwt.encode(header, claims, key)
+        refresh = secrets.token_urlsafe(32)
+        family = secrets.token_hex(16)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO ropc_access_tokens (token_digest, client_id, subject, "
+            "grant_type, scope, claims, issued_at, expires_at, kid, family_id) "
+            "VALUES (?, ?, '1', 'password', ?, '{}', ?, ?, 'floor', ?)",
+            (sha(access), client_id, scope, issued, issued + 3600, family),
+        )
+        conn.execute(
+            "INSERT INTO ropc_refresh_tokens (token_digest, family_id, client_id, "
+            "subject, scope, claims, auth_time, issued_at, expires_at, "
+            "family_expires_at) VALUES (?, ?, ?, '1', ?, '{}', ?, ?, ?, ?)",
+            (
+                sha(refresh),
+                family,
+                client_id,
+                scope,
+                issued,
+                issued,
+                issued + 14 * 86400,
+                issued + 30 * 86400,
+            ),
+        )
+        conn.execute(
+            "UPDATE ropc_clients SET last_used_at = ?, "
+            "password_grant_count = password_grant_count + 1 WHERE client_id = ?",
+            (issued, client_id),
+        )
+        conn.execute(
+            "DELETE FROM ropc_throttle WHERE key IN (?, ?, ?)", (fails, lock, strikes)
+        )
+        conn.execute(
+            "UPDATE ropc_throttle SET count = count - 1 WHERE key = ? "
+            "AND expires_at > ? AND count > 0",
+            (ip, now),
+        )
+        conn.execute("COMMIT")
+        body = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "scope": scope,
+            "refresh_token": refresh,
+        }
+        return Response(
+            json.dumps(body),
+            content_type="application/json",
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        )
+
+    return app

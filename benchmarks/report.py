@@ -87,6 +87,15 @@ def markdown(data: t.Mapping[str, t.Any]) -> str:
                 f"- {scenario} >= {factor}x {reference}: {ratio:.2f}x "
                 f"({paired:.2f}x), {_ok(ratio >= factor)}"
             )
+    floor = summary.get("floor-password-refresh")
+    ours = summary.get("ropc-password-refresh")
+    if floor and ours:
+        out.append(
+            f"- for scale, floor-password-refresh (the same SQL and JWT without "
+            f"Authlib or SQLAlchemy): {floor['vs_bare']:.2f}x bare, "
+            f"{floor['vs_authlib_docs']:.2f}x authlib-docs; ropc-password-refresh "
+            f"runs at {ours['rps'] / floor['rps']:.2f}x the floor"
+        )
     pg = data.get("pg_scale")
     if pg:
         change = (pg["large"]["rps"] / pg["small"]["rps"] - 1) * 100
@@ -162,7 +171,11 @@ def chart(data: t.Mapping[str, t.Any], path: Path) -> None:
     high = [summary[n]["rps_max"] - summary[n]["rps"] for n in names]
     p99 = [summary[n]["p99_ms"] for n in names]
     colours = [
-        "#999999" if n == "bare" else "#d98c3f" if n == "authlib-docs" else "#3f7fbf"
+        "#999999"
+        if n in ("bare", "floor-password-refresh")
+        else "#d98c3f"
+        if n == "authlib-docs"
+        else "#3f7fbf"
         for n in names
     ]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8), constrained_layout=True)

@@ -149,9 +149,10 @@ def build_scenarios(
     servers: t.Mapping[str, Server],
     ropc: Credentials,
     authlib: Credentials,
+    floor: Credentials,
     connections: int,
 ) -> list[Scenario]:
-    """The six scenarios of the main table, in their reporting order."""
+    """The seven scenarios of the main table, in their reporting order."""
     token_headers_authlib = {"Content-Type": FORM, "Authorization": authlib.basic()}
     token_headers_ropc = {"Content-Type": FORM, "Authorization": ropc.basic()}
     refresh_body = password_form("api offline_access")
@@ -181,6 +182,16 @@ def build_scenarios(
         "ropc-password-refresh",
         "ropc",
         static_script("POST", apps.TOKEN_PATH, token_headers_ropc, refresh_body),
+    )
+    floor_refresh = static(
+        "floor-password-refresh",
+        "floor",
+        static_script(
+            "POST",
+            apps.TOKEN_PATH,
+            {"Content-Type": FORM, "Authorization": floor.basic()},
+            refresh_body,
+        ),
     )
     chain = ws.write(
         "ropc-refresh.lua", refresh_chain_script(apps.TOKEN_PATH, token_headers_ropc)
@@ -227,6 +238,11 @@ def build_scenarios(
             "ropc-require-token",
             "GET on @ropc.require_token('api') with a Bearer JWT",
             require_token,
+        ),
+        Scenario(
+            "floor-password-refresh",
+            "ropc-password-refresh's SQL and JWT hand-written on sqlite3 (apps.py)",
+            lambda: floor_refresh,
         ),
     ]
 
@@ -665,11 +681,14 @@ def main(argv: t.Sequence[str] | None = None) -> int:
             authlib_uri = ws.sqlite_uri("authlib.sqlite3")
             ropc = Credentials(*apps.setup_ropc(ropc_uri))
             authlib = Credentials(*apps.setup_authlib_docs(authlib_uri))
+            floor_uri = ws.sqlite_uri("floor.sqlite3")
+            floor = Credentials(*apps.setup_ropc(floor_uri))
             servers = {}
             for name, uri in (
                 ("bare", ""),
                 ("authlib-docs", authlib_uri),
                 ("ropc", ropc_uri),
+                ("floor", floor_uri),
             ):
                 log(f"starting gunicorn: {name}")
                 servers[name] = stack.enter_context(
@@ -679,7 +698,9 @@ def main(argv: t.Sequence[str] | None = None) -> int:
             # database connections: keep that out of the warm-up.
             get_tokens(servers["authlib-docs"].base_url, authlib, "api")
             get_tokens(servers["ropc"].base_url, ropc, "api")
-            scenarios = build_scenarios(ws, servers, ropc, authlib, args.connections)
+            scenarios = build_scenarios(
+                ws, servers, ropc, authlib, floor, args.connections
+            )
             log(f"measuring: {rounds} round(s) x {seconds:g} s")
             runs = measure_rounds(scenarios, rounds, seconds, warmup)
             stack.close()  # the main servers are done
