@@ -306,7 +306,6 @@ def create_floor_app(uri: str) -> Flask:
             for pragma in (
                 "journal_mode=WAL",
                 "synchronous=NORMAL",
-                "wal_autocheckpoint=10000",
                 "foreign_keys=ON",
             ):
                 conn.execute(f"PRAGMA {pragma}")
