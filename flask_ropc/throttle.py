@@ -217,13 +217,13 @@ class DatabaseCounters:
 
     def get_many(self, keys: list[str]) -> dict[str, int]:
         """The live values of ``keys`` in one query (absent ones omitted)."""
-        with self._store.engine.connect() as conn:
+        with self._store.read() as conn:
             rows = conn.execute(*self._keys_statement("get", keys))
             return {key: int(count) for key, count in rows}
 
     def get_expiry(self, key: str) -> float:
         """When ``key`` expires; now if it does not exist."""
-        with self._store.engine.connect() as conn:
+        with self._store.read() as conn:
             value = conn.execute(self._get_expiry, {"k": key}).scalar()
         return float(value) if value is not None else self._now()
 
