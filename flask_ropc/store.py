@@ -51,17 +51,23 @@ class Store:
         return self._get_engine()
 
     def read(self) -> t.ContextManager[sa.Connection]:
-        """A connection for reads, in autocommit mode.
+        """A connection for reads and single-statement writes (committed).
 
-        Our reads are single statements, atomic on their own (and inside a
-        transaction PostgreSQL's default READ COMMITTED gives each statement
-        its own snapshot anyway). Without a transaction a read on
-        PostgreSQL is two round trips instead of four (no ``BEGIN``, no
-        ``ROLLBACK`` on return), and the token endpoint reads twice per
-        login. Switching to autocommit is client-side in psycopg and
-        sqlite3, and the pool restores the isolation level on return.
+        On PostgreSQL it is in autocommit mode. Our reads are single
+        statements, atomic on their own (inside a transaction the default
+        READ COMMITTED would give each statement its own snapshot anyway),
+        and so are the throttle's counter updates; without a transaction
+        each costs two round trips instead of four (no ``BEGIN``, no
+        ``COMMIT`` or ``ROLLBACK``). Switching psycopg to autocommit is
+        client-side, and the pool restores the level on return.
+
+        Elsewhere it is a plain ``engine.begin()``: SQLite's driver starts a
+        transaction only before a write anyway, while switching its
+        isolation level costs a ``PRAGMA`` on every return to the pool.
         """
         engine = self.engine
+        if engine.dialect.name != "postgresql":
+            return engine.begin()
         if self._reader is None or self._reader[0] is not engine:
             self._reader = (
                 engine,

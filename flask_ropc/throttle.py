@@ -205,7 +205,9 @@ class DatabaseCounters:
         for n, (key, expiry) in enumerate(items):
             params[f"k{n}"] = key
             params[f"until{n}"] = now + expiry
-        with engine.begin() as conn:
+        # One statement is atomic on its own: in autocommit it needs no BEGIN
+        # and COMMIT round trips (see Store.read).
+        with self._store.read() as conn:
             rows = conn.execute(statement, params)
             # RETURNING promises no order: match rows to keys.
             found = {key: (int(count), float(until)) for key, count, until in rows}
@@ -237,7 +239,7 @@ class DatabaseCounters:
 
     def release_many(self, keys: list[str]) -> None:
         """:meth:`release` for several keys in one statement."""
-        with self._store.engine.begin() as conn:
+        with self._store.read() as conn:  # one statement: autocommit suffices
             conn.execute(*self._keys_statement("release", keys))
 
     def clear(self, key: str) -> None:
@@ -246,7 +248,7 @@ class DatabaseCounters:
 
     def clear_many(self, keys: list[str]) -> None:
         """Delete ``keys`` in one statement."""
-        with self._store.engine.begin() as conn:
+        with self._store.read() as conn:  # one statement: autocommit suffices
             conn.execute(*self._keys_statement("clear", keys))
 
     def settle(self, conn: sa.Connection, release: list[str], clear: list[str]) -> None:
