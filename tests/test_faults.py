@@ -133,7 +133,7 @@ def test_connection_killed_mid_grant_is_503_and_writes_nothing(
 
 
 @pg_only
-def test_failure_inside_the_grant_transaction_leaves_no_access_token(
+def test_failure_inside_the_grant_transaction_leaves_no_token_and_counts_no_failure(
     pg_app: flask.Flask, http: t.Any, make_client: t.Any
 ) -> None:
     """An error raised by the database on the refresh token insert (a
@@ -153,25 +153,35 @@ def test_failure_inside_the_grant_transaction_leaves_no_access_token(
                 "FOR EACH ROW EXECUTE FUNCTION ropc_test_refuse()"
             )
         )
-    try:
-        before = count_rows(pg_app)
-        response = http.post(
+
+    def login() -> t.Any:
+        return http.post(
             "/oauth/token",
             data=password_form(scope="api offline_access"),
             headers=basic_auth(*client),
         )
+
+    try:
+        before = count_rows(pg_app)
+        response = login()
         assert response.status_code == 500
         assert response.json["error"] == "server_error"
         assert count_rows(pg_app) == before
         with pg_app.app_context():
             client_row = get_state().store.require_client(client.client_id)
         assert client_row.password_grant_count == 0
+        # The password was right each time: failed writes must not count as
+        # failed logins (the default limit is 5 per username).
+        for _ in range(5):
+            assert login().status_code == 500
     finally:
         with engine.begin() as conn:
             conn.execute(
                 sa.text("DROP TRIGGER ropc_test_refuse ON ropc_refresh_tokens")
             )
             conn.execute(sa.text("DROP FUNCTION ropc_test_refuse()"))
+    recovered = login()
+    assert recovered.status_code == 200, recovered.json
 
 
 # -- Redis ------------------------------------------------------------------
