@@ -19,6 +19,7 @@ import sqlalchemy.exc
 from flask.cli import AppGroup
 
 from .errors import ClientNotFoundError
+from .errors import ConfigurationError
 from .keys import SUPPORTED_ALGORITHMS
 from .keys import generate_stored_key
 from .keys import retire_stored_key
@@ -46,7 +47,7 @@ def _friendly_errors(func: F) -> F:
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
         try:
             return func(*args, **kwargs)
-        except ClientNotFoundError as error:
+        except (ClientNotFoundError, ConfigurationError) as error:
             raise click.ClickException(str(error)) from None
         except ValueError as error:
             raise click.UsageError(str(error)) from None
@@ -685,7 +686,9 @@ def keys_rotate(alg: str | None) -> None:
     click.echo(f"Key {row.kid} ({row.alg}) now signs new tokens.")
 
 
-@keys_cli.command("retire")
+# A kid is an RFC 7638 thumbprint, base64url: one in 64 starts with "-",
+# which click would take for an option.
+@keys_cli.command("retire", context_settings={"ignore_unknown_options": True})
 @click.argument("kid")
 @_friendly_errors
 def keys_retire(kid: str) -> None:
@@ -697,3 +700,21 @@ def keys_retire(kid: str) -> None:
         raise click.ClickException(str(error)) from None
     state.keyring.reload()
     click.echo(f"Retired key {kid}.")
+
+
+@keys_cli.command("encrypt")
+@_friendly_errors
+def keys_encrypt() -> None:
+    """Encrypt the stored signing keys with the first ROPC_KEY_ENCRYPTION_KEYS
+    secret (again after adding a new secret in front)."""
+    state = _key_store()
+    try:
+        count = state.store.encrypt_signing_keys()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    state.keyring.reload()
+    noun = "key" if count == 1 else "keys"
+    click.echo(
+        f"Encrypted {count} signing {noun} with the first "
+        "ROPC_KEY_ENCRYPTION_KEYS secret."
+    )

@@ -41,6 +41,9 @@ DEFAULTS: dict[str, t.Any] = {
     # Private signing keys (PEM text or JWK), the first signs. None means keys
     # kept in the database and managed with `flask ropc keys`.
     "ROPC_SIGNING_KEYS": None,
+    # Secrets (one, or a list; the first encrypts) under which signing keys
+    # kept in the database are encrypted. None stores them unencrypted.
+    "ROPC_KEY_ENCRYPTION_KEYS": None,
     # Algorithm of keys we generate: ES256, RS256 or EdDSA.
     "ROPC_SIGNING_ALG": "ES256",
     # Cache-Control max-age of the JWKS and discovery documents, in seconds.
@@ -104,6 +107,7 @@ class Settings:
     issuer: str | None
     audience: str | None
     signing_keys: tuple[t.Any, ...]
+    key_encryption_keys: tuple[str, ...] = dataclasses.field(repr=False)
     signing_alg: str
     jwks_max_age: int
     offline_access_scope: str
@@ -155,6 +159,7 @@ class Settings:
             issuer=_issuer(config),
             audience=_optional_str(config, "ROPC_AUDIENCE"),
             signing_keys=_signing_keys(config),
+            key_encryption_keys=_key_encryption_keys(config),
             signing_alg=_choice(
                 config, "ROPC_SIGNING_ALG", ("ES256", "RS256", "EdDSA")
             ),
@@ -249,6 +254,32 @@ def _signing_keys(config: t.Mapping[str, t.Any]) -> tuple[t.Any, ...]:
     from .keys import import_signing_key
 
     return tuple(import_signing_key(item) for item in value)
+
+
+def _key_encryption_keys(config: t.Mapping[str, t.Any]) -> tuple[str, ...]:
+    from .key_encryption import MIN_SECRET_LENGTH
+
+    value = config["ROPC_KEY_ENCRYPTION_KEYS"]
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if (
+        not isinstance(value, list | tuple)
+        or not value
+        or not all(isinstance(item, str) for item in value)
+    ):
+        raise ConfigurationError(
+            "ROPC_KEY_ENCRYPTION_KEYS must be a string or a list of strings"
+        )
+    if any(len(item) < MIN_SECRET_LENGTH for item in value):
+        # The value itself is never quoted: it is a secret.
+        raise ConfigurationError(
+            f"every ROPC_KEY_ENCRYPTION_KEYS entry must be at least "
+            f"{MIN_SECRET_LENGTH} random characters, e.g. from "
+            "'python -c \"import secrets; print(secrets.token_urlsafe(32))\"'"
+        )
+    return tuple(value)
 
 
 def _scope_name(config: t.Mapping[str, t.Any], key: str) -> str:

@@ -18,6 +18,7 @@ from .config import DEFAULTS
 from .config import Settings
 from .errors import ConfigurationError
 from .jwt_tokens import issue_jwt
+from .key_encryption import KeyCipher
 from .keys import ConfigKeyRing
 from .keys import DatabaseKeyRing
 from .keys import KeyRing
@@ -208,6 +209,8 @@ class ROPC:
         settings = Settings.from_config(app.config)
         tables, get_engine, owned = self._database(app, settings)
         store = Store(tables, get_engine, self._clock)
+        if settings.key_encryption_keys:
+            store.cipher = KeyCipher(settings.key_encryption_keys)
         keyring: KeyRing
         if settings.signing_keys:
             keyring = ConfigKeyRing(settings.signing_keys)

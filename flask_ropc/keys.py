@@ -257,7 +257,7 @@ class DatabaseKeyRing:
         for row in self._store.list_signing_keys():
             key = self._keys.get(row.kid)
             if key is None or key.status != row.status:
-                key = _from_row(row)
+                key = _from_row(row, self._store)
             if row.status == RETIRED:
                 continue
             if row.status == PREVIOUS and (row.publish_until or 0) <= now:
@@ -315,7 +315,7 @@ class DatabaseKeyRing:
             return None
         if row.status == PREVIOUS and (row.publish_until or 0) <= self._store.now():
             return None
-        key = _from_row(row)
+        key = _from_row(row, self._store)
         with self._lock:
             self._keys[kid] = key
         return key
@@ -331,8 +331,8 @@ class DatabaseKeyRing:
             self._signer = None
 
 
-def _from_row(row: t.Any) -> SigningKey:
-    imported = import_signing_key(row.private_jwk)
+def _from_row(row: t.Any, store: Store) -> SigningKey:
+    imported = import_signing_key(store.signing_key_jwk(row))
     return SigningKey(
         kid=row.kid,
         alg=row.alg,
@@ -356,8 +356,8 @@ def signing_keys_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("kid", sa.String(64), nullable=False, unique=True),
         sa.Column("alg", sa.String(16), nullable=False),
-        # The private key as JWK JSON. Protect the database like any store of
-        # key material, or give keys through ROPC_SIGNING_KEYS instead.
+        # The private key as JWK JSON, encrypted when ROPC_KEY_ENCRYPTION_KEYS
+        # is set (see key_encryption.py).
         sa.Column("private_jwk", sa.Text, nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),

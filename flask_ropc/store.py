@@ -18,6 +18,8 @@ import sqlalchemy as sa
 
 from . import hashing
 from .errors import ClientNotFoundError
+from .key_encryption import KeyCipher
+from .key_encryption import open_stored
 from .models import AUTH_METHODS
 from .models import GRANT_TYPES
 from .models import TOKEN_FORMATS
@@ -44,6 +46,8 @@ class Store:
         self._get_engine = get_engine
         self._clock = clock
         self._reader: tuple[sa.Engine, sa.Engine] | None = None
+        #: Encrypts the private signing keys we store, if configured.
+        self.cipher: KeyCipher | None = None
 
     @property
     def engine(self) -> sa.Engine:
@@ -544,12 +548,47 @@ class Store:
                 keys.insert().values(
                     kid=kid,
                     alg=alg,
-                    private_jwk=json.dumps(key.as_dict(private=True, kid=kid)),
+                    private_jwk=self._seal(
+                        json.dumps(key.as_dict(private=True, kid=kid))
+                    ),
                     status=status,
                     created_at=self.now(),
                 )
             )
             return conn.execute(sa.select(keys).where(keys.c.kid == kid)).one()
+
+    def signing_key_jwk(self, row: t.Any) -> str:
+        """The private JWK JSON of a stored key row, decrypted if need be.
+
+        :raises ConfigurationError: the row is encrypted and no configured
+            secret decrypts it.
+        """
+        return open_stored(row.private_jwk, self.cipher)
+
+    def encrypt_signing_keys(self) -> int:
+        """(Re-)encrypt every stored key with the first configured secret.
+
+        Unencrypted keys get encrypted, and keys encrypted under an older
+        secret are re-encrypted, all in one transaction. Returns how many.
+
+        :raises ValueError: ``ROPC_KEY_ENCRYPTION_KEYS`` is not set.
+        :raises ConfigurationError: a key cannot be decrypted; nothing changed.
+        """
+        if self.cipher is None:
+            raise ValueError("set ROPC_KEY_ENCRYPTION_KEYS first")
+        keys = self.tables.signing_keys
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(keys.c.id, keys.c.private_jwk)).all()
+            for row in rows:
+                conn.execute(
+                    keys.update()
+                    .where(keys.c.id == row.id)
+                    .values(private_jwk=self._seal(self.signing_key_jwk(row)))
+                )
+        return len(rows)
+
+    def _seal(self, jwk_json: str) -> str:
+        return self.cipher.seal(jwk_json) if self.cipher is not None else jwk_json
 
     def set_signing_key_status(
         self,

@@ -33,6 +33,7 @@ from flask_ropc import ConfigurationError
 from flask_ropc import GrantResult
 from flask_ropc import hashing
 from flask_ropc.extension import get_state
+from flask_ropc.keys import generate_key
 
 from conftest import basic_auth
 from conftest import bearer
@@ -1028,3 +1029,21 @@ def test_another_worker_on_the_same_database_accepts_our_tokens(
     response = worker.test_client().get("/api/me", headers=bearer(token))
     assert response.status_code == 200
     assert _jwks_kids(worker.test_client()) == _jwks_kids(http)
+
+
+def test_retire_takes_a_kid_that_starts_with_a_dash(
+    app: flask.Flask, runner: t.Any
+) -> None:
+    # Thumbprints are base64url, so one key in 64 has a kid like "-V3x...".
+    with app.app_context():
+        store = get_state().store
+        key = next(
+            key
+            for key in iter(lambda: generate_key("ES256"), None)
+            if key.thumbprint().startswith("-")
+        )
+        kid = store.add_signing_key(key, "ES256", "pending").kid
+    assert kid.startswith("-")
+    result = _ropc(runner, "keys", "retire", kid)
+    assert result.exit_code == 0, result.output
+    assert _status_of(runner) == {kid: "retired"}
