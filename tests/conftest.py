@@ -278,6 +278,18 @@ def assert_oauth_error(response: t.Any, status: int, error: str) -> None:
     assert response.get_json()["error"] == error
 
 
+def delete_redis_keys(url: str, prefix: str) -> None:
+    """Delete every Redis key a test made under its own ``prefix``."""
+    import redis
+
+    connection = redis.Redis.from_url(url)
+    try:
+        for key in connection.scan_iter(f"*{prefix}*"):
+            connection.delete(key)
+    finally:
+        connection.close()
+
+
 def count_rows(app: flask.Flask) -> dict[str, int]:
     """Row counts of our tables, to prove a request wrote nothing."""
     state = get_state(app)

@@ -28,6 +28,7 @@ from conftest import USERS
 from conftest import OAuthClient
 from conftest import basic_auth
 from conftest import build_app
+from conftest import delete_redis_keys
 from conftest import dispose_app
 
 TOKEN_URL = "/oauth/token"
@@ -110,6 +111,13 @@ def fail_times(http: t.Any, client: OAuthClient, n: int, **kwargs: t.Any) -> Non
         assert_wrong_password(attempt(http, client, **kwargs))
 
 
+def lock_out(http: t.Any, client: OAuthClient) -> int:
+    """Five wrong passwords for ann (the default username limit), then a sixth
+    attempt that must be refused; return its Retry-After."""
+    fail_times(http, client, 5)
+    return assert_throttled(attempt(http, client))
+
+
 def calls(app: flask.Flask) -> int:
     return len(app.extensions["test_validator"].calls)
 
@@ -143,16 +151,9 @@ def redis_prefix() -> Iterator[str]:
     """A key prefix of this test's own in Redis; its keys are deleted after."""
     if not REDIS_URL:
         pytest.skip("set ROPC_TEST_REDIS_URL to run the Redis storage tests")
-    import redis
-
     prefix = f"ropc-test-{secrets.token_hex(6)}"
     yield prefix
-    connection = redis.Redis.from_url(REDIS_URL)
-    try:
-        for key in connection.scan_iter(f"*{prefix}*"):
-            connection.delete(key)
-    finally:
-        connection.close()
+    delete_redis_keys(REDIS_URL, prefix)
 
 
 def redis_keys(prefix: str) -> list[str]:
@@ -254,31 +255,26 @@ def test_failures_older_than_the_username_window_are_forgotten(
     fail_times(http, oauth_client, 4)
     clock.shift(15 * 60 + 1)  # ROPC_THROTTLE_USERNAME_WINDOW
 
-    fail_times(http, oauth_client, 5)
-    assert_throttled(attempt(http, oauth_client))
+    lock_out(http, oauth_client)
     assert calls(app) == 9
 
 
 def test_backoff_restarts_from_base_once_past_locks_are_forgotten(
     app: flask.Flask, http: t.Any, oauth_client: OAuthClient, clock: Clock
 ) -> None:
-    fail_times(http, oauth_client, 5)
-    assert assert_throttled(attempt(http, oauth_client)) == 60
+    assert lock_out(http, oauth_client) == 60
     clock.shift(61)
-    fail_times(http, oauth_client, 5)
-    assert assert_throttled(attempt(http, oauth_client)) == 120
+    assert lock_out(http, oauth_client) == 120
 
     clock.shift(121 + 24 * 3600)  # ROPC_THROTTLE_STRIKE_MEMORY after the last lock
 
-    fail_times(http, oauth_client, 5)
-    assert assert_throttled(attempt(http, oauth_client)) == 60
+    assert lock_out(http, oauth_client) == 60
 
 
 def test_right_password_works_again_once_the_lock_has_expired(
     app: flask.Flask, http: t.Any, oauth_client: OAuthClient, clock: Clock
 ) -> None:
-    fail_times(http, oauth_client, 5)
-    assert assert_throttled(attempt(http, oauth_client)) == 60
+    assert lock_out(http, oauth_client) == 60
     clock.shift(30)
     assert assert_throttled(attempt(http, oauth_client)) == 30  # counts down
     clock.shift(31)
@@ -296,8 +292,7 @@ def test_success_resets_the_username_counter(
     ok = attempt(http, oauth_client, "ann", USERS["ann"][0])
     assert ok.status_code == 200, ok.get_data(as_text=True)
 
-    fail_times(http, oauth_client, 5)
-    assert_throttled(attempt(http, oauth_client))
+    lock_out(http, oauth_client)
     assert calls(app) == 10
 
 
@@ -328,8 +323,7 @@ def test_validator_error_with_count_failure_false_does_not_count_towards_the_loc
 
     # The username's budget is untouched: five counted failures still pass.
     ext.password_validator(conftest_validator)
-    fail_times(http, oauth_client, 5)
-    assert_throttled(attempt(http, oauth_client))
+    lock_out(http, oauth_client)
 
 
 @pytest.mark.parametrize("count_failure", [True, False])
@@ -376,8 +370,7 @@ def test_validator_crash_does_not_count_towards_the_lock(
         assert attempt(http, oauth_client).status_code == 500
 
     ext.password_validator(conftest_validator)
-    fail_times(http, oauth_client, 5)
-    assert_throttled(attempt(http, oauth_client))
+    lock_out(http, oauth_client)
 
 
 @config(ROPC_THROTTLE_RESPONSE="invalid_grant")
@@ -426,8 +419,7 @@ def test_unlock_method_clears_a_lock_in_any_spelling(
 def test_cli_unlock_clears_a_lock_and_prints_a_message(
     app: flask.Flask, http: t.Any, oauth_client: OAuthClient, clock: Clock
 ) -> None:
-    fail_times(http, oauth_client, 5)
-    assert_throttled(attempt(http, oauth_client))
+    lock_out(http, oauth_client)
 
     result = cli(app, "unlock", "ANN")
 
@@ -435,25 +427,21 @@ def test_cli_unlock_clears_a_lock_and_prints_a_message(
     assert "Unlocked" in result.output
     assert "ANN" in result.output
     # A full new budget: five attempts reach the validator before a lock.
-    fail_times(http, oauth_client, 5)
-    assert_throttled(attempt(http, oauth_client))
+    lock_out(http, oauth_client)
     assert calls(app) == 10
 
 
 def test_unlock_forgets_past_locks_so_the_next_lock_is_short_again(
     app: flask.Flask, http: t.Any, oauth_client: OAuthClient, clock: Clock
 ) -> None:
-    fail_times(http, oauth_client, 5)
-    assert assert_throttled(attempt(http, oauth_client)) == 60
+    assert lock_out(http, oauth_client) == 60
     clock.shift(61)
-    fail_times(http, oauth_client, 5)
-    assert assert_throttled(attempt(http, oauth_client)) == 120
+    assert lock_out(http, oauth_client) == 120
 
     with app.app_context():
         app.extensions["ropc"].extension.unlock("ann")
 
-    fail_times(http, oauth_client, 5)
-    assert assert_throttled(attempt(http, oauth_client)) == 60
+    assert lock_out(http, oauth_client) == 60
 
 
 def test_cli_unlock_fails_when_throttling_is_off(
@@ -785,8 +773,7 @@ def test_database_counters_hold_no_username_or_ip_in_clear(
 def test_cleanup_purges_expired_counters(
     app: flask.Flask, http: t.Any, oauth_client: OAuthClient, clock: Clock
 ) -> None:
-    fail_times(http, oauth_client, 5)
-    assert_throttled(attempt(http, oauth_client))
+    lock_out(http, oauth_client)
     stored = len(throttle_rows(app))
     assert stored >= 3
 

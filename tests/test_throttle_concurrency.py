@@ -28,6 +28,7 @@ import requests
 from flask_ropc.extension import get_state
 
 from conftest import build_app
+from conftest import delete_redis_keys
 from conftest import dispose_app
 
 pytestmark = pytest.mark.live
@@ -117,15 +118,8 @@ def shared(
     finally:
         dispose_app(app)
         if request.param == "redis":
-            import redis
-
             assert REDIS_URL is not None
-            connection = redis.Redis.from_url(REDIS_URL)
-            try:
-                for key in connection.scan_iter(f"*{prefix}*"):
-                    connection.delete(key)
-            finally:
-                connection.close()
+            delete_redis_keys(REDIS_URL, prefix)
 
 
 def test_guesses_from_40_threads_on_two_processes_reach_the_validator_at_most_5_times(
