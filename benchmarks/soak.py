@@ -80,6 +80,14 @@ class Soak:
             self.counts[kind] += 1
             self.statuses[f"{kind} {response.status_code}"] += 1
 
+    def _issued(self, response: requests.Response) -> tuple[str, str]:
+        """Count a token response's pair; return (refresh, access) token."""
+        body = response.json()
+        with self.lock:
+            self.issued["access"] += 1
+            self.issued["refresh"] += 1
+        return body["refresh_token"], body["access_token"]
+
     def worker(self, deadline: float, seed: int) -> None:
         """One thread of mixed requests until ``deadline``."""
         rng = random.Random(seed)  # noqa: S311 (a load mix, not security)
@@ -102,11 +110,7 @@ class Soak:
                 )
                 self._tally("login", response)
                 if response.status_code == 200:
-                    body = response.json()
-                    refresh, access = body["refresh_token"], body["access_token"]
-                    with self.lock:
-                        self.issued["access"] += 1
-                        self.issued["refresh"] += 1
+                    refresh, access = self._issued(response)
             elif roll < 0.45:
                 response = session.post(
                     f"{self.url}/oauth/token",
@@ -128,11 +132,7 @@ class Soak:
                 )
                 self._tally("refresh", response)
                 if response.status_code == 200:
-                    body = response.json()
-                    refresh, access = body["refresh_token"], body["access_token"]
-                    with self.lock:
-                        self.issued["access"] += 1
-                        self.issued["refresh"] += 1
+                    refresh, access = self._issued(response)
                 else:
                     refresh = None
             elif roll < 0.85:
