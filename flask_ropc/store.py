@@ -54,7 +54,7 @@ class Store:
         """The engine in use now."""
         return self._get_engine()
 
-    def read(self) -> t.ContextManager[sa.Connection]:
+    def autocommit(self) -> t.ContextManager[sa.Connection]:
         """A connection for reads and single-statement writes (committed).
 
         On PostgreSQL it is in autocommit mode. Our reads are single
@@ -178,7 +178,7 @@ class Store:
         """
         if not _plausible_id(client_id):
             return None
-        with self.read() as conn:
+        with self.autocommit() as conn:
             row = conn.execute(self._lookups["client"], {"cid": client_id}).first()
         return Client.from_row(row) if row is not None else None
 
@@ -195,14 +195,14 @@ class Store:
     def all_scopes(self) -> list[str]:
         """Every scope some client may request, sorted (for discovery)."""
         clients = self.tables.clients
-        with self.read() as conn:
+        with self.autocommit() as conn:
             rows = conn.execute(sa.select(clients.c.scopes).distinct()).scalars()
             return sorted({scope for text in rows for scope in text.split()})
 
     def list_clients(self) -> list[Client]:
         """All clients, oldest first."""
         clients = self.tables.clients
-        with self.read() as conn:
+        with self.autocommit() as conn:
             rows = conn.execute(sa.select(clients).order_by(clients.c.id)).all()
         return [Client.from_row(row) for row in rows]
 
@@ -410,7 +410,7 @@ class Store:
         (``None`` for reference tokens and configured keys), so that
         disabling a client or retiring a key stops its tokens at once.
         """
-        with self.read() as conn:
+        with self.autocommit() as conn:
             query = self._lookups["access_token"]
             return conn.execute(query, {"digest": token_digest}).first()
 
@@ -429,7 +429,7 @@ class Store:
 
     def find_refresh_token(self, token_digest: str) -> t.Any | None:
         """The stored refresh token row for a digest (with ``client_enabled``)."""
-        with self.read() as conn:
+        with self.autocommit() as conn:
             query = self._lookups["refresh_token"]
             return conn.execute(query, {"digest": token_digest}).first()
 
@@ -530,13 +530,13 @@ class Store:
     def list_signing_keys(self) -> list[t.Any]:
         """Every stored signing key row, oldest first."""
         keys = self.tables.signing_keys
-        with self.read() as conn:
+        with self.autocommit() as conn:
             return list(conn.execute(sa.select(keys).order_by(keys.c.id)).all())
 
     def find_signing_key(self, kid: str) -> t.Any | None:
         """The stored signing key row with ``kid``, or ``None``."""
         keys = self.tables.signing_keys
-        with self.read() as conn:
+        with self.autocommit() as conn:
             return conn.execute(sa.select(keys).where(keys.c.kid == kid)).first()
 
     def add_signing_key(self, key: t.Any, alg: str, status: str) -> t.Any:
@@ -613,7 +613,7 @@ class Store:
     def longest_access_token_lifetime(self, default: int) -> int:
         """The longest lifetime any client's access tokens can have."""
         clients = self.tables.clients
-        with self.read() as conn:
+        with self.autocommit() as conn:
             longest = conn.execute(
                 sa.select(sa.func.max(clients.c.access_token_lifetime))
             ).scalar()

@@ -206,8 +206,8 @@ class DatabaseCounters:
             params[f"k{n}"] = key
             params[f"until{n}"] = now + expiry
         # One statement is atomic on its own: in autocommit it needs no BEGIN
-        # and COMMIT round trips (see Store.read).
-        with self._store.read() as conn:
+        # and COMMIT round trips (see Store.autocommit).
+        with self._store.autocommit() as conn:
             rows = conn.execute(statement, params)
             # RETURNING promises no order: match rows to keys.
             found = {key: (int(count), float(until)) for key, count, until in rows}
@@ -219,13 +219,13 @@ class DatabaseCounters:
 
     def get_many(self, keys: list[str]) -> dict[str, int]:
         """The live values of ``keys`` in one query (absent ones omitted)."""
-        with self._store.read() as conn:
+        with self._store.autocommit() as conn:
             rows = conn.execute(*self._keys_statement("get", keys))
             return {key: int(count) for key, count in rows}
 
     def get_expiry(self, key: str) -> float:
         """When ``key`` expires; now if it does not exist."""
-        with self._store.read() as conn:
+        with self._store.autocommit() as conn:
             value = conn.execute(self._get_expiry, {"k": key}).scalar()
         return float(value) if value is not None else self._now()
 
@@ -239,7 +239,7 @@ class DatabaseCounters:
 
     def release_many(self, keys: list[str]) -> None:
         """:meth:`release` for several keys in one statement."""
-        with self._store.read() as conn:  # one statement: autocommit suffices
+        with self._store.autocommit() as conn:  # one statement: autocommit suffices
             conn.execute(*self._keys_statement("release", keys))
 
     def clear(self, key: str) -> None:
@@ -248,7 +248,7 @@ class DatabaseCounters:
 
     def clear_many(self, keys: list[str]) -> None:
         """Delete ``keys`` in one statement."""
-        with self._store.read() as conn:  # one statement: autocommit suffices
+        with self._store.autocommit() as conn:  # one statement: autocommit suffices
             conn.execute(*self._keys_statement("clear", keys))
 
     def settle(self, conn: sa.Connection, release: list[str], clear: list[str]) -> None:
