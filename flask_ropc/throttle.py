@@ -86,6 +86,15 @@ class DatabaseCounters:
 
     ``incr`` is one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``
     statement, atomic on PostgreSQL and SQLite (3.35+) alike.
+
+    On PostgreSQL, every statement or transaction that writes several
+    counters locks their rows in one global order, ascending by key: the
+    upsert lists its rows sorted, and updates and deletes lock their rows
+    with ``SELECT ... ORDER BY key FOR UPDATE`` first. Otherwise two
+    concurrent attempts on the same username could each hold one row the
+    other needs, and PostgreSQL would abort one of them as a deadlock (a
+    503 for that login). SQLite locks the whole database, so it has no such
+    cycle and skips the ordering.
     """
 
     def __init__(self, store: Store, table: sa.Table) -> None:
@@ -96,7 +105,7 @@ class DatabaseCounters:
         # Parameter names must differ from column names in UPDATE/INSERT.
         key: t.Any = sa.bindparam("k")
         self._get_expiry = sa.select(table.c.expires_at).where(table.c.key == key)
-        self._by_keys: dict[tuple[str, int], t.Any] = {}
+        self._by_keys: dict[tuple[str, str, int], t.Any] = {}
         self._incr: dict[tuple[str, int], t.Any] = {}
 
     def _keys_statement(
@@ -108,7 +117,8 @@ class DatabaseCounters:
         once per kind and size: an ``expanding`` parameter would be
         re-rendered on every call, which costs more than the query.
         """
-        statement = self._by_keys.get((kind, len(keys)))
+        dialect = self._store.engine.dialect.name
+        statement = self._by_keys.get((dialect, kind, len(keys)))
         if statement is None:
             table = self._table
             now: t.Any = sa.bindparam("now")
@@ -119,19 +129,46 @@ class DatabaseCounters:
                 statement = sa.select(table.c.key, table.c.count).where(
                     matches, table.c.expires_at > now
                 )
+            elif kind == "lock":
+                statement = (
+                    sa.select(table.c.key)
+                    .where(matches)
+                    .order_by(table.c.key)
+                    .with_for_update()
+                )
             elif kind == "release":
+                live = (matches, table.c.expires_at > now, table.c.count > 0)
                 statement = (
                     table.update()
-                    .where(matches, table.c.expires_at > now, table.c.count > 0)
+                    .where(*self._in_key_order(dialect, live))
                     .values(count=table.c.count - 1)
                 )
             else:
-                statement = table.delete().where(matches)
-            self._by_keys[(kind, len(keys))] = statement
+                statement = table.delete().where(
+                    *self._in_key_order(dialect, (matches,))
+                )
+            self._by_keys[(dialect, kind, len(keys))] = statement
         params: dict[str, t.Any] = {f"key{n}": key for n, key in enumerate(keys)}
-        if kind != "clear":
+        if kind in ("get", "release"):
             params["now"] = self._now()
         return statement, params
+
+    def _in_key_order(
+        self, dialect: str, conditions: tuple[t.Any, ...]
+    ) -> tuple[t.Any, ...]:
+        """``conditions`` for an UPDATE or DELETE that locks rows by key order.
+
+        PostgreSQL locks the rows an UPDATE or DELETE finds in the order its
+        scan meets them, which is not the key order (see the class
+        docstring); a sub-select ``ORDER BY key FOR UPDATE`` locks them in
+        key order first. The conditions are repeated outside, so that a row
+        changed while we waited for its lock is judged by its new values.
+        """
+        if dialect != "postgresql":
+            return conditions
+        key = self._table.c.key
+        locked = sa.select(key).where(*conditions).order_by(key).with_for_update()
+        return (key.in_(locked), *conditions)
 
     def _incr_statement(self, dialect: str, size: int) -> t.Any:
         """``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` for ``size`` keys.
@@ -202,7 +239,8 @@ class DatabaseCounters:
         engine, now = self._store.engine, self._now()
         statement = self._incr_statement(engine.dialect.name, len(items))
         params: dict[str, t.Any] = {"amount": amount, "now": now}
-        for n, (key, expiry) in enumerate(items):
+        # Rows listed in key order are locked in key order (class docstring).
+        for n, (key, expiry) in enumerate(sorted(items)):
             params[f"k{n}"] = key
             params[f"until{n}"] = now + expiry
         # One statement is atomic on its own: in autocommit it needs no BEGIN
@@ -255,20 +293,32 @@ class DatabaseCounters:
         """Clear ``clear`` and release ``release`` inside the caller's transaction.
 
         The password grant calls this in the transaction that stores the
-        tokens, so a successful login commits once. Keys are touched in the
-        order :meth:`incr_many` takes them (username, then IP and client),
-        so that two transactions never wait for each other's rows in a
-        circle on PostgreSQL.
+        tokens, so a successful login commits once.
+
+        On PostgreSQL the two statements below would lock the username's
+        rows before the IP's, against the order every other writer uses
+        (class docstring); so every row is first locked in key order, and
+        only the rows so locked are then changed. A row that appeared after
+        that lock (a concurrent failure starting a new count) is left
+        alone: waiting for it could close a circle.
         """
-        conn.execute(*self._keys_statement("clear", clear))
+        if release and conn.dialect.name == "postgresql":
+            statement, params = self._keys_statement("lock", [*clear, *release])
+            locked = set(conn.execute(statement, params).scalars())
+            clear = [key for key in clear if key in locked]
+            release = [key for key in release if key in locked]
+        if clear:
+            conn.execute(*self._keys_statement("clear", clear))
         if release:
             conn.execute(*self._keys_statement("release", release))
 
     def purge_expired(self) -> int:
         """Delete expired counters (``flask ropc cleanup``); return how many."""
+        dialect = self._store.engine.dialect.name
+        expired = (self._table.c.expires_at <= self._now(),)
         with self._store.engine.begin() as conn:
             result = conn.execute(
-                self._table.delete().where(self._table.c.expires_at <= self._now())
+                self._table.delete().where(*self._in_key_order(dialect, expired))
             )
         return int(result.rowcount)
 
@@ -392,7 +442,7 @@ class Throttle:
         if locked > 0:
             raise Throttled(self._remaining(lock_key), "username")
         fails_key = f"{fails_prefix}:{level}"
-        # (key, limit, window, scope), username first: see DatabaseCounters.settle.
+        # (key, limit, window, scope), username first: Attempt needs its count.
         budgets = [
             (
                 fails_key,

@@ -26,6 +26,8 @@ import pytest
 import requests
 
 from flask_ropc.extension import get_state
+from flask_ropc.throttle import _digest
+from flask_ropc.throttle import ip_bucket
 
 from conftest import build_app
 from conftest import delete_redis_keys
@@ -171,3 +173,54 @@ def test_guesses_from_40_threads_on_two_processes_reach_the_validator_at_most_5_
     # Every validator call was a wrong password, answered with invalid_grant.
     assert outcomes[(400, "invalid_grant")] == len(lines)
     assert outcomes[(429, "slow_down")] == GUESSES - len(lines)
+
+
+def test_concurrent_logins_on_one_username_never_deadlock_on_postgresql(
+    pg_database: t.Any, tmp_path: Path
+) -> None:
+    """Reservations, give-backs and successes racing on the same rows.
+
+    Each login writes up to three counters (username, IP, client) in one
+    statement, and a success clears and releases them in one transaction;
+    PostgreSQL aborts one of two writers that lock shared rows in opposite
+    orders ("deadlock detected"), which the throttle turns into a 503.
+    """
+    if pg_database is None:
+        pytest.skip("set ROPC_TEST_DATABASE_URL to run the PostgreSQL case")
+    app = build_app(
+        pg_database.render_as_string(hide_password=False),
+        str(tmp_path / "instance"),
+        ROPC_THROTTLE_USERNAME_LIMIT=100_000,
+        ROPC_THROTTLE_IP_LIMIT=100_000,
+        ROPC_THROTTLE_CLIENT_LIMIT=100_000,
+    )
+    throttle = get_state(app).throttle
+    assert throttle is not None
+    threads, rounds = 12, 60
+    barrier = threading.Barrier(threads)
+
+    def login(worker: int) -> int:
+        """Run ``rounds`` logins; return how many failures counted."""
+        barrier.wait(timeout=TIMEOUT)
+        counted = 0
+        for n in range(rounds):
+            attempt = throttle.begin("victim", "192.0.2.7", "the-client")
+            outcome = (worker + n) % 3
+            if outcome == 0:
+                throttle.succeeded(attempt, "victim")
+            else:
+                throttle.failed(attempt, "victim", counts=outcome == 1)
+                counted += outcome == 1
+        return counted
+
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            counted = sum(pool.map(login, range(threads)))
+        # Successes and uncounted failures gave their IP and client places
+        # back; only the counted failures remain.
+        ip_key = throttle._key("ip", _digest(ip_bucket("192.0.2.7")))
+        client_key = throttle._key("client", "the-client")
+        assert throttle.counters.get(ip_key) == counted
+        assert throttle.counters.get(client_key) == counted
+    finally:
+        dispose_app(app)
