@@ -484,19 +484,29 @@ class Store:
 
     def _revoke(self, refresh_where: t.Any, access_where: t.Any) -> int:
         tables, now = self.tables, self.now()
-        with self.engine.begin() as conn:
-            count = 0
+        refresh, access = (
+            table.update()
+            .where(where)
+            .where(table.c.revoked_at.is_(None))
+            .values(revoked_at=now)
             for table, where in (
                 (tables.refresh_tokens, refresh_where),
                 (tables.access_tokens, access_where),
-            ):
-                result = conn.execute(
-                    table.update()
-                    .where(where)
-                    .where(table.c.revoked_at.is_(None))
-                    .values(revoked_at=now)
-                )
-                count += result.rowcount
+            )
+        )
+        with self.engine.begin() as conn:
+            count = 0
+            # Repeated until it finds nothing: on PostgreSQL an UPDATE that
+            # waits for a refresh in progress (which holds its token's row)
+            # sees that refresh's claim once it commits, but not the
+            # successor tokens it inserted, which are newer than the
+            # statement. The next UPDATE sees them. A refresh that starts
+            # later waits for our lock on its token, then finds it revoked.
+            while changed := conn.execute(refresh).rowcount:
+                count += changed
+            # After the loop: every refresh that could add an access token
+            # to the family has committed or will find its token revoked.
+            count += conn.execute(access).rowcount
         return count
 
     def cleanup(self, *, revoked_before: int, batch_size: int = 1000) -> dict[str, int]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
 
 import flask
 import pytest
@@ -20,6 +22,10 @@ from flask_ropc import signals
 from flask_ropc.extension import get_state
 
 from conftest import USERS
+from conftest import assert_oauth_error
+from conftest import basic_auth
+from conftest import bearer
+from conftest import password_form
 
 pytestmark = pytest.mark.live
 
@@ -228,3 +234,78 @@ def test_concurrent_refreshes_of_different_families_all_succeed(
     # Every rotated token works on.
     for new_token in new_tokens:
         assert refresh(url, offline_client, new_token).status_code == 200
+
+
+def wait_for_lock_waits(engine: sa.Engine, count: int) -> None:
+    """Return once ``count`` sessions of this database wait for a row lock.
+
+    This polls PostgreSQL for the state the test needs next; it waits for
+    no fixed time.
+    """
+    deadline = time.monotonic() + TIMEOUT
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with engine.connect() as conn:
+        while conn.execute(query).scalar_one() < count:
+            assert time.monotonic() < deadline, f"{count} lock waits never came"
+            conn.rollback()  # a new snapshot of pg_stat_activity
+
+
+def test_a_replay_during_a_refresh_revokes_what_that_refresh_issues(
+    app: flask.Flask, make_client: t.Any, database_uri: str
+) -> None:
+    """Reuse detection also revokes the tokens a concurrent refresh writes.
+
+    A thief replays an old refresh token while the client refreshes the
+    current one. The refresh is held inside its transaction, after it
+    claimed its token, until the revocation waits for that token's row; then
+    both go on. The family is revoked, so the refresh's new tokens, written
+    after the revocation began, must not work either.
+    """
+    if not database_uri.startswith("postgresql"):
+        pytest.skip("row lock waits are staged on PostgreSQL")
+    client = make_client(grant_types=OFFLINE)
+    auth = basic_auth(client.client_id, client.secret)
+    http = app.test_client()
+    old = http.post(
+        "/oauth/token", data=password_form(scope="api offline_access"), headers=auth
+    ).json["refresh_token"]
+    current = http.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": old},
+        headers=auth,
+    ).json["refresh_token"]
+
+    def exchange(token: str) -> t.Any:
+        return app.test_client().post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": token},
+            headers=auth,
+        )
+
+    store = get_state(app).store
+    clients = store.tables.clients
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # The grant transaction updates the client's row last: holding that
+        # row holds the refresh after its claim and token inserts.
+        with store.engine.connect() as holder:
+            holder.execute(
+                sa.select(clients.c.id)
+                .where(clients.c.client_id == client.client_id)
+                .with_for_update()
+            )
+            refreshing = pool.submit(exchange, current)
+            wait_for_lock_waits(store.engine, 1)
+            replaying = pool.submit(exchange, old)
+            wait_for_lock_waits(store.engine, 2)
+            holder.rollback()
+        refreshed, replayed = refreshing.result(), replaying.result()
+
+    # The refresh claimed its token before the family was revoked.
+    assert refreshed.status_code == 200, refreshed.json
+    assert_oauth_error(replayed, 400, "invalid_grant")
+    assert_oauth_error(exchange(refreshed.json["refresh_token"]), 400, "invalid_grant")
+    me = http.get("/api/me", headers=bearer(refreshed.json["access_token"]))
+    assert me.status_code == 401
