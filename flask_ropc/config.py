@@ -54,6 +54,10 @@ DEFAULTS: dict[str, t.Any] = {
     "ROPC_REFRESH_TOKEN_SLIDING_LIFETIME": 14 * 24 * 3600,
     # ...and a chain of rotations never outlives this, from the password login.
     "ROPC_REFRESH_TOKEN_ABSOLUTE_LIFETIME": 30 * 24 * 3600,
+    # Seconds after its exchange during which a refresh token may be exchanged
+    # again, for a client whose response was lost; 0 (off): a second use is
+    # always reuse.
+    "ROPC_REFRESH_TOKEN_REUSE_INTERVAL": 0,
     # Brute-force protection of the password grant (see throttle.py).
     "ROPC_THROTTLE_ENABLED": True,
     # Failed attempts per username within the window before a lock...
@@ -113,6 +117,7 @@ class Settings:
     offline_access_scope: str
     refresh_token_sliding_lifetime: int
     refresh_token_absolute_lifetime: int
+    refresh_token_reuse_interval: int
     throttle_enabled: bool
     throttle_username_limit: int
     throttle_username_window: int
@@ -171,6 +176,7 @@ class Settings:
             refresh_token_absolute_lifetime=_positive_int(
                 config, "ROPC_REFRESH_TOKEN_ABSOLUTE_LIFETIME"
             ),
+            refresh_token_reuse_interval=_reuse_interval(config),
             throttle_enabled=_bool(config, "ROPC_THROTTLE_ENABLED"),
             throttle_username_limit=_positive_int(
                 config, "ROPC_THROTTLE_USERNAME_LIMIT"
@@ -210,6 +216,18 @@ def _positive_int(config: t.Mapping[str, t.Any], key: str) -> int:
     # bool is an int subclass; True as a lifetime is a mistake, not "1 second".
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigurationError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _reuse_interval(config: t.Mapping[str, t.Any]) -> int:
+    key = "ROPC_REFRESH_TOKEN_REUSE_INTERVAL"
+    value = config[key]
+    # Long enough to retry a lost response, short enough that a stolen token
+    # is of little use: Cognito allows up to 60 s, we allow up to 300.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 300:
+        raise ConfigurationError(
+            f"{key} must be an integer from 0 to 300 seconds, got {value!r}"
+        )
     return value
 
 

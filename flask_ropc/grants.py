@@ -226,6 +226,14 @@ class RefreshGrant(RefreshTokenGrant):
     :meth:`Store.save_grant`): of two concurrent exchanges exactly one wins,
     and the loser, like any later replay, is treated as reuse: the whole
     family is revoked (RFC 9700 §4.14.2).
+
+    With ``ROPC_REFRESH_TOKEN_REUSE_INTERVAL`` a token may be exchanged again
+    for a few seconds after its exchange, for a client whose response was
+    lost, as long as its successor is unused. The repeat revokes the earlier
+    exchange's tokens, so a family never has two live branches, and a
+    revoked token that comes back while its family still lives counts as
+    reuse: if a thief made the repeat, the client's next refresh revokes the
+    family.
     """
 
     TOKEN_ENDPOINT_AUTH_METHODS = PasswordGrant.TOKEN_ENDPOINT_AUTH_METHODS
@@ -249,12 +257,18 @@ class RefreshGrant(RefreshTokenGrant):
         if row is None or row.client_id != client.client_id:
             raise InvalidGrantError("The refresh token is invalid.")
         if row.revoked_at is not None:
-            raise InvalidGrantError("The refresh token is invalid.")
-        if row.used_at is not None:
             self._reused(row)
-        if refresh_token_expired(row, state.store.now()):
+        now = state.store.now()
+        repeat_since = None
+        if row.used_at is not None:
+            interval = state.settings.refresh_token_reuse_interval
+            if not interval or row.used_at < now - interval:
+                self._reused(row)
+            repeat_since = now - interval
+        if refresh_token_expired(row, now):
             raise InvalidGrantError("The refresh token has expired.")
         self.request.refresh_row = row
+        self.request.ropc_repeat_since = repeat_since
         self.request.ropc_scopes = narrow_scopes(
             self.request.form.get("scope"), row.scope.split()
         )
@@ -282,6 +296,7 @@ class RefreshGrant(RefreshTokenGrant):
             scope=row.scope,
             family_expires_at=row.family_expires_at,
             rotate_id=row.id,
+            repeat_since=self.request.ropc_repeat_since,
         )
         try:
             body = self.server.issue_tokens(
@@ -295,13 +310,30 @@ class RefreshGrant(RefreshTokenGrant):
             )
         except RefreshTokenReused:
             self._reused(row)
+        if refresh.repeat_since is not None:
+            log.info(
+                "refresh token of client %s, subject %s exchanged again within "
+                "ROPC_REFRESH_TOKEN_REUSE_INTERVAL: revoked the tokens of its "
+                "earlier exchange (family %s)",
+                client.client_id,
+                row.subject,
+                row.family_id,
+            )
         _announce(self.GRANT_TYPE, client, row.subject, scopes, refresh)
         return 200, body, _headers_for(client, self.TOKEN_RESPONSE_HEADER)
 
     def _reused(self, row: t.Any) -> t.NoReturn:
-        """A used refresh token came back: revoke its family, then refuse."""
+        """A used or revoked refresh token came back: revoke what is left of
+        its family, then refuse.
+
+        A revoked token's family is usually revoked already; then nothing is
+        left, and nothing is reported again. It is not when a repeat
+        exchange superseded the token (see the class docstring).
+        """
         state = self.server.state
         revoked = state.store.revoke_family(row.family_id)
+        if not revoked:
+            raise InvalidGrantError("The refresh token is invalid.")
         log.warning(
             "refresh token reuse detected for client %s, subject %s: "
             "revoked family %s (%d tokens)",

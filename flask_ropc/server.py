@@ -101,7 +101,9 @@ class ROPCAuthorizationServer(AuthorizationServer):
         every grant (Authlib's refresh grant would fall back to an hour).
 
         :raises RefreshTokenReused: ``refresh.rotate_id`` names a refresh
-            token that another request exchanged first; nothing was written.
+            token that another request exchanged first (or, for a repeat
+            exchange, one that may no longer be exchanged again); nothing
+            was written.
         """
         state = self.state
         now = state.store.now()
@@ -162,6 +164,7 @@ class ROPCAuthorizationServer(AuthorizationServer):
             access=access,
             refresh=refresh_row,
             claim_refresh_id=refresh.rotate_id if refresh else None,
+            repeat_since=refresh.repeat_since if refresh else None,
             also=also,
         )
         if not saved:
@@ -182,6 +185,9 @@ class RefreshPlan:
     family_expires_at: int
     #: The id of the refresh token being exchanged, if this is a rotation.
     rotate_id: int | None = None
+    #: Set when that token was already exchanged: it may be exchanged again
+    #: if that was at or after this time (``ROPC_REFRESH_TOKEN_REUSE_INTERVAL``).
+    repeat_since: int | None = None
 
 
 class RefreshTokenReused(Exception):

@@ -344,6 +344,7 @@ class Store:
         access: t.Mapping[str, t.Any],
         refresh: t.Mapping[str, t.Any] | None = None,
         claim_refresh_id: int | None = None,
+        repeat_since: int | None = None,
         also: Callable[[sa.Connection], None] | None = None,
     ) -> bool:
         """Store one grant's tokens in one transaction, and mark the client used.
@@ -355,17 +356,40 @@ class Store:
         row lock on PostgreSQL (and the write lock on SQLite) comes first, so
         of two concurrent exchanges exactly one claims it and the other sees
         it used. Returns ``False``, writing nothing, when the claim fails.
+
+        With ``repeat_since`` as well, the token was already exchanged and
+        is exchanged again (``ROPC_REFRESH_TOKEN_REUSE_INTERVAL``): the claim
+        instead requires that it was exchanged at or after ``repeat_since``,
+        is not revoked and that no later token of its family has been used;
+        every other token of the family is then revoked, so that the family
+        keeps one live branch.
+
         ``also`` is called with the connection last, inside the transaction.
         """
         statements = self._grant_statements
         now = access["issued_at"]
         with self.engine.begin() as conn:
             if claim_refresh_id is not None:
-                claimed = conn.execute(
-                    statements["claim"], {"claim_id": claim_refresh_id, "now": now}
-                )
+                params = {"claim_id": claim_refresh_id, "now": now}
+                if repeat_since is None:
+                    claimed = conn.execute(statements["claim"], params)
+                else:
+                    params["since"] = repeat_since
+                    claimed = conn.execute(statements["reclaim"], params)
                 if claimed.rowcount != 1:
                     return False  # nothing was written; the block commits nothing
+                if repeat_since is not None:
+                    assert refresh is not None
+                    tables, family_id = self.tables, refresh["family_id"]
+                    self._revoke_in(
+                        conn,
+                        sa.and_(
+                            tables.refresh_tokens.c.family_id == family_id,
+                            tables.refresh_tokens.c.id != claim_refresh_id,
+                        ),
+                        tables.access_tokens.c.family_id == family_id,
+                        now,
+                    )
             conn.execute(statements["access"], _json_claims(access))
             if refresh is not None:
                 conn.execute(statements["refresh"], _json_claims(refresh))
@@ -387,12 +411,26 @@ class Store:
         refresh_tokens, clients = tables.refresh_tokens, tables.clients
         now: t.Any = sa.bindparam("now")
         used = clients.update().where(clients.c.client_id == sa.bindparam("cid"))
+        later = refresh_tokens.alias("later")
+        successor_used = (
+            sa.exists()
+            .where(later.c.family_id == refresh_tokens.c.family_id)
+            .where(later.c.id > refresh_tokens.c.id)
+            .where(later.c.used_at.is_not(None))
+        )
         return {
             "claim": refresh_tokens.update()
             .where(refresh_tokens.c.id == sa.bindparam("claim_id"))
             .where(refresh_tokens.c.used_at.is_(None))
             .where(refresh_tokens.c.revoked_at.is_(None))
             .values(used_at=now),
+            # Takes the same row lock as "claim" and changes nothing.
+            "reclaim": refresh_tokens.update()
+            .where(refresh_tokens.c.id == sa.bindparam("claim_id"))
+            .where(refresh_tokens.c.used_at >= sa.bindparam("since"))
+            .where(refresh_tokens.c.revoked_at.is_(None))
+            .where(~successor_used)
+            .values(used_at=refresh_tokens.c.used_at),
             "access": tables.access_tokens.insert(),
             "refresh": refresh_tokens.insert(),
             "used": used.values(last_used_at=now),
@@ -483,7 +521,14 @@ class Store:
         )
 
     def _revoke(self, refresh_where: t.Any, access_where: t.Any) -> int:
-        tables, now = self.tables, self.now()
+        with self.engine.begin() as conn:
+            return self._revoke_in(conn, refresh_where, access_where, self.now())
+
+    def _revoke_in(
+        self, conn: sa.Connection, refresh_where: t.Any, access_where: t.Any, now: int
+    ) -> int:
+        """Revoke the matching live tokens inside ``conn``'s transaction."""
+        tables = self.tables
         refresh, access = (
             table.update()
             .where(where)
@@ -494,19 +539,18 @@ class Store:
                 (tables.access_tokens, access_where),
             )
         )
-        with self.engine.begin() as conn:
-            count = 0
-            # Repeated until it finds nothing: on PostgreSQL an UPDATE that
-            # waits for a refresh in progress (which holds its token's row)
-            # sees that refresh's claim once it commits, but not the
-            # successor tokens it inserted, which are newer than the
-            # statement. The next UPDATE sees them. A refresh that starts
-            # later waits for our lock on its token, then finds it revoked.
-            while changed := conn.execute(refresh).rowcount:
-                count += changed
-            # After the loop: every refresh that could add an access token
-            # to the family has committed or will find its token revoked.
-            count += conn.execute(access).rowcount
+        count = 0
+        # Repeated until it finds nothing: on PostgreSQL an UPDATE that
+        # waits for a refresh in progress (which holds its token's row)
+        # sees that refresh's claim once it commits, but not the successor
+        # tokens it inserted, which are newer than the statement. The next
+        # UPDATE sees them. A refresh that starts later waits for our lock
+        # on its token, then finds it revoked.
+        while changed := conn.execute(refresh).rowcount:
+            count += changed
+        # After the loop: every refresh that could add an access token to
+        # the family has committed or will find its token revoked.
+        count += conn.execute(access).rowcount
         return count
 
     def cleanup(self, *, revoked_before: int, batch_size: int = 1000) -> dict[str, int]:

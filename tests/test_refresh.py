@@ -22,6 +22,8 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
+from flask_ropc import ROPC
+from flask_ropc import ConfigurationError
 from flask_ropc import signals
 from flask_ropc.extension import get_state
 from flask_ropc.validation import RefreshRequest
@@ -563,6 +565,88 @@ def test_reuse_logs_a_warning_without_the_token(
     assert "user-1" in message
     for secret in (first["refresh_token"], second["refresh_token"]):
         assert secret not in caplog.text
+
+
+# -- exchanging again within the reuse interval --------------------------------
+
+#: An app whose refresh tokens may be exchanged again for 30 seconds.
+with_reuse_interval = pytest.mark.parametrize(
+    "app_config", [{"ROPC_REFRESH_TOKEN_REUSE_INTERVAL": 30}], ids=["reuse-30s"]
+)
+
+
+@with_reuse_interval
+def test_a_lost_refresh_response_can_be_retried_within_the_reuse_interval(
+    http: t.Any, offline_client: t.Any, clock: Clock, caplog: t.Any
+) -> None:
+    first = login(http, offline_client)
+    lost = refreshed(http, offline_client, first["refresh_token"])
+    clock.at(30)
+    with caplog.at_level(logging.INFO, logger="flask_ropc"):
+        retry = refreshed(http, offline_client, first["refresh_token"])
+    assert retry["refresh_token"] != lost["refresh_token"]
+    assert_access_live(http, retry["access_token"])
+    # The lost response's tokens are revoked: the family has one live branch.
+    assert_access_dead(http, lost["access_token"])
+    assert_access_live(
+        http, refreshed(http, offline_client, retry["refresh_token"])["access_token"]
+    )
+    assert "exchanged again" in caplog.text
+    for secret in (first["refresh_token"], lost["refresh_token"]):
+        assert secret not in caplog.text
+
+
+@with_reuse_interval
+def test_a_second_use_after_the_reuse_interval_is_reuse(
+    http: t.Any, offline_client: t.Any, clock: Clock
+) -> None:
+    first = login(http, offline_client)
+    second = refreshed(http, offline_client, first["refresh_token"])
+    clock.at(31)
+    assert_refresh_fails(http, offline_client, first["refresh_token"])
+    assert_refresh_fails(http, offline_client, second["refresh_token"])
+    assert_access_dead(http, second["access_token"])
+
+
+@with_reuse_interval
+def test_a_token_whose_successor_was_used_is_reuse_even_within_the_interval(
+    http: t.Any, offline_client: t.Any
+) -> None:
+    first = login(http, offline_client)
+    second = refreshed(http, offline_client, first["refresh_token"])
+    third = refreshed(http, offline_client, second["refresh_token"])
+    # The client got the first response (it used the token in it): the old
+    # token coming back is a replay, not a retry.
+    assert_refresh_fails(http, offline_client, first["refresh_token"])
+    assert_refresh_fails(http, offline_client, third["refresh_token"])
+    assert_access_dead(http, third["access_token"])
+
+
+@with_reuse_interval
+def test_a_thiefs_repeat_within_the_interval_is_caught_at_the_clients_next_refresh(
+    app: flask.Flask, http: t.Any, offline_client: t.Any
+) -> None:
+    first = login(http, offline_client)
+    clients_copy = refreshed(http, offline_client, first["refresh_token"])
+    thiefs_copy = refreshed(http, offline_client, first["refresh_token"])
+    reused: list[dict[str, t.Any]] = []
+    with signals.refresh_token_reused.connected_to(
+        lambda sender, **event: reused.append(event), sender=app
+    ):
+        assert_refresh_fails(http, offline_client, clients_copy["refresh_token"])
+        # Reported once: the family was revoked by the first failure.
+        assert_refresh_fails(http, offline_client, clients_copy["refresh_token"])
+    assert [event["client_id"] for event in reused] == [offline_client.client_id]
+    assert_refresh_fails(http, offline_client, thiefs_copy["refresh_token"])
+    assert_access_dead(http, thiefs_copy["access_token"])
+
+
+@pytest.mark.parametrize("value", [-1, 301, 1.5, True, "30", None])
+def test_reuse_interval_must_be_0_to_300_seconds(value: t.Any, tmp_path: t.Any) -> None:
+    app = flask.Flask(__name__, instance_path=str(tmp_path))
+    app.config["ROPC_REFRESH_TOKEN_REUSE_INTERVAL"] = value
+    with pytest.raises(ConfigurationError, match="ROPC_REFRESH_TOKEN_REUSE_INTERVAL"):
+        ROPC(app)
 
 
 # -- errors --------------------------------------------------------------------

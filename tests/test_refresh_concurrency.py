@@ -236,6 +236,46 @@ def test_concurrent_refreshes_of_different_families_all_succeed(
         assert refresh(url, offline_client, new_token).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "app_config", [{"ROPC_REFRESH_TOKEN_REUSE_INTERVAL": 60}], ids=["reuse-60s"]
+)
+def test_concurrent_retries_within_the_reuse_interval_leave_one_live_branch(
+    live_server: t.Any, offline_client: t.Any
+) -> None:
+    app, url = live_server.app, live_server.url
+    with requests.Session() as session:
+        token = login(session, url, offline_client)["refresh_token"]
+    family = family_of(app, token)
+    # The first exchange's response was "lost"; the client retries at once
+    # from many threads.
+    assert refresh(url, offline_client, token).status_code == 200
+    responses = all_at_once([lambda: refresh(url, offline_client, token)] * THREADS)
+
+    # Every retry is a repeat exchange of a token whose successor is unused,
+    # so every one succeeds; each revokes the tokens of those before it.
+    assert [r.status_code for r in responses] == [200] * THREADS, [
+        r.text for r in responses
+    ]
+    counts = family_counts(app, family)
+    assert counts["refresh"] == THREADS + 2
+    assert counts["live"] == 1
+    issued = [r.json() for r in responses]
+    survivors = [
+        body
+        for body in issued
+        if requests.get(
+            f"{url}/api/me",
+            headers={"Authorization": f"Bearer {body['access_token']}"},
+            timeout=TIMEOUT,
+        ).status_code
+        == 200
+    ]
+    # The one live refresh token is that of the one response whose access
+    # token still works: the family has one branch.
+    assert len(survivors) == 1
+    assert refresh(url, offline_client, survivors[0]["refresh_token"]).ok
+
+
 def wait_for_lock_waits(engine: sa.Engine, count: int) -> None:
     """Return once ``count`` sessions of this database wait for a row lock.
 
