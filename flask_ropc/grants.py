@@ -16,6 +16,7 @@ a reason named next to it:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import json
@@ -229,11 +230,11 @@ class RefreshGrant(RefreshTokenGrant):
 
     With ``ROPC_REFRESH_TOKEN_REUSE_INTERVAL`` a token may be exchanged again
     for a few seconds after its exchange, for a client whose response was
-    lost, as long as its successor is unused. The repeat revokes the earlier
-    exchange's tokens, so a family never has two live branches, and a
-    revoked token that comes back while its family still lives counts as
-    reuse: if a thief made the repeat, the client's next refresh revokes the
-    family.
+    lost, as long as its successor is unused; that includes the loser of two
+    concurrent exchanges. The repeat revokes the earlier exchange's tokens,
+    so a family never has two live branches, and a revoked token that comes
+    back while its family still lives counts as reuse: if a thief made the
+    repeat, the client's next refresh revokes the family.
     """
 
     TOKEN_ENDPOINT_AUTH_METHODS = PasswordGrant.TOKEN_ENDPOINT_AUTH_METHODS
@@ -298,18 +299,27 @@ class RefreshGrant(RefreshTokenGrant):
             rotate_id=row.id,
             repeat_since=self.request.ropc_repeat_since,
         )
-        try:
-            body = self.server.issue_tokens(
-                client=client,
-                subject=row.subject,
-                scopes=scopes,
-                claims=claims,
-                grant_type=self.GRANT_TYPE,
-                auth_time=row.auth_time,
-                refresh=refresh,
-            )
-        except RefreshTokenReused:
-            self._reused(row)
+        interval = state.settings.refresh_token_reuse_interval
+        while True:
+            try:
+                body = self.server.issue_tokens(
+                    client=client,
+                    subject=row.subject,
+                    scopes=scopes,
+                    claims=claims,
+                    grant_type=self.GRANT_TYPE,
+                    auth_time=row.auth_time,
+                    refresh=refresh,
+                )
+                break
+            except RefreshTokenReused:
+                if not interval or refresh.repeat_since is not None:
+                    self._reused(row)
+                # Another request exchanged the token after we read it: most
+                # likely the client's own first try, still in flight when it
+                # timed out and retried. Within the interval, exchange again.
+                repeat_since = state.store.now() - interval
+                refresh = dataclasses.replace(refresh, repeat_since=repeat_since)
         if refresh.repeat_since is not None:
             log.info(
                 "refresh token of client %s, subject %s exchanged again within "

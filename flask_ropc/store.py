@@ -358,38 +358,28 @@ class Store:
         it used. Returns ``False``, writing nothing, when the claim fails.
 
         With ``repeat_since`` as well, the token was already exchanged and
-        is exchanged again (``ROPC_REFRESH_TOKEN_REUSE_INTERVAL``): the claim
-        instead requires that it was exchanged at or after ``repeat_since``,
-        is not revoked and that no later token of its family has been used;
-        every other token of the family is then revoked, so that the family
-        keeps one live branch.
+        is exchanged again (``ROPC_REFRESH_TOKEN_REUSE_INTERVAL``); see
+        :meth:`_reclaim`.
 
         ``also`` is called with the connection last, inside the transaction.
         """
         statements = self._grant_statements
         now = access["issued_at"]
         with self.engine.begin() as conn:
-            if claim_refresh_id is not None:
-                params = {"claim_id": claim_refresh_id, "now": now}
-                if repeat_since is None:
-                    claimed = conn.execute(statements["claim"], params)
-                else:
-                    params["since"] = repeat_since
-                    claimed = conn.execute(statements["reclaim"], params)
+            # Returning False inside the block writes nothing: no write ran.
+            if claim_refresh_id is not None and repeat_since is None:
+                claimed = conn.execute(
+                    statements["claim"], {"claim_id": claim_refresh_id, "now": now}
+                )
                 if claimed.rowcount != 1:
-                    return False  # nothing was written; the block commits nothing
-                if repeat_since is not None:
-                    assert refresh is not None
-                    tables, family_id = self.tables, refresh["family_id"]
-                    self._revoke_in(
-                        conn,
-                        sa.and_(
-                            tables.refresh_tokens.c.family_id == family_id,
-                            tables.refresh_tokens.c.id != claim_refresh_id,
-                        ),
-                        tables.access_tokens.c.family_id == family_id,
-                        now,
-                    )
+                    return False
+            elif claim_refresh_id is not None:
+                assert refresh is not None and repeat_since is not None
+                family_id = refresh["family_id"]
+                if not self._reclaim(
+                    conn, claim_refresh_id, family_id, repeat_since, now
+                ):
+                    return False
             conn.execute(statements["access"], _json_claims(access))
             if refresh is not None:
                 conn.execute(statements["refresh"], _json_claims(refresh))
@@ -411,26 +401,12 @@ class Store:
         refresh_tokens, clients = tables.refresh_tokens, tables.clients
         now: t.Any = sa.bindparam("now")
         used = clients.update().where(clients.c.client_id == sa.bindparam("cid"))
-        later = refresh_tokens.alias("later")
-        successor_used = (
-            sa.exists()
-            .where(later.c.family_id == refresh_tokens.c.family_id)
-            .where(later.c.id > refresh_tokens.c.id)
-            .where(later.c.used_at.is_not(None))
-        )
         return {
             "claim": refresh_tokens.update()
             .where(refresh_tokens.c.id == sa.bindparam("claim_id"))
             .where(refresh_tokens.c.used_at.is_(None))
             .where(refresh_tokens.c.revoked_at.is_(None))
             .values(used_at=now),
-            # Takes the same row lock as "claim" and changes nothing.
-            "reclaim": refresh_tokens.update()
-            .where(refresh_tokens.c.id == sa.bindparam("claim_id"))
-            .where(refresh_tokens.c.used_at >= sa.bindparam("since"))
-            .where(refresh_tokens.c.revoked_at.is_(None))
-            .where(~successor_used)
-            .values(used_at=refresh_tokens.c.used_at),
             "access": tables.access_tokens.insert(),
             "refresh": refresh_tokens.insert(),
             "used": used.values(last_used_at=now),
@@ -439,6 +415,55 @@ class Store:
                 password_grant_count=clients.c.password_grant_count + 1,
             ),
         }
+
+    def _reclaim(
+        self, conn: sa.Connection, token_id: int, family_id: str, since: int, now: int
+    ) -> bool:
+        """Claim an already exchanged refresh token again; revoke the rest of
+        its family.
+
+        Every token of the family is locked first, in id order (the order
+        revocation locks them in too: neither waits for the other in a
+        circle), and the locked rows, their latest versions, are checked:
+        the token must be unrevoked and exchanged at or after ``since``, and
+        no later token of the family may have been used (else the earlier
+        response did reach its client, and this is a replay). Then every
+        other token of the family is revoked, so that it keeps one live
+        branch: the one about to be written.
+        """
+        tokens = self.tables.refresh_tokens
+        if conn.dialect.name == "sqlite":
+            # The driver begins a transaction only at the first write: write
+            # first (a no-op), so that the check and the writes after it are
+            # one transaction under SQLite's write lock.
+            conn.execute(
+                tokens.update()
+                .where(tokens.c.id == token_id)
+                .values(used_at=tokens.c.used_at)
+            )
+        rows = conn.execute(
+            sa.select(tokens.c.id, tokens.c.used_at, tokens.c.revoked_at)
+            .where(tokens.c.family_id == family_id)
+            .order_by(tokens.c.id)
+            .with_for_update()
+        ).all()
+        token = next((row for row in rows if row.id == token_id), None)
+        if (
+            token is None
+            or token.revoked_at is not None
+            or token.used_at is None
+            or token.used_at < since
+            or any(row.used_at is not None for row in rows if row.id > token_id)
+        ):
+            return False
+        self._revoke_in(
+            conn,
+            tokens.c.family_id == family_id,
+            self.tables.access_tokens.c.family_id == family_id,
+            now,
+            keep=token_id,
+        )
+        return True
 
     def find_access_token(self, token_digest: str) -> t.Any | None:
         """Return the stored row for a token digest, or ``None``.
@@ -525,33 +550,61 @@ class Store:
             return self._revoke_in(conn, refresh_where, access_where, self.now())
 
     def _revoke_in(
-        self, conn: sa.Connection, refresh_where: t.Any, access_where: t.Any, now: int
+        self,
+        conn: sa.Connection,
+        refresh_where: t.Any,
+        access_where: t.Any,
+        now: int,
+        *,
+        keep: int | None = None,
     ) -> int:
-        """Revoke the matching live tokens inside ``conn``'s transaction."""
-        tables = self.tables
-        refresh, access = (
-            table.update()
-            .where(where)
-            .where(table.c.revoked_at.is_(None))
-            .values(revoked_at=now)
-            for table, where in (
-                (tables.refresh_tokens, refresh_where),
-                (tables.access_tokens, access_where),
-            )
-        )
-        count = 0
+        """Revoke the matching live tokens inside ``conn``'s transaction.
+
+        ``keep`` names a refresh token to leave alone (see :meth:`_reclaim`).
+        """
+        refresh_tokens = self.tables.refresh_tokens
+        spare = () if keep is None else (refresh_tokens.c.id != keep,)
+        count, where = 0, refresh_where
         # Repeated until it finds nothing: on PostgreSQL an UPDATE that
         # waits for a refresh in progress (which holds its token's row)
         # sees that refresh's claim once it commits, but not the successor
         # tokens it inserted, which are newer than the statement. The next
-        # UPDATE sees them. A refresh that starts later waits for our lock
-        # on its token, then finds it revoked.
-        while changed := conn.execute(refresh).rowcount:
+        # UPDATE sees them. It looks only in the families just revoked, so
+        # that a stream of new logins cannot keep it going. A refresh that
+        # starts later waits for our lock on its token, then finds it
+        # revoked.
+        while changed := conn.execute(
+            self._revocation(conn, refresh_tokens, (where, *spare), now)
+        ).rowcount:
             count += changed
+            ours = sa.select(refresh_tokens.c.family_id).where(
+                refresh_where, refresh_tokens.c.revoked_at == now
+            )
+            where = refresh_tokens.c.family_id.in_(ours)
         # After the loop: every refresh that could add an access token to
         # the family has committed or will find its token revoked.
-        count += conn.execute(access).rowcount
-        return count
+        access = self._revocation(conn, self.tables.access_tokens, (access_where,), now)
+        return count + conn.execute(access).rowcount
+
+    @staticmethod
+    def _revocation(
+        conn: sa.Connection, table: sa.Table, where: tuple[t.Any, ...], now: int
+    ) -> t.Any:
+        """``UPDATE table SET revoked_at = now`` for the live rows ``where``.
+
+        On PostgreSQL the rows are locked in id order first, the order every
+        writer of several token rows takes them in (see :meth:`_reclaim`).
+        """
+        live = (*where, table.c.revoked_at.is_(None))
+        if conn.dialect.name == "postgresql":
+            locked = (
+                sa.select(table.c.id)
+                .where(*live)
+                .order_by(table.c.id)
+                .with_for_update()
+            )
+            live = (table.c.id.in_(locked), *live)
+        return table.update().where(*live).values(revoked_at=now)
 
     def cleanup(self, *, revoked_before: int, batch_size: int = 1000) -> dict[str, int]:
         """Delete expired tokens, and revoked ones revoked before a time.

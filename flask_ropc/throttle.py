@@ -133,7 +133,7 @@ class DatabaseCounters:
                 statement = (
                     sa.select(table.c.key)
                     .where(matches)
-                    .order_by(table.c.key)
+                    .order_by(_in_python_order(table.c.key))
                     .with_for_update()
                 )
             elif kind == "release":
@@ -167,7 +167,12 @@ class DatabaseCounters:
         if dialect != "postgresql":
             return conditions
         key = self._table.c.key
-        locked = sa.select(key).where(*conditions).order_by(key).with_for_update()
+        locked = (
+            sa.select(key)
+            .where(*conditions)
+            .order_by(_in_python_order(key))
+            .with_for_update()
+        )
         return (key.in_(locked), *conditions)
 
     def _incr_statement(self, dialect: str, size: int) -> t.Any:
@@ -321,6 +326,14 @@ class DatabaseCounters:
                 self._table.delete().where(*self._in_key_order(dialect, expired))
             )
         return int(result.rowcount)
+
+
+def _in_python_order(key: t.Any) -> t.Any:
+    """``key`` sorted as Python sorts strings (by code point), which is how
+    :meth:`DatabaseCounters.incr_many` orders its rows; the database's own
+    collation may differ. Only used on PostgreSQL.
+    """
+    return key.collate("C")
 
 
 def normalise_username(username: str) -> str:

@@ -293,59 +293,135 @@ def wait_for_lock_waits(engine: sa.Engine, count: int) -> None:
             conn.rollback()  # a new snapshot of pg_stat_activity
 
 
+class Staged:
+    """Refresh token exchanges through the test client, and a way to
+    interleave two of them inside their transactions (PostgreSQL only)."""
+
+    def __init__(self, app: flask.Flask, client: t.Any) -> None:
+        self.app, self.client = app, client
+        self.auth = basic_auth(client.client_id, client.secret)
+        self.http = app.test_client()
+
+    def login(self) -> str:
+        """A password login's refresh token."""
+        form = password_form(scope="api offline_access")
+        response = self.http.post("/oauth/token", data=form, headers=self.auth)
+        assert response.status_code == 200, response.json
+        return str(response.json["refresh_token"])
+
+    def exchange(self, token: str) -> t.Any:
+        """Exchange ``token``; the response (a new test client: thread-safe)."""
+        return self.app.test_client().post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": token},
+            headers=self.auth,
+        )
+
+    def interleaved(self, first: str, second: str) -> tuple[t.Any, t.Any]:
+        """Exchange ``first`` and, while its transaction is open after its
+        claim and token inserts, ``second``; let both finish once ``second``
+        waits for a row lock. Return both responses.
+
+        The grant transaction updates the client's row last: holding that
+        row holds ``first`` there.
+        """
+        store = get_state(self.app).store
+        clients = store.tables.clients
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            with store.engine.connect() as holder:
+                holder.execute(
+                    sa.select(clients.c.id)
+                    .where(clients.c.client_id == self.client.client_id)
+                    .with_for_update()
+                )
+                one = pool.submit(self.exchange, first)
+                wait_for_lock_waits(store.engine, 1)
+                two = pool.submit(self.exchange, second)
+                wait_for_lock_waits(store.engine, 2)
+                holder.rollback()
+            return one.result(), two.result()
+
+    def works(self, body: dict[str, t.Any]) -> tuple[bool, bool]:
+        """Whether the access token, then the refresh token, of ``body`` work
+        (the refresh token is used up finding out)."""
+        me = self.http.get("/api/me", headers=bearer(body["access_token"]))
+        refreshed = self.exchange(body["refresh_token"])
+        return me.status_code == 200, refreshed.status_code == 200
+
+
+@pytest.fixture
+def staged(app: flask.Flask, make_client: t.Any, database_uri: str) -> Staged:
+    if not database_uri.startswith("postgresql"):
+        pytest.skip("row lock waits are staged on PostgreSQL")
+    return Staged(app, make_client(grant_types=OFFLINE))
+
+
 def test_a_replay_during_a_refresh_revokes_what_that_refresh_issues(
-    app: flask.Flask, make_client: t.Any, database_uri: str
+    staged: Staged,
 ) -> None:
     """Reuse detection also revokes the tokens a concurrent refresh writes.
 
     A thief replays an old refresh token while the client refreshes the
-    current one. The refresh is held inside its transaction, after it
-    claimed its token, until the revocation waits for that token's row; then
-    both go on. The family is revoked, so the refresh's new tokens, written
-    after the revocation began, must not work either.
+    current one, whose exchange has claimed it but not committed. The family
+    is revoked, so the refresh's new tokens, written after the revocation
+    began, must not work either.
     """
-    if not database_uri.startswith("postgresql"):
-        pytest.skip("row lock waits are staged on PostgreSQL")
-    client = make_client(grant_types=OFFLINE)
-    auth = basic_auth(client.client_id, client.secret)
-    http = app.test_client()
-    old = http.post(
-        "/oauth/token", data=password_form(scope="api offline_access"), headers=auth
-    ).json["refresh_token"]
-    current = http.post(
-        "/oauth/token",
-        data={"grant_type": "refresh_token", "refresh_token": old},
-        headers=auth,
-    ).json["refresh_token"]
-
-    def exchange(token: str) -> t.Any:
-        return app.test_client().post(
-            "/oauth/token",
-            data={"grant_type": "refresh_token", "refresh_token": token},
-            headers=auth,
-        )
-
-    store = get_state(app).store
-    clients = store.tables.clients
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        # The grant transaction updates the client's row last: holding that
-        # row holds the refresh after its claim and token inserts.
-        with store.engine.connect() as holder:
-            holder.execute(
-                sa.select(clients.c.id)
-                .where(clients.c.client_id == client.client_id)
-                .with_for_update()
-            )
-            refreshing = pool.submit(exchange, current)
-            wait_for_lock_waits(store.engine, 1)
-            replaying = pool.submit(exchange, old)
-            wait_for_lock_waits(store.engine, 2)
-            holder.rollback()
-        refreshed, replayed = refreshing.result(), replaying.result()
-
+    old = staged.login()
+    current = staged.exchange(old).json["refresh_token"]
+    refreshed, replayed = staged.interleaved(current, old)
     # The refresh claimed its token before the family was revoked.
     assert refreshed.status_code == 200, refreshed.json
     assert_oauth_error(replayed, 400, "invalid_grant")
-    assert_oauth_error(exchange(refreshed.json["refresh_token"]), 400, "invalid_grant")
-    me = http.get("/api/me", headers=bearer(refreshed.json["access_token"]))
+    assert staged.works(refreshed.json) == (False, False)
+
+
+REUSE_60S = pytest.mark.parametrize(
+    "app_config", [{"ROPC_REFRESH_TOKEN_REUSE_INTERVAL": 60}], ids=["reuse-60s"]
+)
+
+
+@REUSE_60S
+def test_a_retry_while_the_first_try_is_in_flight_is_a_repeat_not_reuse(
+    staged: Staged,
+) -> None:
+    """A client times out and retries while its first try is still running.
+
+    The retry read the token before the first try committed, so it took the
+    ordinary path and lost the claim; within the reuse interval it is
+    exchanged again instead of counting as reuse.
+    """
+    token = staged.login()
+    reused: list[t.Any] = []
+    with signals.refresh_token_reused.connected_to(
+        lambda sender, **event: reused.append(event), sender=staged.app
+    ):
+        first_try, retry = staged.interleaved(token, token)
+    assert first_try.status_code == 200, first_try.json
+    assert retry.status_code == 200, retry.json
+    assert reused == []
+    # The first try's response was "lost": its access token is revoked (its
+    # refresh token too, but presenting it would count as reuse).
+    me = staged.http.get("/api/me", headers=bearer(first_try.json["access_token"]))
     assert me.status_code == 401
+    assert staged.works(retry.json) == (True, True)
+
+
+@REUSE_60S
+def test_a_repeat_racing_the_successors_exchange_is_reuse(staged: Staged) -> None:
+    """A thief repeats an exchanged token within the reuse interval while the
+    client exchanges the successor it did receive.
+
+    The repeat must see the successor used (the client got the response), so
+    it is a replay: the family, with the client's new tokens, is revoked.
+    """
+    stolen = staged.login()
+    received = staged.exchange(stolen).json["refresh_token"]
+    reused: list[t.Any] = []
+    with signals.refresh_token_reused.connected_to(
+        lambda sender, **event: reused.append(event), sender=staged.app
+    ):
+        clients_refresh, thiefs_repeat = staged.interleaved(received, stolen)
+    assert clients_refresh.status_code == 200, clients_refresh.json
+    assert_oauth_error(thiefs_repeat, 400, "invalid_grant")
+    assert len(reused) == 1
+    assert staged.works(clients_refresh.json) == (False, False)
