@@ -28,6 +28,7 @@ EVENTS = {
     "throttled": signals.throttled,
     "client_authentication_failed": signals.client_authentication_failed,
     "refresh_token_reused": signals.refresh_token_reused,
+    "refresh_token_repeated": signals.refresh_token_repeated,
     "token_revoked": signals.token_revoked,
 }
 

@@ -329,6 +329,12 @@ class RefreshGrant(RefreshTokenGrant):
                 row.subject,
                 row.family_id,
             )
+            signals.send(
+                signals.refresh_token_repeated,
+                client_id=client.client_id,
+                subject=row.subject,
+                family_id=row.family_id,
+            )
         _announce(self.GRANT_TYPE, client, row.subject, scopes, refresh)
         return 200, body, _headers_for(client, self.TOKEN_RESPONSE_HEADER)
 

@@ -18,6 +18,7 @@ signal                                    payload (besides request_id, client_ip
 ``client_authentication_failed``          ``client_id`` (as presented, or None),
                                           ``endpoint``
 ``refresh_token_reused``                  ``client_id``, ``subject``, ``family_id``
+``refresh_token_repeated``                ``client_id``, ``subject``, ``family_id``
 ``token_revoked``                         ``client_id``, ``token_type``, ``subject``
 ========================================  ==========================================
 """
@@ -43,6 +44,9 @@ throttled = _signals.signal("ropc.throttled")
 client_authentication_failed = _signals.signal("ropc.client-authentication-failed")
 #: A rotated refresh token was presented again; its family was revoked.
 refresh_token_reused = _signals.signal("ropc.refresh-token-reused")
+#: A refresh token was exchanged again within the reuse interval; the tokens
+#: of its earlier exchange were revoked.
+refresh_token_repeated = _signals.signal("ropc.refresh-token-repeated")
 #: A token was revoked through the revocation endpoint.
 token_revoked = _signals.signal("ropc.token-revoked")
 

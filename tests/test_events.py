@@ -393,6 +393,31 @@ def test_refresh_token_reused_names_the_revoked_family(
     assert re.fullmatch(r"[0-9a-f]{32}", events[0]["family_id"])
 
 
+@pytest.mark.parametrize(
+    "app_config", [{"ROPC_REFRESH_TOKEN_REUSE_INTERVAL": 30}], ids=["reuse-30s"]
+)
+def test_refresh_token_repeated_is_sent_for_an_exchange_within_the_interval(
+    app: flask.Flask, http: t.Any, offline_client: OAuthClient
+) -> None:
+    assert offline_client.secret is not None
+    auth = basic_auth(offline_client.client_id, offline_client.secret)
+    old = token_request(http, offline_client, scope="api offline_access").json
+    form = {"grant_type": "refresh_token", "refresh_token": old["refresh_token"]}
+    with capture(app, signals.refresh_token_repeated) as events:
+        assert http.post(TOKEN_URL, data=form, headers=auth).status_code == 200
+        assert events == []  # the first exchange is no repeat
+        repeat = http.post(TOKEN_URL, data=form, headers=auth)
+    assert repeat.status_code == 200
+
+    assert len(events) == 1
+    assert set(events[0]) == COMMON | {"client_id", "subject", "family_id"}
+    assert events[0]["client_id"] == offline_client.client_id
+    assert events[0]["subject"] == "user-1"
+    assert re.fullmatch(r"[0-9a-f]{32}", events[0]["family_id"])
+    assert old["refresh_token"] not in repr(events)
+    assert repeat.json["refresh_token"] not in repr(events)
+
+
 # -- request_id and client_ip -------------------------------------------------
 
 
