@@ -256,15 +256,24 @@ class DatabaseCounters:
             found = {key: (int(count), float(until)) for key, count, until in rows}
         return [found[key] for key, _ in items]
 
-    def get(self, key: str) -> int:
-        """The live value of ``key``, or 0."""
-        return self.get_many([key]).get(key, 0)
+    def get(self, key: str, conn: sa.Connection | None = None) -> int:
+        """The live value of ``key``, or 0; read through ``conn`` if given."""
+        return self.get_many([key], conn).get(key, 0)
 
-    def get_many(self, keys: list[str]) -> dict[str, int]:
-        """The live values of ``keys`` in one query (absent ones omitted)."""
-        with self._store.autocommit() as conn:
+    def get_many(
+        self, keys: list[str], conn: sa.Connection | None = None
+    ) -> dict[str, int]:
+        """The live values of ``keys`` in one query (absent ones omitted).
+
+        Read through ``conn`` if given: a caller that holds a connection
+        must not wait for a second one, or enough such callers at once
+        would exhaust the pool.
+        """
+        if conn is not None:
             rows = conn.execute(*self._keys_statement("get", keys))
             return {key: int(count) for key, count in rows}
+        with self._store.autocommit() as own:
+            return self.get_many(keys, own)
 
     def get_expiry(self, key: str) -> float:
         """When ``key`` expires; now if it does not exist."""
@@ -527,7 +536,9 @@ class Throttle:
                 # limits storages have no conditional decrement; the window
                 # between the check and the decrement is microseconds, and
                 # the worst case is one extra attempt in the next window.
-                self.counters.incr(key, window, -1)
+                # By keyword: before limits 5 the third parameter was
+                # elastic_expiry, and -1 there would add one.
+                self.counters.incr(key, window, amount=-1)
 
     def _remaining(self, key: str) -> int:
         remaining = self.counters.get_expiry(key) - self._now()
@@ -575,7 +586,8 @@ class Throttle:
         level = attempt.level
         if level > 0:
             # Another attempt may have raised the level since this one began.
-            level = max(level, self.counters.get(self._user_keys(username)[1]))
+            strikes = self.counters.get(self._user_keys(username)[1], conn)
+            level = max(level, strikes)
         self.counters.settle(
             conn,
             release=[key for key, _ in attempt.reserved[1:]],
