@@ -309,7 +309,8 @@ class Store:
             # Explicit, because SQLite enforces ON DELETE CASCADE only with
             # PRAGMA foreign_keys=ON, which an app's own engine may not set.
             for table in (tables.access_tokens, tables.refresh_tokens):
-                conn.execute(table.delete().where(table.c.client_id == client_id))
+                mine = (table.c.client_id == client_id,)
+                conn.execute(table.delete().where(*_in_id_order(conn, table, mine)))
             result = conn.execute(
                 tables.clients.delete().where(tables.clients.c.client_id == client_id)
             )
@@ -590,20 +591,8 @@ class Store:
     def _revocation(
         conn: sa.Connection, table: sa.Table, where: tuple[t.Any, ...], now: int
     ) -> t.Any:
-        """``UPDATE table SET revoked_at = now`` for the live rows ``where``.
-
-        On PostgreSQL the rows are locked in id order first, the order every
-        writer of several token rows takes them in (see :meth:`_reclaim`).
-        """
-        live = (*where, table.c.revoked_at.is_(None))
-        if conn.dialect.name == "postgresql":
-            locked = (
-                sa.select(table.c.id)
-                .where(*live)
-                .order_by(table.c.id)
-                .with_for_update()
-            )
-            live = (table.c.id.in_(locked), *live)
+        """``UPDATE table SET revoked_at = now`` for the live rows ``where``."""
+        live = _in_id_order(conn, table, (*where, table.c.revoked_at.is_(None)))
         return table.update().where(*live).values(revoked_at=now)
 
     def cleanup(self, *, revoked_before: int, batch_size: int = 1000) -> dict[str, int]:
@@ -625,7 +614,10 @@ class Store:
                 with self.engine.begin() as conn:
                     batch = [row.id for row in conn.execute(ids)]
                     if batch:
-                        conn.execute(table.delete().where(table.c.id.in_(batch)))
+                        chosen = (table.c.id.in_(batch),)
+                        conn.execute(
+                            table.delete().where(*_in_id_order(conn, table, chosen))
+                        )
                 total += len(batch)
                 if len(batch) < batch_size:
                     break
@@ -725,6 +717,28 @@ class Store:
                 sa.select(sa.func.max(clients.c.access_token_lifetime))
             ).scalar()
         return max(default, longest or 0)
+
+
+def _in_id_order(
+    conn: sa.Connection, table: sa.Table, where: tuple[t.Any, ...]
+) -> tuple[t.Any, ...]:
+    """``where`` for an UPDATE or DELETE of token rows that locks them in id
+    order.
+
+    PostgreSQL locks the rows a statement changes in the order its scan
+    meets them, which need not be id order; two statements changing
+    overlapping rows in different orders can each wait for the other, and
+    one is aborted as a deadlock. So every statement that changes several
+    token rows locks them first with ``SELECT ... ORDER BY id FOR UPDATE``
+    (a repeat exchange too: see :meth:`Store._reclaim`). The conditions are
+    repeated outside, so that a row changed while we waited for its lock is
+    judged by its new values. SQLite has one writer at a time and needs none
+    of this.
+    """
+    if conn.dialect.name != "postgresql":
+        return where
+    locked = sa.select(table.c.id).where(*where).order_by(table.c.id).with_for_update()
+    return (table.c.id.in_(locked), *where)
 
 
 def _json_claims(values: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
