@@ -183,6 +183,11 @@ def _algorithm_of(key: Key) -> str:
     raise ConfigurationError("unsupported signing key; use P-256, RSA or Ed25519")
 
 
+#: How often a worker re-reads which database key signs. After ``rotate`` in
+#: one process, the others may sign with the old key for this long.
+SIGNER_REFRESH_SECONDS = 30
+
+
 class KeyRing(t.Protocol):
     """Where signing keys come from."""
 
@@ -240,7 +245,10 @@ class DatabaseKeyRing:
     """
 
     def __init__(
-        self, store: Store, default_alg: str, refresh_seconds: int = 30
+        self,
+        store: Store,
+        default_alg: str,
+        refresh_seconds: int = SIGNER_REFRESH_SECONDS,
     ) -> None:
         self._store = store
         self._default_alg = default_alg
@@ -381,8 +389,9 @@ def rotate_stored_keys(store: Store, alg: str, longest_lifetime: int) -> t.Any:
 
     The newest ``pending`` key is promoted if there is one, else a new key of
     ``alg`` is generated. Every ``active`` key becomes ``previous`` and stays
-    in the JWKS for ``longest_lifetime`` seconds: until every token it signed
-    has expired. Returns the new signer's row.
+    in the JWKS for ``longest_lifetime`` seconds, plus the time other workers
+    may take to notice the rotation and stop signing with it: until every
+    token it signed has expired. Returns the new signer's row.
     """
     rows = store.list_signing_keys()
     pending = [row for row in rows if row.status == PENDING]
@@ -390,7 +399,7 @@ def rotate_stored_keys(store: Store, alg: str, longest_lifetime: int) -> t.Any:
         new_kid = pending[-1].kid
     else:
         new_kid = store.add_signing_key(generate_key(alg), alg, PENDING).kid
-    publish_until = store.now() + longest_lifetime
+    publish_until = store.now() + longest_lifetime + SIGNER_REFRESH_SECONDS
     with store.engine.begin() as conn:
         for row in rows:
             if row.status == ACTIVE:

@@ -37,6 +37,7 @@ from flask_ropc.keys import generate_key
 
 from conftest import basic_auth
 from conftest import bearer
+from conftest import clock_shifted
 from conftest import count_rows
 from conftest import password_form
 
@@ -944,17 +945,33 @@ def test_previous_key_leaves_the_jwks_once_its_tokens_have_expired(
 ) -> None:
     old_kid = _header(_token(http, oauth_client))["kid"]
     _ok(_ropc(runner, "keys", "rotate"))
-    store = get_state(app).store
-    real_clock = store._clock
-    store._clock = lambda: real_clock() + 3599
-    try:
+    # The longest lifetime (3600 s), plus the 30 s other workers may go on
+    # signing with the old key.
+    with clock_shifted(app, 3629):
         assert old_kid in _jwks_kids(http)
-        store._clock = lambda: real_clock() + 3601
+    with clock_shifted(app, 3631):
         kids = _jwks_kids(http)
-    finally:
-        store._clock = real_clock
     assert old_kid not in kids
     assert len(kids) == 1
+
+
+def test_a_token_signed_with_the_old_key_just_after_a_rotation_works_until_expiry(
+    http: t.Any, runner: t.Any, oauth_client: t.Any, make_app: t.Any
+) -> None:
+    """A worker re-reads its signer every 30 s: right after `keys rotate` in
+    another process it still signs with the old key, and those tokens must
+    stay valid for their whole lifetime."""
+    worker = make_app()
+    old_kid = _header(_token(worker.test_client(), oauth_client))["kid"]
+    _ok(_ropc(runner, "keys", "rotate"))
+    with clock_shifted(worker, 29):
+        late_token = _token(worker.test_client(), oauth_client)
+    assert _header(late_token)["kid"] == old_kid
+    app = http.application
+    with clock_shifted(app, 29 + 3599):
+        assert http.get("/api/me", headers=bearer(late_token)).status_code == 200
+    with clock_shifted(app, 29 + 3600):
+        assert http.get("/api/me", headers=bearer(late_token)).status_code == 401
 
 
 def test_retiring_the_active_key_is_refused(
