@@ -271,7 +271,9 @@ class RefreshGrant(RefreshTokenGrant):
         self.request.refresh_row = row
         self.request.ropc_repeat_since = repeat_since
         self.request.ropc_scopes = narrow_scopes(
-            self.request.form.get("scope"), row.scope.split()
+            self.request.form.get("scope"),
+            row.scope.split(),
+            still_allowed=(*client.scopes, state.settings.offline_access_scope),
         )
 
     @hooked  # type: ignore[untyped-decorator]
@@ -367,17 +369,26 @@ class RefreshGrant(RefreshTokenGrant):
         raise InvalidGrantError("The refresh token is invalid.")
 
 
-def narrow_scopes(requested: str | None, original: list[str]) -> tuple[str, ...]:
-    """The scopes of a refreshed access token: the original or fewer.
+def narrow_scopes(
+    requested: str | None, original: list[str], still_allowed: t.Iterable[str]
+) -> tuple[str, ...]:
+    """The scopes of a refreshed access token: the original or fewer, and
+    only those the client is still allowed.
 
     RFC 6749 §6: a requested scope MUST NOT include any scope not originally
-    granted; ``invalid_scope`` otherwise.
+    granted; ``invalid_scope`` otherwise. A scope taken from the client since
+    the login is dropped when none is requested, and refused when asked for:
+    removing a scope from a client takes effect at its next refresh, not
+    when its refresh tokens run out.
     """
+    allowed = set(still_allowed)
     if requested is None or not requested.strip(" "):
-        return tuple(original)
+        return tuple(scope for scope in original if scope in allowed)
     granted = parse_scope(requested)
     if not set(granted) <= set(original):
         raise InvalidScopeError("The requested scope exceeds the original grant.")
+    if not set(granted) <= allowed:
+        raise InvalidScopeError("The requested scope is not allowed for this client.")
     return granted
 
 

@@ -454,6 +454,32 @@ def test_widening_scope_is_invalid_scope_and_does_not_consume_the_token(
     )
 
 
+def test_a_scope_taken_from_the_client_is_dropped_at_its_next_refresh(
+    app: flask.Flask, http: t.Any, offline_client: t.Any
+) -> None:
+    first = login(http, offline_client, scope="api profile offline_access")
+    with app.app_context():
+        get_state().store.update_client(offline_client.client_id, scopes=["api"])
+    before = db_state(app)
+    asked = refresh(http, offline_client, first["refresh_token"], scope="profile")
+    assert_error(asked, 400, "invalid_scope")
+    assert db_state(app) == before  # the refresh token was not used up
+    narrowed = refreshed(http, offline_client, first["refresh_token"])
+    assert narrowed["scope"] == "api offline_access"
+    assert me(http, narrowed["access_token"]).get_json()["scopes"] == [
+        "api",
+        "offline_access",
+    ]
+    # The family keeps its grant: given back to the client, the scope
+    # returns at the next refresh.
+    with app.app_context():
+        get_state().store.update_client(
+            offline_client.client_id, scopes=["api", "profile"]
+        )
+    restored = refreshed(http, offline_client, narrowed["refresh_token"])
+    assert restored["scope"] == "api profile offline_access"
+
+
 # -- reuse detection -----------------------------------------------------------
 
 
