@@ -21,6 +21,7 @@ from flask.cli import AppGroup
 from .errors import ClientNotFoundError
 from .errors import ConfigurationError
 from .keys import SUPPORTED_ALGORITHMS
+from .keys import KeysChangedError
 from .keys import generate_stored_key
 from .keys import retire_stored_key
 from .keys import rotate_stored_keys
@@ -681,7 +682,12 @@ def keys_rotate(alg: str | None) -> None:
     longest = state.store.longest_access_token_lifetime(
         state.settings.access_token_lifetime
     )
-    row = rotate_stored_keys(state.store, alg or state.settings.signing_alg, longest)
+    try:
+        row = rotate_stored_keys(
+            state.store, alg or state.settings.signing_alg, longest
+        )
+    except KeysChangedError as error:
+        raise click.ClickException(str(error)) from None
     state.keyring.reload()
     click.echo(f"Key {row.kid} ({row.alg}) now signs new tokens.")
 

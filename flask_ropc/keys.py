@@ -183,6 +183,10 @@ def _algorithm_of(key: Key) -> str:
     raise ConfigurationError("unsupported signing key; use P-256, RSA or Ed25519")
 
 
+class KeysChangedError(Exception):
+    """Another ``flask ropc keys`` command changed the keys at the same time."""
+
+
 #: How often a worker re-reads which database key signs. After ``rotate`` in
 #: one process, the others may sign with the old key for this long.
 SIGNER_REFRESH_SECONDS = 30
@@ -393,20 +397,32 @@ def rotate_stored_keys(store: Store, alg: str, longest_lifetime: int) -> t.Any:
     may take to notice the rotation and stop signing with it: until every
     token it signed has expired. Returns the new signer's row.
     """
-    rows = store.list_signing_keys()
-    pending = [row for row in rows if row.status == PENDING]
+    pending = [row for row in store.list_signing_keys() if row.status == PENDING]
     if pending:
         new_kid = pending[-1].kid
     else:
         new_kid = store.add_signing_key(generate_key(alg), alg, PENDING).kid
     publish_until = store.now() + longest_lifetime + SIGNER_REFRESH_SECONDS
+    keys = store.tables.signing_keys
+    # Both changes are conditional on the statuses as they are now, not as
+    # read above: a key retired meanwhile must not sign again, and every key
+    # active now (one another rotation just promoted included) steps down.
     with store.engine.begin() as conn:
-        for row in rows:
-            if row.status == ACTIVE:
-                store.set_signing_key_status(
-                    row.kid, PREVIOUS, publish_until=publish_until, conn=conn
-                )
-        store.set_signing_key_status(new_kid, ACTIVE, conn=conn)
+        promoted = conn.execute(
+            keys.update()
+            .where(keys.c.kid == new_kid, keys.c.status == PENDING)
+            .values(status=ACTIVE, publish_until=None)
+        ).rowcount
+        if promoted != 1:
+            raise KeysChangedError(
+                f"key {new_kid} is no longer pending (another 'keys' command ran "
+                "at the same time); nothing was changed: run 'keys rotate' again"
+            )
+        conn.execute(
+            keys.update()
+            .where(keys.c.status == ACTIVE, keys.c.kid != new_kid)
+            .values(status=PREVIOUS, publish_until=publish_until)
+        )
     return next(row for row in store.list_signing_keys() if row.kid == new_kid)
 
 
@@ -416,12 +432,21 @@ def retire_stored_key(store: Store, kid: str) -> None:
     :raises LookupError: no stored key has this ``kid``.
     :raises ValueError: it is the active key (rotate first).
     """
-    row = next((r for r in store.list_signing_keys() if r.kid == kid), None)
+    keys = store.tables.signing_keys
+    with store.engine.begin() as conn:
+        # Conditional, so that a key a concurrent rotation just made active
+        # is not retired from under every worker.
+        retired = conn.execute(
+            keys.update()
+            .where(keys.c.kid == kid, keys.c.status != ACTIVE)
+            .values(status=RETIRED)
+        ).rowcount
+    if retired:
+        return
+    row = store.find_signing_key(kid)
     if row is None:
         raise LookupError(f"no signing key with kid {kid!r}")
-    if row.status == ACTIVE:
-        raise ValueError(
-            f"key {kid} is the active signing key; run 'flask ropc keys rotate' "
-            "first, then retire it"
-        )
-    store.set_signing_key_status(kid, RETIRED)
+    raise ValueError(
+        f"key {kid} is the active signing key; run 'flask ropc keys rotate' "
+        "first, then retire it"
+    )

@@ -689,26 +689,6 @@ class Store:
     def _seal(self, jwk_json: str) -> str:
         return self.cipher.seal(jwk_json) if self.cipher is not None else jwk_json
 
-    def set_signing_key_status(
-        self,
-        kid: str,
-        status: str,
-        *,
-        publish_until: int | None = None,
-        conn: sa.Connection | None = None,
-    ) -> bool:
-        """Move a key to ``status``; ``False`` if no key has that ``kid``."""
-        keys = self.tables.signing_keys
-        statement = (
-            keys.update()
-            .where(keys.c.kid == kid)
-            .values(status=status, publish_until=publish_until)
-        )
-        if conn is not None:
-            return conn.execute(statement).rowcount == 1
-        with self.engine.begin() as own:
-            return own.execute(statement).rowcount == 1
-
     def longest_access_token_lifetime(self, default: int) -> int:
         """The longest lifetime any client's access tokens can have."""
         clients = self.tables.clients

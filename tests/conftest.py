@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import threading
+import time
 import typing as t
 from collections.abc import Iterator
 from urllib.parse import quote_plus
@@ -330,3 +331,20 @@ def live_server(app: flask.Flask) -> Iterator[LiveServer]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+def wait_for_lock_waits(engine: sa.Engine, count: int) -> None:
+    """Return once ``count`` sessions of this database wait for a row lock.
+
+    This polls PostgreSQL for the state the test needs next; it waits for
+    no fixed time.
+    """
+    deadline = time.monotonic() + 60
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with engine.connect() as conn:
+        while conn.execute(query).scalar_one() < count:
+            assert time.monotonic() < deadline, f"{count} lock waits never came"
+            conn.rollback()  # a new snapshot of pg_stat_activity

@@ -17,10 +17,12 @@ import json
 import logging
 import typing as t
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import flask
 import jwt as pyjwt
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -40,6 +42,7 @@ from conftest import bearer
 from conftest import clock_shifted
 from conftest import count_rows
 from conftest import password_form
+from conftest import wait_for_lock_waits
 
 TOKEN_URL = "/oauth/token"
 JWKS_URL = "/oauth/jwks"
@@ -972,6 +975,36 @@ def test_a_token_signed_with_the_old_key_just_after_a_rotation_works_until_expir
         assert http.get("/api/me", headers=bearer(late_token)).status_code == 200
     with clock_shifted(app, 29 + 3600):
         assert http.get("/api/me", headers=bearer(late_token)).status_code == 401
+
+
+def test_a_key_retired_while_rotate_runs_does_not_become_active(
+    app: flask.Flask, runner: t.Any, database_uri: str
+) -> None:
+    """``keys rotate`` chose a pending key, which another command retires
+    (say, as leaked) before the rotation promotes it: the rotation must fail
+    and change nothing, not make the retired key sign."""
+    if not database_uri.startswith("postgresql"):
+        pytest.skip("row lock waits are staged on PostgreSQL")
+    _ok(_ropc(runner, "keys", "generate"))
+    active = _active_kid(runner)
+    _ok(_ropc(runner, "keys", "generate"))
+    (pending,) = [k for k, s in _status_of(runner).items() if s == "pending"]
+    store = get_state(app).store
+    keys = store.tables.signing_keys
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with store.engine.connect() as other:
+            other.execute(
+                sa.select(keys.c.id).where(keys.c.kid == pending).with_for_update()
+            )
+            rotating = pool.submit(_ropc, runner, "keys", "rotate")
+            wait_for_lock_waits(store.engine, 1)
+            other.execute(
+                keys.update().where(keys.c.kid == pending).values(status="retired")
+            )
+            other.commit()
+        out = _failed(rotating.result())
+    assert "no longer pending" in out
+    assert _status_of(runner) == {active: "active", pending: "retired"}
 
 
 def test_retiring_the_active_key_is_refused(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,6 +25,7 @@ from conftest import assert_oauth_error
 from conftest import basic_auth
 from conftest import bearer
 from conftest import password_form
+from conftest import wait_for_lock_waits
 
 pytestmark = pytest.mark.live
 
@@ -275,23 +275,6 @@ def test_concurrent_retries_within_the_reuse_interval_leave_one_live_branch(
     # token still works: the family has one branch.
     assert len(survivors) == 1
     assert refresh(url, offline_client, survivors[0]["refresh_token"]).ok
-
-
-def wait_for_lock_waits(engine: sa.Engine, count: int) -> None:
-    """Return once ``count`` sessions of this database wait for a row lock.
-
-    This polls PostgreSQL for the state the test needs next; it waits for
-    no fixed time.
-    """
-    deadline = time.monotonic() + TIMEOUT
-    query = sa.text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    with engine.connect() as conn:
-        while conn.execute(query).scalar_one() < count:
-            assert time.monotonic() < deadline, f"{count} lock waits never came"
-            conn.rollback()  # a new snapshot of pg_stat_activity
 
 
 class Staged:
