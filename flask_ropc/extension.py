@@ -343,6 +343,13 @@ def _counter_storage(settings: Settings, store: Store) -> CounterStorage:
     """Where throttling counters live: our database, or a ``limits`` storage."""
     if settings.ratelimit_storage_uri is None:
         return DatabaseCounters(store, store.tables.throttle)
+    if settings.ratelimit_storage_uri.startswith("memcached"):
+        # Taking back a reserved place is a negative increment, which
+        # memcached refuses: every success would fail with a storage error.
+        raise ConfigurationError(
+            "ROPC_RATELIMIT_STORAGE_URI: memcached cannot decrement counters, "
+            "which throttling needs; use Redis or leave it unset (the database)"
+        )
     from limits.storage import storage_from_string
 
     storage = t.cast(

@@ -349,7 +349,13 @@ class RefreshGrant(RefreshTokenGrant):
         exchange superseded the token (see the class docstring).
         """
         state = self.server.state
-        revoked = state.store.revoke_family(row.family_id)
+        store = state.store
+        # A read first: stale revoked tokens should not each cost a write.
+        if row.revoked_at is not None and not store.family_has_unrevoked_tokens(
+            row.family_id
+        ):
+            raise InvalidGrantError("The refresh token is invalid.")
+        revoked = store.revoke_family(row.family_id)
         if not revoked:
             raise InvalidGrantError("The refresh token is invalid.")
         log.warning(

@@ -396,6 +396,9 @@ def rotate_stored_keys(store: Store, alg: str, longest_lifetime: int) -> t.Any:
     in the JWKS for ``longest_lifetime`` seconds, plus the time other workers
     may take to notice the rotation and stop signing with it: until every
     token it signed has expired. Returns the new signer's row.
+
+    :raises KeysChangedError: the key to promote stopped being pending while
+        this ran (another ``keys`` command); nothing was changed.
     """
     pending = [row for row in store.list_signing_keys() if row.status == PENDING]
     if pending:
@@ -407,7 +410,11 @@ def rotate_stored_keys(store: Store, alg: str, longest_lifetime: int) -> t.Any:
     # Both changes are conditional on the statuses as they are now, not as
     # read above: a key retired meanwhile must not sign again, and every key
     # active now (one another rotation just promoted included) steps down.
+    # On PostgreSQL every key row is locked first, so that a rotation running
+    # at the same time has committed, and its promotion is seen, before ours
+    # decides what to demote (SQLite's one writer gives that for free).
     with store.engine.begin() as conn:
+        conn.execute(sa.select(keys.c.id).order_by(keys.c.id).with_for_update())
         promoted = conn.execute(
             keys.update()
             .where(keys.c.kid == new_kid, keys.c.status == PENDING)
@@ -439,7 +446,7 @@ def retire_stored_key(store: Store, kid: str) -> None:
         retired = conn.execute(
             keys.update()
             .where(keys.c.kid == kid, keys.c.status != ACTIVE)
-            .values(status=RETIRED)
+            .values(status=RETIRED, publish_until=None)
         ).rowcount
     if retired:
         return

@@ -20,6 +20,7 @@ from . import hashing
 from .errors import ClientNotFoundError
 from .key_encryption import KeyCipher
 from .key_encryption import open_stored
+from .locking import in_lock_order
 from .models import AUTH_METHODS
 from .models import GRANT_TYPES
 from .models import TOKEN_FORMATS
@@ -367,7 +368,7 @@ class Store:
         statements = self._grant_statements
         now = access["issued_at"]
         with self.engine.begin() as conn:
-            # Returning False inside the block writes nothing: no write ran.
+            # Returning False inside the block changes nothing.
             if claim_refresh_id is not None and repeat_since is None:
                 claimed = conn.execute(
                     statements["claim"], {"claim_id": claim_refresh_id, "now": now}
@@ -524,6 +525,17 @@ class Store:
             .join(clients, clients.c.client_id == refresh.c.client_id)
             .where(refresh.c.token_digest == digest),
         }
+
+    def family_has_unrevoked_tokens(self, family_id: str) -> bool:
+        """Whether any refresh token of the family is not revoked yet."""
+        tokens = self.tables.refresh_tokens
+        query = (
+            sa.select(tokens.c.id)
+            .where(tokens.c.family_id == family_id, tokens.c.revoked_at.is_(None))
+            .limit(1)
+        )
+        with self.autocommit() as conn:
+            return conn.execute(query).first() is not None
 
     def revoke_family(self, family_id: str) -> int:
         """Revoke every refresh and access token of a family; return the count."""
@@ -702,23 +714,11 @@ class Store:
 def _in_id_order(
     conn: sa.Connection, table: sa.Table, where: tuple[t.Any, ...]
 ) -> tuple[t.Any, ...]:
-    """``where`` for an UPDATE or DELETE of token rows that locks them in id
-    order.
-
-    PostgreSQL locks the rows a statement changes in the order its scan
-    meets them, which need not be id order; two statements changing
-    overlapping rows in different orders can each wait for the other, and
-    one is aborted as a deadlock. So every statement that changes several
-    token rows locks them first with ``SELECT ... ORDER BY id FOR UPDATE``
-    (a repeat exchange too: see :meth:`Store._reclaim`). The conditions are
-    repeated outside, so that a row changed while we waited for its lock is
-    judged by its new values. SQLite has one writer at a time and needs none
-    of this.
+    """``where`` for an UPDATE or DELETE of token rows that first locks them in
+    id order, the order every writer of several token rows uses (a repeat
+    exchange too: see :meth:`Store._reclaim`). See locking.py.
     """
-    if conn.dialect.name != "postgresql":
-        return where
-    locked = sa.select(table.c.id).where(*where).order_by(table.c.id).with_for_update()
-    return (table.c.id.in_(locked), *where)
+    return in_lock_order(conn.dialect.name, table.c.id, where)
 
 
 def _json_claims(values: t.Mapping[str, t.Any]) -> dict[str, t.Any]:

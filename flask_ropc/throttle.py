@@ -46,12 +46,19 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 
 from .errors import TemporarilyUnavailableError
+from .locking import in_lock_order
+from .locking import locking_select
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .config import Settings
     from .store import Store
 
 log = logging.getLogger("flask_ropc")
+
+#: PostgreSQL's "C" collation orders strings as Python sorts them (by code
+#: point), which is how DatabaseCounters.incr_many lists its rows; the
+#: database's default collation may order them otherwise.
+PYTHON_ORDER = "C"
 
 
 class CounterStorage(t.Protocol):
@@ -130,11 +137,8 @@ class DatabaseCounters:
                     matches, table.c.expires_at > now
                 )
             elif kind == "lock":
-                statement = (
-                    sa.select(table.c.key)
-                    .where(matches)
-                    .order_by(_in_python_order(table.c.key))
-                    .with_for_update()
+                statement = locking_select(
+                    table.c.key, (matches,), collation=PYTHON_ORDER
                 )
             elif kind == "release":
                 live = (matches, table.c.expires_at > now, table.c.count > 0)
@@ -154,26 +158,11 @@ class DatabaseCounters:
         return statement, params
 
     def _in_key_order(
-        self, dialect: str, conditions: tuple[t.Any, ...]
+        self, dialect: str, where: tuple[t.Any, ...]
     ) -> tuple[t.Any, ...]:
-        """``conditions`` for an UPDATE or DELETE that locks rows by key order.
-
-        PostgreSQL locks the rows an UPDATE or DELETE finds in the order its
-        scan meets them, which is not the key order (see the class
-        docstring); a sub-select ``ORDER BY key FOR UPDATE`` locks them in
-        key order first. The conditions are repeated outside, so that a row
-        changed while we waited for its lock is judged by its new values.
-        """
-        if dialect != "postgresql":
-            return conditions
+        """``where`` that first locks its rows in key order (see locking.py)."""
         key = self._table.c.key
-        locked = (
-            sa.select(key)
-            .where(*conditions)
-            .order_by(_in_python_order(key))
-            .with_for_update()
-        )
-        return (key.in_(locked), *conditions)
+        return in_lock_order(dialect, key, where, collation=PYTHON_ORDER)
 
     def _incr_statement(self, dialect: str, size: int) -> t.Any:
         """``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` for ``size`` keys.
@@ -335,14 +324,6 @@ class DatabaseCounters:
                 self._table.delete().where(*self._in_key_order(dialect, expired))
             )
         return int(result.rowcount)
-
-
-def _in_python_order(key: t.Any) -> t.Any:
-    """``key`` sorted as Python sorts strings (by code point), which is how
-    :meth:`DatabaseCounters.incr_many` orders its rows; the database's own
-    collation may differ. Only used on PostgreSQL.
-    """
-    return key.collate("C")
 
 
 def normalise_username(username: str) -> str:

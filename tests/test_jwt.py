@@ -884,6 +884,9 @@ def test_retiring_the_old_key_stops_its_tokens_and_unpublishes_it(
     _assert_rejected(http, old_token)
     assert _jwks_kids(http) == {new_kid}
     assert _status_of(runner) == {old_kid: "retired", new_kid: "active"}
+    # A retired key is published until no time: `keys list` says so.
+    listed = {row["kid"]: row for row in _keys_json(runner)}
+    assert listed[old_kid]["publish_until"] is None
     worker = make_app()
     _assert_rejected(worker.test_client(), old_token)
     new_token = _token(worker.test_client(), oauth_client)

@@ -21,6 +21,8 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from flask_ropc import ROPC
+from flask_ropc import ConfigurationError
 from flask_ropc import GrantResult
 from flask_ropc.extension import get_state
 
@@ -866,3 +868,11 @@ def test_memory_storage_throttles_within_one_process(
         assert calls(app) == 5
     finally:
         dispose_app(app)
+
+
+def test_memcached_counter_storage_is_refused_at_start_up(tmp_path: t.Any) -> None:
+    """memcached cannot decrement: giving a place back would fail every time."""
+    app = flask.Flask(__name__, instance_path=str(tmp_path))
+    app.config["ROPC_RATELIMIT_STORAGE_URI"] = "memcached://127.0.0.1:11211"
+    with pytest.raises(ConfigurationError, match="memcached cannot decrement"):
+        ROPC(app)
