@@ -373,24 +373,40 @@ def test_token_revoked_for_access_and_refresh_tokens(
     assert login["refresh_token"] not in repr(events)
 
 
+def refresh_form(
+    http: t.Any, client: OAuthClient
+) -> tuple[dict[str, t.Any], dict[str, str], dict[str, str]]:
+    """Log ann in with offline access: the token response, a form that
+    exchanges its refresh token, and the client's Basic header."""
+    assert client.secret is not None
+    auth = basic_auth(client.client_id, client.secret)
+    old = token_request(http, client, scope="api offline_access").json
+    form = {"grant_type": "refresh_token", "refresh_token": old["refresh_token"]}
+    return old, form, auth
+
+
+def assert_one_family_event(
+    events: list[dict[str, t.Any]], client: OAuthClient
+) -> None:
+    """One event naming ann, ``client`` and a refresh token family."""
+    assert len(events) == 1
+    assert set(events[0]) == COMMON | {"client_id", "subject", "family_id"}
+    assert events[0]["client_id"] == client.client_id
+    assert events[0]["subject"] == "user-1"
+    assert re.fullmatch(r"[0-9a-f]{32}", events[0]["family_id"])
+
+
 def test_refresh_token_reused_names_the_revoked_family(
     app: flask.Flask, http: t.Any, offline_client: OAuthClient
 ) -> None:
-    assert offline_client.secret is not None
-    auth = basic_auth(offline_client.client_id, offline_client.secret)
-    old = token_request(http, offline_client, scope="api offline_access").json
-    form = {"grant_type": "refresh_token", "refresh_token": old["refresh_token"]}
+    old, form, auth = refresh_form(http, offline_client)
     assert http.post(TOKEN_URL, data=form, headers=auth).status_code == 200
 
     with capture(app, signals.refresh_token_reused) as events:
         replay = http.post(TOKEN_URL, data=form, headers=auth)
     assert replay.status_code == 400
 
-    assert len(events) == 1
-    assert set(events[0]) == COMMON | {"client_id", "subject", "family_id"}
-    assert events[0]["client_id"] == offline_client.client_id
-    assert events[0]["subject"] == "user-1"
-    assert re.fullmatch(r"[0-9a-f]{32}", events[0]["family_id"])
+    assert_one_family_event(events, offline_client)
 
 
 @pytest.mark.parametrize(
@@ -399,21 +415,14 @@ def test_refresh_token_reused_names_the_revoked_family(
 def test_refresh_token_repeated_is_sent_for_an_exchange_within_the_interval(
     app: flask.Flask, http: t.Any, offline_client: OAuthClient
 ) -> None:
-    assert offline_client.secret is not None
-    auth = basic_auth(offline_client.client_id, offline_client.secret)
-    old = token_request(http, offline_client, scope="api offline_access").json
-    form = {"grant_type": "refresh_token", "refresh_token": old["refresh_token"]}
+    old, form, auth = refresh_form(http, offline_client)
     with capture(app, signals.refresh_token_repeated) as events:
         assert http.post(TOKEN_URL, data=form, headers=auth).status_code == 200
         assert events == []  # the first exchange is no repeat
         repeat = http.post(TOKEN_URL, data=form, headers=auth)
     assert repeat.status_code == 200
 
-    assert len(events) == 1
-    assert set(events[0]) == COMMON | {"client_id", "subject", "family_id"}
-    assert events[0]["client_id"] == offline_client.client_id
-    assert events[0]["subject"] == "user-1"
-    assert re.fullmatch(r"[0-9a-f]{32}", events[0]["family_id"])
+    assert_one_family_event(events, offline_client)
     assert old["refresh_token"] not in repr(events)
     assert repeat.json["refresh_token"] not in repr(events)
 
