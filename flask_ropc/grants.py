@@ -348,30 +348,27 @@ class RefreshGrant(RefreshTokenGrant):
         left, and nothing is reported again. It is not when a repeat
         exchange superseded the token (see the class docstring).
         """
-        state = self.server.state
-        store = state.store
+        store = self.server.state.store
         # A read first: stale revoked tokens should not each cost a write.
-        if row.revoked_at is not None and not store.family_has_unrevoked_tokens(
+        revocable = row.revoked_at is None or store.family_has_unrevoked_tokens(
             row.family_id
-        ):
-            raise InvalidGrantError("The refresh token is invalid.")
-        revoked = store.revoke_family(row.family_id)
-        if not revoked:
-            raise InvalidGrantError("The refresh token is invalid.")
-        log.warning(
-            "refresh token reuse detected for client %s, subject %s: "
-            "revoked family %s (%d tokens)",
-            row.client_id,
-            row.subject,
-            row.family_id,
-            revoked,
         )
-        signals.send(
-            signals.refresh_token_reused,
-            client_id=row.client_id,
-            subject=row.subject,
-            family_id=row.family_id,
-        )
+        revoked = store.revoke_family(row.family_id) if revocable else 0
+        if revoked:
+            log.warning(
+                "refresh token reuse detected for client %s, subject %s: "
+                "revoked family %s (%d tokens)",
+                row.client_id,
+                row.subject,
+                row.family_id,
+                revoked,
+            )
+            signals.send(
+                signals.refresh_token_reused,
+                client_id=row.client_id,
+                subject=row.subject,
+                family_id=row.family_id,
+            )
         raise InvalidGrantError("The refresh token is invalid.")
 
 

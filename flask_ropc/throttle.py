@@ -118,7 +118,8 @@ class DatabaseCounters:
     def _keys_statement(
         self, kind: str, keys: t.Sequence[str]
     ) -> tuple[t.Any, dict[str, t.Any]]:
-        """A ``get``, ``release`` or ``clear`` statement for ``keys``, with params.
+        """A ``get``, ``lock``, ``release`` or ``clear`` statement for ``keys``,
+        with params.
 
         ``key IN (:key0, :key1, ...)`` with one bound parameter per key, built
         once per kind and size: an ``expanding`` parameter would be
