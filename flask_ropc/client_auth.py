@@ -8,6 +8,8 @@ credentials with ``unquote`` rather than the form-urlencoding RFC 6749 §2.3.1
 prescribes (so ``+`` is not a space). Ours answer every failure with the same
 :class:`~flask_ropc.errors.InvalidClientAuthError`.
 
+A leaf: imports ``hashing``, ``errors`` and ``models`` only.
+
 Each function returns ``None`` when the request does not use its method, the
 authenticated client when it does and succeeds, and raises otherwise.
 """
@@ -106,3 +108,15 @@ def _check_secret(
     if not (secret_ok and method_ok and client.enabled):
         raise InvalidClientAuthError()
     return client
+
+
+def presented_client_id(header: str | None, form: t.Mapping[str, str]) -> str | None:
+    """The client id a failed request claimed, if it looks like one."""
+    try:
+        basic = parse_basic_authorization(header)
+    except InvalidClientAuthError:
+        basic = None
+    claimed = basic[0] if basic else form.get("client_id")
+    if claimed and len(claimed) <= 64 and claimed.isascii() and claimed.isprintable():
+        return str(claimed)
+    return None

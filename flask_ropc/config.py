@@ -3,7 +3,8 @@
 Every key Flask-ROPC reads lives in :data:`DEFAULTS`; :meth:`ROPC.init_app`
 calls ``app.config.setdefault`` for each one so that ``app.config`` shows the
 values in effect, then reads them once into a :class:`Settings` object that is
-never re-read per request.
+never re-read per request. A leaf: imports ``errors``, ``keys``,
+``key_encryption`` and ``scopes`` (to check values) only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import dataclasses
 import typing as t
 
 from .errors import ConfigurationError
+from .key_encryption import MIN_SECRET_LENGTH
+from .keys import import_signing_key
+from .scopes import check_scope_tokens
 
 #: Every configuration key with its default. The README's configuration table
 #: documents each of them.
@@ -269,14 +273,10 @@ def _signing_keys(config: t.Mapping[str, t.Any]) -> tuple[t.Any, ...]:
         raise ConfigurationError(
             "ROPC_SIGNING_KEYS must be a PEM string, a JWK, or a list of them"
         )
-    from .keys import import_signing_key
-
     return tuple(import_signing_key(item) for item in value)
 
 
 def _key_encryption_keys(config: t.Mapping[str, t.Any]) -> tuple[str, ...]:
-    from .key_encryption import MIN_SECRET_LENGTH
-
     value = config["ROPC_KEY_ENCRYPTION_KEYS"]
     if value is None:
         return ()
@@ -301,8 +301,6 @@ def _key_encryption_keys(config: t.Mapping[str, t.Any]) -> tuple[str, ...]:
 
 
 def _scope_name(config: t.Mapping[str, t.Any], key: str) -> str:
-    from .scopes import check_scope_tokens
-
     value = config[key]
     try:
         if isinstance(value, str) and check_scope_tokens([value]) == [value]:

@@ -1,21 +1,31 @@
-"""Errors raised by Flask-ROPC.
+"""Every exception Flask-ROPC defines, and the Authlib errors it raises.
 
-Two families live here:
+A leaf: imports nothing of ours. It is one of the three modules that may
+import Authlib; the others take Authlib's error classes from here.
 
 .. code-block:: text
 
     ROPCError                      programmer or deployment mistakes
     ├── ConfigurationError         a bad ROPC_* value, a missing validator
-    └── ClientNotFoundError        the CLI or store was given an unknown client id
+    ├── ClientNotFoundError        the admin API was given an unknown client id
+    └── KeysChangedError           another key command changed the keys meanwhile
+
+    Throttled                      internal: an attempt refused before the validator
+    RefreshTokenReused             internal: a refresh token was exchanged first
 
     authlib OAuth2Error            errors sent to OAuth clients as RFC 6749 JSON
+    ├── (Authlib's own) InvalidRequestError, InvalidGrantError,
+    │   InvalidScopeError, UnauthorizedClientError
     ├── ServerError                500 server_error (a validator raised)
     ├── TemporarilyUnavailableError  503 temporarily_unavailable (database down)
     ├── MethodNotAllowedError      405, the endpoint takes POST only
     ├── UnsupportedGrantTypeError  400 unsupported_grant_type, fixed text
     ├── ThrottledError             429 slow_down with Retry-After
     ├── InvalidClientAuthError     401 invalid_client with one uniform text
-    └── ValidatorError             whatever error a validator chose to return
+    ├── ValidatorError             whatever error a validator chose to return
+    ├── MissingTokenError          401 with a bare Bearer challenge (RFC 6750)
+    ├── InvalidBearerTokenError    401 invalid_token
+    └── InsufficientScopeError     403 insufficient_scope
 
 Wire errors reuse Authlib's :class:`~authlib.oauth2.OAuth2Error` so that its
 server renders them; messages never contain a secret, password or token.
@@ -26,8 +36,12 @@ from __future__ import annotations
 import logging
 import typing as t
 
-from authlib.oauth2 import OAuth2Error
+from authlib.oauth2 import OAuth2Error as OAuth2Error
 from authlib.oauth2.base import invalid_error_characters
+from authlib.oauth2.rfc6749 import InvalidGrantError as InvalidGrantError
+from authlib.oauth2.rfc6749 import InvalidRequestError as InvalidRequestError
+from authlib.oauth2.rfc6749 import InvalidScopeError as InvalidScopeError
+from authlib.oauth2.rfc6749 import UnauthorizedClientError as UnauthorizedClientError
 
 log = logging.getLogger("flask_ropc")
 
@@ -51,6 +65,25 @@ class ClientNotFoundError(ROPCError, LookupError):
         super().__init__(f"no client with id {client_id!r}")
         #: The id that was looked up.
         self.client_id = client_id
+
+
+class KeysChangedError(ROPCError):
+    """Another key command changed the signing keys while this one ran."""
+
+
+class Throttled(Exception):
+    """An attempt was refused before the validator ran (internal)."""
+
+    def __init__(self, retry_after: int, scope: str) -> None:
+        super().__init__(f"throttled by the {scope} budget")
+        #: Seconds the client should wait.
+        self.retry_after = retry_after
+        #: Which budget: ``"username"``, ``"ip"`` or ``"client"``.
+        self.scope = scope
+
+
+class RefreshTokenReused(Exception):
+    """The refresh token was exchanged by another request first (internal)."""
 
 
 class ServerError(OAuth2Error):
@@ -200,3 +233,58 @@ def _safe_char(char: str) -> str:
     if 0x20 <= ord(char) <= 0x7E:
         return char
     return "?"
+
+
+class MissingTokenError(OAuth2Error):
+    """401 for a request without bearer credentials: no error code (§3.1)."""
+
+    error = "missing_token"  # never sent; RFC 6750 §3.1 says send no code
+    status_code = 401
+
+    def get_body(self) -> list[tuple[str, t.Any]]:
+        return []
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        headers.append(("WWW-Authenticate", "Bearer"))
+        return headers
+
+
+class InvalidBearerTokenError(OAuth2Error):
+    """401 ``invalid_token``: unknown, expired, revoked or malformed."""
+
+    error = "invalid_token"
+    status_code = 401
+    description = "The access token is invalid, expired or revoked."
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        headers.append(
+            (
+                "WWW-Authenticate",
+                f'Bearer error="invalid_token", error_description="{self.description}"',
+            )
+        )
+        return headers
+
+
+class InsufficientScopeError(OAuth2Error):
+    """403 ``insufficient_scope``, naming the scope needed."""
+
+    error = "insufficient_scope"
+    status_code = 403
+    description = "The access token lacks the scope this resource requires."
+
+    def __init__(self, required: t.Sequence[str]) -> None:
+        super().__init__()
+        self.required = " ".join(required)
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        headers.append(
+            (
+                "WWW-Authenticate",
+                f'Bearer error="insufficient_scope", scope="{self.required}"',
+            )
+        )
+        return headers

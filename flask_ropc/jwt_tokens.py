@@ -7,6 +7,8 @@ accepts a token with no ``typ`` header, they know nothing of per-client
 lifetimes or audiences, and they cannot pick a key by ``kid`` from a rotating
 key set. So we call joserfc directly, always with an explicit list of our
 asymmetric algorithms: never HS256, never ``none``.
+
+Imports :mod:`~flask_ropc.keyring`, :mod:`~flask_ropc.tokens` and leaves.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from . import hashing
 from .errors import ConfigurationError
+from .keyring import KeyRing
 from .keys import SUPPORTED_ALGORITHMS
-from .keys import KeyRing
 from .tokens import IssuedToken
 from .tokens import TokenGrant
 

@@ -1,4 +1,6 @@
-"""Our database tables, and the :class:`Client` record read from them.
+"""Our five database tables, and the :class:`Client` record read from them.
+
+A leaf: imports only :mod:`~flask_ropc.hashing`.
 
 The tables are SQLAlchemy Core :class:`~sqlalchemy.Table` objects added to a
 :class:`~sqlalchemy.MetaData`: the app's own ``db.metadata`` when it has a
@@ -16,6 +18,8 @@ import typing as t
 
 import sqlalchemy as sa
 
+from .hashing import verify_secret
+
 #: Values of ``token_endpoint_auth_method`` (RFC 7591 §2).
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 
@@ -25,6 +29,10 @@ GRANT_TYPES = ("password", "refresh_token")
 
 #: Access token formats: signed RFC 9068 JWTs, or opaque reference tokens.
 TOKEN_FORMATS = ("jwt", "reference")
+
+#: States of a stored signing key; see :mod:`flask_ropc.keyring`.
+PENDING, ACTIVE, PREVIOUS, RETIRED = "pending", "active", "previous", "retired"
+KEY_STATUSES = (PENDING, ACTIVE, PREVIOUS, RETIRED)
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 _BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -63,6 +71,11 @@ def tables_for(metadata: sa.MetaData) -> Tables:
         cached = _define(metadata)
         metadata.info["flask_ropc_tables"] = cached
     return t.cast(Tables, cached)
+
+
+def new_tables() -> Tables:
+    """Our tables on a metadata of their own (the embedded database)."""
+    return tables_for(sa.MetaData())
 
 
 def _define(metadata: sa.MetaData) -> Tables:
@@ -157,15 +170,35 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("used_at", sa.BigInteger, nullable=True),
         sa.Column("revoked_at", sa.BigInteger, nullable=True, index=True),
     )
-    from .keys import signing_keys_table
-    from .throttle import throttle_table
-
+    signing_keys = sa.Table(
+        "ropc_signing_keys",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("kid", sa.String(64), nullable=False, unique=True),
+        sa.Column("alg", sa.String(16), nullable=False),
+        # The private key as JWK JSON, encrypted when ROPC_KEY_ENCRYPTION_KEYS
+        # is set (see key_encryption.py).
+        sa.Column("private_jwk", sa.Text, nullable=False),
+        # One of KEY_STATUSES.
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("publish_until", sa.BigInteger, nullable=True),
+    )
+    # The database counter storage of brute-force throttling. Keys hold
+    # digests, so usernames and IPs are not stored in the clear.
+    throttle = sa.Table(
+        "ropc_throttle",
+        metadata,
+        sa.Column("key", sa.String(128), primary_key=True),
+        sa.Column("count", sa.BigInteger, nullable=False),
+        sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    )
     return Tables(
         clients=clients,
         access_tokens=access_tokens,
         refresh_tokens=refresh_tokens,
-        signing_keys=signing_keys_table(metadata),
-        throttle=throttle_table(metadata),
+        signing_keys=signing_keys,
+        throttle=throttle,
     )
 
 
@@ -175,7 +208,7 @@ class Client:
 
     Implements the methods of Authlib's ``ClientMixin`` that the token
     endpoint calls, so Authlib can work with it directly. Edit clients through
-    the ``flask ropc`` CLI or :class:`~flask_ropc.store.Store`.
+    the ``flask ropc`` CLI or :attr:`ROPC.clients <flask_ropc.ROPC.clients>`.
     """
 
     #: The public identifier clients send as ``client_id``.
@@ -286,8 +319,6 @@ class Client:
 
     def check_client_secret(self, client_secret: str) -> bool:
         """Authlib: constant-time check of a presented secret."""
-        from .hashing import verify_secret
-
         return verify_secret(client_secret, self.secret_digest)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:

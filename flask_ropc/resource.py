@@ -8,6 +8,9 @@ replaced:
 * insufficient scope → 403 with ``error="insufficient_scope"`` and the needed
   ``scope`` in ``WWW-Authenticate`` (§3.1), which Authlib leaves out;
 * a store outage → 503 ``temporarily_unavailable`` instead of a 500.
+
+One of the three modules that import Authlib. Imports ``token_service``,
+``guards``, ``state`` and leaves.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.resource_protector import TokenValidator
 from werkzeug.local import LocalProxy
 
+from .errors import InsufficientScopeError
+from .errors import InvalidBearerTokenError
+from .errors import MissingTokenError
 from .errors import TemporarilyUnavailableError
+from .guards import UNAVAILABLE_ERRORS
+from .guards import log_exception
+from .state import get_state
+from .token_service import load_access_token
 from .tokens import AccessToken
 
 F = t.TypeVar("F", bound=Callable[..., t.Any])
@@ -33,72 +43,15 @@ F = t.TypeVar("F", bound=Callable[..., t.Any])
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
-class MissingTokenError(OAuth2Error):
-    """401 for a request without bearer credentials: no error code (§3.1)."""
-
-    error = "missing_token"  # never sent; RFC 6750 §3.1 says send no code
-    status_code = 401
-
-    def get_body(self) -> list[tuple[str, t.Any]]:
-        return []
-
-    def get_headers(self) -> list[tuple[str, str]]:
-        headers: list[tuple[str, str]] = super().get_headers()
-        headers.append(("WWW-Authenticate", "Bearer"))
-        return headers
-
-
-class InvalidBearerTokenError(OAuth2Error):
-    """401 ``invalid_token``: unknown, expired, revoked or malformed."""
-
-    error = "invalid_token"
-    status_code = 401
-    description = "The access token is invalid, expired or revoked."
-
-    def get_headers(self) -> list[tuple[str, str]]:
-        headers: list[tuple[str, str]] = super().get_headers()
-        headers.append(
-            (
-                "WWW-Authenticate",
-                f'Bearer error="invalid_token", error_description="{self.description}"',
-            )
-        )
-        return headers
-
-
-class InsufficientScopeError(OAuth2Error):
-    """403 ``insufficient_scope``, naming the scope needed."""
-
-    error = "insufficient_scope"
-    status_code = 403
-    description = "The access token lacks the scope this resource requires."
-
-    def __init__(self, required: t.Sequence[str]) -> None:
-        super().__init__()
-        self.required = " ".join(required)
-
-    def get_headers(self) -> list[tuple[str, str]]:
-        headers: list[tuple[str, str]] = super().get_headers()
-        headers.append(
-            (
-                "WWW-Authenticate",
-                f'Bearer error="insufficient_scope", scope="{self.required}"',
-            )
-        )
-        return headers
-
-
 class _BearerValidator(TokenValidator):
     """Looks tokens up through the current app's token format."""
 
     TOKEN_TYPE = "bearer"
 
     def authenticate_token(self, token_string: str) -> AccessToken | None:
-        from .extension import get_state
-
         if not _B64TOKEN.fullmatch(token_string):
             return None
-        return get_state().load_token(token_string)
+        return load_access_token(get_state(), token_string)
 
     def validate_token(
         self,
@@ -156,9 +109,6 @@ class BearerProtector(ResourceProtector):
 
     def authenticate(self, scopes: list[str]) -> AccessToken:
         """Validate the current request's token or raise an HTTP error."""
-        from .views import UNAVAILABLE_ERRORS
-        from .views import log_exception
-
         try:
             # Authlib ORs list items and ANDs words within one item: one item
             # holding every required scope means "all of them".

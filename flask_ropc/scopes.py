@@ -1,4 +1,7 @@
-"""Scope syntax (RFC 6749 §3.3) and the choice of scopes to grant."""
+"""Scope syntax (RFC 6749 §3.3) and the choice of scopes to grant.
+
+A leaf: imports only ``errors``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import re
 from collections.abc import Iterable
 from collections.abc import Sequence
 
-from authlib.oauth2.rfc6749 import InvalidScopeError
+from .errors import InvalidScopeError
 
 # scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
@@ -18,16 +21,10 @@ def check_scope_tokens(scopes: Iterable[str]) -> list[str]:
     :raises ValueError: a scope has characters RFC 6749 §3.3 forbids
         (spaces, quotes, backslashes, non-ASCII).
     """
-    result: list[str] = []
+    result: dict[str, None] = {}
     for scope in scopes:
-        for token in scope.split(" "):
-            if not token:
-                continue
-            if not _SCOPE_TOKEN.fullmatch(token):
-                raise ValueError(f"invalid scope {token!r}: see RFC 6749 section 3.3")
-            if token not in result:
-                result.append(token)
-    return result
+        result.update(dict.fromkeys(_tokens(scope)))
+    return list(result)
 
 
 def parse_scope(requested: str) -> tuple[str, ...]:
@@ -35,12 +32,23 @@ def parse_scope(requested: str) -> tuple[str, ...]:
 
     :raises InvalidScopeError: a token has characters RFC 6749 §3.3 forbids.
     """
+    try:
+        return tuple(dict.fromkeys(_tokens(requested)))
+    except ValueError:
+        raise InvalidScopeError("The requested scope is malformed.") from None
+
+
+def _tokens(text: str) -> list[str]:
+    """The scope tokens of a space-delimited ``text``, in order.
+
+    :raises ValueError: a token has characters RFC 6749 §3.3 forbids.
+    """
     # RFC 6749 §3.3 delimits scopes by single spaces; we tolerate repeats.
-    tokens = [tok for tok in requested.split(" ") if tok]
+    tokens = [token for token in text.split(" ") if token]
     for token in tokens:
         if not _SCOPE_TOKEN.fullmatch(token):
-            raise InvalidScopeError("The requested scope is malformed.")
-    return tuple(dict.fromkeys(tokens))
+            raise ValueError(f"invalid scope {token!r}: see RFC 6749 section 3.3")
+    return tokens
 
 
 def resolve_scopes(

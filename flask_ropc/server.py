@@ -1,40 +1,61 @@
-"""The per-app Authlib authorization server and token issuance.
+"""Every Authlib server class we use, as thin adapters over our flows.
 
 Authlib's Flask ``AuthorizationServer`` keeps its grants and generators on the
-instance, so each app gets its own, built by :func:`build_server` inside
-``init_app``.
+instance, so each app gets its own (:class:`ROPCAuthorizationServer`, built
+in ``init_app``). The grant and endpoint classes here authenticate the client
+the Authlib way, then hand over to :mod:`~flask_ropc.login`,
+:mod:`~flask_ropc.refresh` and :mod:`~flask_ropc.token_endpoints`; what a
+request has been found to be travels on the grant instance (Authlib makes one
+per request) as a typed object, not as attributes on Authlib's request.
+
+One of the three modules that import Authlib (with ``errors`` and
+``resource``). Imports the flows, ``state`` and leaves.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import typing as t
-from collections.abc import Callable
 from collections.abc import Mapping
 
+import flask
+from authlib.common.security import is_secure_transport
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc6749.grants import RefreshTokenGrant
+from authlib.oauth2.rfc6749.grants import ResourceOwnerPasswordCredentialsGrant
+from authlib.oauth2.rfc6749.hooks import hooked
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from . import client_auth
-from . import hashing
+from . import login
+from . import refresh
 from . import signals
+from . import token_endpoints
 from .errors import InvalidClientAuthError
 from .models import Client
-from .tokens import TokenGrant
+from .state import State
+from .token_service import sunset_headers
 
-if t.TYPE_CHECKING:  # pragma: no cover
-    import sqlalchemy as sa
+#: Client authentication methods of the token endpoint: RFC 6749 §2.3.1's two
+#: (Authlib enables only Basic by default) and §2.1's public clients.
+TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
-    from .extension import _State
+TokenResponse = tuple[int, dict[str, t.Any], list[tuple[str, str]]]
+
+
+def request_is_secure(url: str) -> bool:
+    """Whether ``url`` is HTTPS (or Authlib's insecure-transport switch is on)."""
+    return bool(is_secure_transport(url))
 
 
 class ROPCAuthorizationServer(AuthorizationServer):
-    """Authlib's Flask server wired to our store, client auth and tokens.
+    """Authlib's Flask server wired to our store, client auth and flows.
 
     Internal: built by ``init_app``; its interface may change.
     """
 
-    def __init__(self, state: _State) -> None:
+    def __init__(self, state: State) -> None:
         super().__init__()
         self.state = state
         self.register_client_auth_method(
@@ -44,6 +65,10 @@ class ROPCAuthorizationServer(AuthorizationServer):
             "client_secret_post", client_auth.authenticate_post
         )
         self.register_client_auth_method("none", client_auth.authenticate_none)
+        self.register_grant(PasswordGrant)
+        self.register_grant(RefreshGrant)
+        self.register_endpoint(TokenIntrospection)
+        self.register_endpoint(TokenRevocation)
 
     def grant_types(self) -> list[str]:
         """The ``grant_type`` values of the registered grants."""
@@ -51,11 +76,11 @@ class ROPCAuthorizationServer(AuthorizationServer):
 
     def query_client(self, client_id: str) -> Client | None:
         """Authlib hook: load a client by id."""
-        return self.state.store.get_client(client_id)
+        return self.state.store.clients.get(client_id)
 
     def save_token(self, token: Mapping[str, t.Any], request: t.Any) -> None:
-        """Authlib hook, unused: :meth:`issue_tokens` stores tokens."""
-        raise AssertionError("tokens are saved by issue_tokens")
+        """Authlib hook, unused: our flows store tokens."""
+        raise AssertionError("tokens are saved by token_service.issue_tokens")
 
     def authenticate_client(
         self, request: t.Any, methods: list[str], endpoint: str = "token"
@@ -71,7 +96,9 @@ class ROPCAuthorizationServer(AuthorizationServer):
         except (InvalidClientError, InvalidClientAuthError) as error:
             signals.send(
                 signals.client_authentication_failed,
-                client_id=_presented_client_id(request),
+                client_id=client_auth.presented_client_id(
+                    request.headers.get("Authorization"), request.form
+                ),
                 endpoint=endpoint,
             )
             if isinstance(error, InvalidClientAuthError):
@@ -79,145 +106,100 @@ class ROPCAuthorizationServer(AuthorizationServer):
             raise InvalidClientAuthError() from None
         return client
 
-    def issue_tokens(
-        self,
-        *,
-        client: Client,
-        subject: str,
-        scopes: tuple[str, ...],
-        claims: Mapping[str, t.Any],
-        grant_type: str,
-        auth_time: int,
-        refresh: RefreshPlan | None = None,
-        also: Callable[[sa.Connection], None] | None = None,
-    ) -> dict[str, t.Any]:
-        """Create and store an access token (and a refresh token), atomically.
 
-        ``also`` writes more in the same transaction (the throttle's
-        settlement of a successful login).
+class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
+    """``grant_type=password``: :mod:`flask_ropc.login` behind Authlib."""
 
-        Returns the RFC 6749 §5.1 response fields. The access token lives for
-        the client's own lifetime, else ``ROPC_ACCESS_TOKEN_LIFETIME``, for
-        every grant (Authlib's refresh grant would fall back to an hour).
+    TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_ENDPOINT_AUTH_METHODS
+    server: ROPCAuthorizationServer
+    #: The checked request, set by :meth:`validate_token_request`.
+    login: login.PasswordLogin
 
-        :raises RefreshTokenReused: ``refresh.rotate_id`` names a refresh
-            token that another request exchanged first (or, for a repeat
-            exchange, one that may no longer be exchanged again); nothing
-            was written.
-        """
-        state = self.state
-        now = state.store.now()
-        lifetime = client.access_token_lifetime or state.settings.access_token_lifetime
-        grant = TokenGrant(
-            client_id=client.client_id,
-            subject=subject,
-            scopes=scopes,
-            claims=claims,
-            grant_type=grant_type,
-            issued_at=now,
-            expires_at=now + lifetime,
-            issuer=state.issuer(),
-            audience=state.audience_for(client),
-            auth_time=auth_time,
+    def validate_token_request(self) -> None:
+        """Authenticate the client, then run every check of the login."""
+        client = self.authenticate_token_endpoint_client()
+        self.request.client = client
+        self.login = login.check(
+            self.server.state, client, self.request.form, flask.request
         )
-        issued = state.token_format_for(client)(grant)
-        access = {
-            "token_digest": issued.digest,
-            "client_id": client.client_id,
-            "subject": subject,
-            "grant_type": grant_type,
-            "scope": " ".join(scopes),
-            "claims": claims,
-            "issued_at": now,
-            "expires_at": now + lifetime,
-            "kid": issued.kid,
-            "family_id": refresh.family_id if refresh else None,
-        }
-        body: dict[str, t.Any] = {
-            "access_token": issued.value,
-            "token_type": "Bearer",
-            "expires_in": lifetime,
-        }
-        if scopes:
-            body["scope"] = " ".join(scopes)
-        refresh_row = None
-        if refresh is not None:
-            sliding = (
-                client.refresh_token_sliding_lifetime
-                or state.settings.refresh_token_sliding_lifetime
-            )
-            refresh_value = hashing.generate_token()
-            refresh_row = {
-                "token_digest": hashing.digest(refresh_value),
-                "family_id": refresh.family_id,
-                "client_id": client.client_id,
-                "subject": subject,
-                "scope": refresh.scope,
-                "claims": claims,
-                "auth_time": auth_time,
-                "issued_at": now,
-                "expires_at": min(now + sliding, refresh.family_expires_at),
-                "family_expires_at": refresh.family_expires_at,
-            }
-            body["refresh_token"] = refresh_value
-        saved = state.store.save_grant(
-            access=access,
-            refresh=refresh_row,
-            claim_refresh_id=refresh.rotate_id if refresh else None,
-            repeat_since=refresh.repeat_since if refresh else None,
-            also=also,
-        )
-        if not saved:
-            raise RefreshTokenReused()
-        return body
+
+    @hooked  # type: ignore[untyped-decorator]
+    def create_token_response(self) -> TokenResponse:
+        """Issue the tokens of the checked login."""
+        body = login.issue(self.server.state, self.login)
+        headers = [*self.TOKEN_RESPONSE_HEADER, *sunset_headers(self.login.client)]
+        return 200, body, headers
 
 
-@dataclasses.dataclass(frozen=True)
-class RefreshPlan:
-    """The refresh token family a grant issues into.
+class RefreshGrant(RefreshTokenGrant):
+    """``grant_type=refresh_token``: :mod:`flask_ropc.refresh` behind Authlib."""
 
-    Internal: built by the grants.
+    TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_ENDPOINT_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+    server: ROPCAuthorizationServer
+    #: The checked request, set by :meth:`validate_token_request`.
+    exchange: refresh.RefreshExchange
+
+    def validate_token_request(self) -> None:
+        """Authenticate the client, then check the presented refresh token."""
+        client = self.authenticate_token_endpoint_client()
+        self.request.client = client
+        self.exchange = refresh.check(self.server.state, client, self.request.form)
+
+    @hooked  # type: ignore[untyped-decorator]
+    def create_token_response(self) -> TokenResponse:
+        """Rotate: a new access and refresh token."""
+        body = refresh.issue(self.server.state, self.exchange, flask.request)
+        headers = [*self.TOKEN_RESPONSE_HEADER, *sunset_headers(self.exchange.client)]
+        return 200, body, headers
+
+
+class TokenIntrospection(IntrospectionEndpoint):
+    """``POST {prefix}/introspect``: what a token is, for authenticated clients.
+
+    Only confidential clients may introspect (RFC 7662 §2.1 asks for
+    authorization); a client sees its own tokens unless it is marked as a
+    resource server (``flask ropc update-client ID --resource-server``).
     """
 
-    family_id: str
-    #: The family's original scope, kept by every rotation (RFC 6749 §6).
-    scope: str
-    family_expires_at: int
-    #: The id of the refresh token being exchanged, if this is a rotation.
-    rotate_id: int | None = None
-    #: Set when that token was already exchanged: it may be exchanged again
-    #: if that was at or after this time (``ROPC_REFRESH_TOKEN_REUSE_INTERVAL``).
-    repeat_since: int | None = None
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    server: ROPCAuthorizationServer
+
+    def check_params(self, request: t.Any, client: Client) -> None:
+        """Require ``token``; ignore any hint."""
+        token_endpoints.token_param(request.form)
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> t.Any:
+        """The live access or refresh token for ``token_string``, or ``None``."""
+        return token_endpoints.find_live_token(self.server.state, token_string)
+
+    def check_permission(self, token: t.Any, client: Client, request: t.Any) -> bool:
+        """A client may introspect its own tokens; a resource server any."""
+        return token_endpoints.may_introspect(token, client)
+
+    def create_introspection_payload(self, token: t.Any | None) -> dict[str, t.Any]:
+        """RFC 7662 §2.2; ``{"active": false}`` for anything not live."""
+        return token_endpoints.introspection_payload(self.server.state, token)
 
 
-class RefreshTokenReused(Exception):
-    """The refresh token was exchanged by another request first."""
+class TokenRevocation(RevocationEndpoint):
+    """``POST {prefix}/revoke``: a client revokes one of its own tokens.
 
+    Public clients may revoke too (RFC 7009 §2.1 covers them). The answer is
+    always 200 ``{}`` once the client has authenticated: for unknown tokens
+    (§2.2) and for other clients' tokens (which are left alone). ``{}``
+    rather than an empty body, because some client libraries (Node's
+    ``simple-oauth2``) fail on a body that is not JSON.
+    """
 
-def _presented_client_id(request: t.Any) -> str | None:
-    """The client id a failed request claimed, if it looks like one."""
-    try:
-        basic = client_auth.parse_basic_authorization(
-            request.headers.get("Authorization")
-        )
-    except InvalidClientAuthError:
-        basic = None
-    claimed = basic[0] if basic else request.form.get("client_id")
-    if claimed and len(claimed) <= 64 and claimed.isascii() and claimed.isprintable():
-        return str(claimed)
-    return None
+    CLIENT_AUTH_METHODS = TOKEN_ENDPOINT_AUTH_METHODS
+    server: ROPCAuthorizationServer
 
+    def authenticate_token(self, request: t.Any, client: Client) -> t.Any:
+        """Find the token; ``None`` (nothing to do) if it is another client's."""
+        value = token_endpoints.token_param(request.form)
+        return token_endpoints.find_revocable(self.server.state, client, value)
 
-def build_server(state: _State) -> ROPCAuthorizationServer:
-    """Create the authorization server for one app, with our grants."""
-    from .endpoints import TokenIntrospection
-    from .endpoints import TokenRevocation
-    from .grants import PasswordGrant
-    from .grants import RefreshGrant
-
-    server = ROPCAuthorizationServer(state)
-    server.register_grant(PasswordGrant)
-    server.register_grant(RefreshGrant)
-    server.register_endpoint(TokenIntrospection)
-    server.register_endpoint(TokenRevocation)
-    return server
+    def revoke_token(self, token: t.Any, request: t.Any) -> None:
+        """Revoke an access token, or a refresh token with its whole family."""
+        token_endpoints.revoke(self.server.state, token)

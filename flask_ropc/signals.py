@@ -6,6 +6,8 @@ Every payload carries ``request_id`` (the request's ``X-Request-ID`` header
 if it is sane, else a fresh UUID) and ``client_ip``. No payload ever holds a
 password, a client secret or a token.
 
+A leaf: imports only ``hashing`` and ``normalise``.
+
 ========================================  ==========================================
 signal                                    payload (besides request_id, client_ip)
 ========================================  ==========================================
@@ -31,6 +33,9 @@ import uuid
 
 import flask
 from blinker import Namespace
+
+from . import hashing
+from .normalise import normalise_username
 
 _signals = Namespace()
 
@@ -67,33 +72,28 @@ def request_id() -> str:
     return value
 
 
-def username_for_event(username: str) -> str:
+def username_for_event(username: str, mode: str) -> str:
     """The username as audit events carry it (``ROPC_EVENT_USERNAME``).
 
-    ``hash``: the SHA-256 of the normalised name, enough to correlate
-    attempts without spreading usernames into log stores; ``plain``: the
-    normalised name.
+    ``mode`` ``hash``: the SHA-256 of the normalised name, enough to
+    correlate attempts without spreading usernames into log stores;
+    ``plain``: the normalised name.
     """
-    import hashlib
-
-    from .extension import get_state
-    from .throttle import normalise_username
-
     normalised = normalise_username(username)
-    if get_state().settings.event_username == "plain":
+    if mode == "plain":
         return normalised
-    return hashlib.sha256(normalised.encode("utf-8", "surrogatepass")).hexdigest()
+    return hashing.digest(normalised)
 
 
-def client_ip() -> str | None:
-    """The client's IP address as Flask sees it (``ProxyFix`` applied)."""
-    ip: str | None = flask.g.get("ropc_client_ip") or flask.request.remote_addr
-    return ip
+def send(signal: t.Any, client_ip: str | None = None, **payload: t.Any) -> None:
+    """Send ``signal`` from the current app with the common fields added.
 
-
-def send(signal: t.Any, **payload: t.Any) -> None:
-    """Send ``signal`` from the current app with the common fields added."""
+    ``client_ip`` is the end user's address when the caller knows better
+    than Flask (a trusted backend named it); else the request's remote
+    address (``ProxyFix`` applied).
+    """
     if not signal.receivers:
         return
     app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
-    signal.send(app, request_id=request_id(), client_ip=client_ip(), **payload)
+    ip = client_ip or flask.request.remote_addr
+    signal.send(app, request_id=request_id(), client_ip=ip, **payload)

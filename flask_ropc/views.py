@@ -5,36 +5,37 @@ and ``client_id`` from the query string and lets them win over the body,
 takes the first of repeated parameters, accepts any content type, and turns
 plain ``http://`` to a remote host into a 500. :func:`check_form_request`
 rejects all of that with RFC 6749 §5.2 errors before Authlib sees the request.
+
+The views are closures over one app's state and server, made by
+:func:`create_blueprint` in ``init_app``. Imports ``server``, ``guards``,
+``state`` and leaves.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import traceback
 import typing as t
 from importlib import resources
 
 import flask
-import sqlalchemy.exc
-from authlib.common.security import is_secure_transport
-from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import InvalidRequestError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Rule
 
 from .client_auth import parse_basic_authorization
-from .errors import InvalidClientAuthError
+from .config import Settings
+from .errors import InvalidRequestError
 from .errors import MethodNotAllowedError
+from .errors import OAuth2Error
 from .errors import ServerError
 from .errors import TemporarilyUnavailableError
 from .errors import UnsupportedGrantTypeError
+from .guards import UNAVAILABLE_ERRORS
+from .guards import log_exception
 from .keys import SUPPORTED_ALGORITHMS
+from .server import ROPCAuthorizationServer
+from .server import request_is_secure
 
-if t.TYPE_CHECKING:  # pragma: no cover
-    from .extension import _State
-
-log = logging.getLogger("flask_ropc")
+View = t.Callable[[], flask.Response]
 
 #: Parameters that must only ever travel in the request body. In a query
 #: string they end up in access logs and proxies (CWE-598).
@@ -51,16 +52,6 @@ BODY_ONLY_PARAMETERS = frozenset(
         "token_type_hint",
     }
 )
-
-#: Database errors that mean "the database is unreachable right now" rather
-#: than "our code is wrong": they become 503, everything else 500.
-UNAVAILABLE_ERRORS = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-    sqlalchemy.exc.DisconnectionError,
-)
-
 
 GET_METHODS = ("GET", "HEAD")
 
@@ -85,163 +76,155 @@ def _any_method(
     bp.record(register)
 
 
-def create_blueprint(url_prefix: str) -> flask.Blueprint:
-    """The ``ropc`` blueprint, mounted at ``url_prefix``."""
-    bp = flask.Blueprint("ropc", __name__, url_prefix=url_prefix or None)
-    _any_method(bp, "/token", "token", token_endpoint)
-    _any_method(bp, "/introspect", "introspect", introspection_endpoint)
-    _any_method(bp, "/revoke", "revoke", revocation_endpoint)
-    _any_method(bp, "/jwks", "jwks", jwks_endpoint)
-    _any_method(bp, "/openapi.json", "openapi", openapi_endpoint)
+def create_blueprint(server: ROPCAuthorizationServer) -> flask.Blueprint:
+    """The ``ropc`` blueprint of one app, mounted at ``ROPC_URL_PREFIX``."""
+    endpoints = _Endpoints(server)
+    prefix = server.state.settings.url_prefix
+    bp = flask.Blueprint("ropc", __name__, url_prefix=prefix or None)
+    _any_method(bp, "/token", "token", endpoints.token)
+    _any_method(bp, "/introspect", "introspect", endpoints.introspect)
+    _any_method(bp, "/revoke", "revoke", endpoints.revoke)
+    _any_method(bp, "/jwks", "jwks", endpoints.jwks)
+    _any_method(bp, "/openapi.json", "openapi", endpoints.openapi)
     return bp
 
 
-def create_discovery_blueprint() -> flask.Blueprint:
+def create_discovery_blueprint(server: ROPCAuthorizationServer) -> flask.Blueprint:
     """The RFC 8414 metadata at the host root, where clients look for it."""
+    endpoints = _Endpoints(server)
     bp = flask.Blueprint("ropc_discovery", __name__)
     for path in ("oauth-authorization-server", "openid-configuration"):
-        _any_method(bp, f"/.well-known/{path}", path, discovery_endpoint)
+        _any_method(bp, f"/.well-known/{path}", path, endpoints.discovery)
     return bp
 
 
-def _error_response(error: OAuth2Error) -> flask.Response:
-    """``error`` as Authlib renders OAuth errors: JSON, no-store headers."""
-    from .extension import get_state
+class _Endpoints:
+    """The view functions of one app, bound to its server and state."""
 
-    response: flask.Response = get_state().server.handle_error_response(None, error)
-    return response
+    def __init__(self, server: ROPCAuthorizationServer) -> None:
+        self.server = server
+        self.state = server.state
 
+    def _error(self, error: OAuth2Error) -> flask.Response:
+        """``error`` as Authlib renders OAuth errors: JSON, no-store headers."""
+        response: flask.Response = self.server.handle_error_response(None, error)
+        return response
 
-def token_endpoint() -> flask.Response:
-    """``POST {prefix}/token``: RFC 6749 §3.2."""
-    return _guarded("token endpoint", _issue_token)
+    def token(self) -> flask.Response:
+        """``POST {prefix}/token``: RFC 6749 §3.2."""
+        return self._guarded("token endpoint", self._issue_token)
 
+    def introspect(self) -> flask.Response:
+        """``POST {prefix}/introspect``: RFC 7662."""
+        return self._guarded(
+            "introspection endpoint",
+            lambda: self.server.create_endpoint_response("introspection"),
+        )
 
-def introspection_endpoint() -> flask.Response:
-    """``POST {prefix}/introspect``: RFC 7662."""
-    return _guarded(
-        "introspection endpoint",
-        lambda state: state.server.create_endpoint_response("introspection"),
-    )
+    def revoke(self) -> flask.Response:
+        """``POST {prefix}/revoke``: RFC 7009."""
+        return self._guarded(
+            "revocation endpoint",
+            lambda: self.server.create_endpoint_response("revocation"),
+        )
 
+    def _issue_token(self) -> flask.Response:
+        grant_type = flask.request.form.get("grant_type")
+        if not grant_type:
+            raise InvalidRequestError("Missing 'grant_type' in request.")
+        if grant_type not in self.server.grant_types():
+            # Authlib's own error echoes the grant type, which may hold
+            # characters an error_description must not; and it sends no
+            # description at all.
+            raise UnsupportedGrantTypeError()
+        response: flask.Response = self.server.create_token_response()
+        return response
 
-def revocation_endpoint() -> flask.Response:
-    """``POST {prefix}/revoke``: RFC 7009."""
-    return _guarded(
-        "revocation endpoint",
-        lambda state: state.server.create_endpoint_response("revocation"),
-    )
+    def _guarded(self, name: str, handle: View) -> flask.Response:
+        """Check the request, run ``handle``, and turn every failure into JSON."""
+        try:
+            check_form_request(
+                flask.request, self.state.settings, allowed_methods=("POST",)
+            )
+            return handle()
+        except OAuth2Error as error:
+            return self._error(error)
+        except UNAVAILABLE_ERRORS:
+            log_exception(f"database unavailable at the {name}")
+            return self._error(TemporarilyUnavailableError())
+        except Exception:
+            log_exception(f"unexpected error at the {name}")
+            return self._error(ServerError())
 
+    def jwks(self) -> flask.Response:
+        """``GET {prefix}/jwks``: the public halves of our published keys."""
+        if flask.request.method not in GET_METHODS:
+            return self._error(MethodNotAllowedError(GET_METHODS))
+        try:
+            published = self.state.keyring.published_keys()
+        except UNAVAILABLE_ERRORS:
+            log_exception("database unavailable at the JWKS endpoint")
+            return self._error(TemporarilyUnavailableError())
+        response = flask.jsonify({"keys": [key.public_jwk() for key in published]})
+        response.cache_control.public = True
+        response.cache_control.max_age = self.state.settings.jwks_max_age
+        return response
 
-def _issue_token(state: _State) -> flask.Response:
-    grant_type = flask.request.form.get("grant_type")
-    if not grant_type:
-        raise InvalidRequestError("Missing 'grant_type' in request.")
-    if grant_type not in state.server.grant_types():
-        # Authlib's own error echoes the grant type, which may hold
-        # characters an error_description must not; and it sends no
-        # description at all.
-        raise UnsupportedGrantTypeError()
-    response: flask.Response = state.server.create_token_response()
-    return response
+    def openapi(self) -> flask.Response:
+        """``GET {prefix}/openapi.json``: our OpenAPI 3.1 description, if on.
 
+        The shipped document describes the endpoints under the default
+        prefix; the served copy points its server URL at this app's issuer
+        and prefix.
+        """
+        settings = self.state.settings
+        if not settings.openapi_enabled:
+            flask.abort(404)
+        if flask.request.method not in GET_METHODS:
+            return self._error(MethodNotAllowedError(GET_METHODS))
+        document = json.loads(
+            resources.files("flask_ropc").joinpath("openapi.json").read_text("utf-8")
+        )
+        document["servers"] = [{"url": self.state.issuer() + settings.url_prefix}]
+        return flask.jsonify(document)
 
-def _guarded(name: str, handle: t.Callable[[_State], flask.Response]) -> flask.Response:
-    """Check the request, run ``handle``, and turn every failure into JSON."""
-    from .extension import get_state
-
-    state = get_state()
-    try:
-        check_form_request(flask.request, state, allowed_methods=("POST",))
-        return handle(state)
-    except OAuth2Error as error:
-        return _error_response(error)
-    except UNAVAILABLE_ERRORS:
-        log_exception(f"database unavailable at the {name}")
-        return _error_response(TemporarilyUnavailableError())
-    except Exception:
-        log_exception(f"unexpected error at the {name}")
-        return _error_response(ServerError())
-
-
-def jwks_endpoint() -> flask.Response:
-    """``GET {prefix}/jwks``: the public halves of our published keys."""
-    from .extension import get_state
-
-    if flask.request.method not in GET_METHODS:
-        return _error_response(MethodNotAllowedError(GET_METHODS))
-    state = get_state()
-    try:
-        keys = [key.public_jwk() for key in state.keyring.published_keys()]
-    except UNAVAILABLE_ERRORS:
-        log_exception("database unavailable at the JWKS endpoint")
-        return _error_response(TemporarilyUnavailableError())
-    response = flask.jsonify({"keys": keys})
-    response.cache_control.public = True
-    response.cache_control.max_age = state.settings.jwks_max_age
-    return response
-
-
-def openapi_endpoint() -> flask.Response:
-    """``GET {prefix}/openapi.json``: our OpenAPI 3.1 description, if enabled.
-
-    The shipped document describes the endpoints under the default prefix;
-    the served copy points its server URL at this app's issuer and prefix.
-    """
-    from .extension import get_state
-
-    state = get_state()
-    if not state.settings.openapi_enabled:
-        flask.abort(404)
-    if flask.request.method not in GET_METHODS:
-        return _error_response(MethodNotAllowedError(GET_METHODS))
-    document = json.loads(
-        resources.files("flask_ropc").joinpath("openapi.json").read_text("utf-8")
-    )
-    document["servers"] = [{"url": state.issuer() + state.settings.url_prefix}]
-    return flask.jsonify(document)
-
-
-def discovery_endpoint() -> flask.Response:
-    """RFC 8414 authorization server metadata (also served as OpenID's)."""
-    from .extension import get_state
-
-    if flask.request.method not in GET_METHODS:
-        return _error_response(MethodNotAllowedError(GET_METHODS))
-    state = get_state()
-    try:
-        scopes = state.store.all_scopes()
-    except UNAVAILABLE_ERRORS:
-        log_exception("database unavailable at the discovery endpoint")
-        return _error_response(TemporarilyUnavailableError())
-    issuer = state.issuer()
-    base = issuer + state.settings.url_prefix
-    client_auth = ["client_secret_basic", "client_secret_post"]
-    metadata = {
-        "issuer": issuer,
-        "token_endpoint": f"{base}/token",
-        "jwks_uri": f"{base}/jwks",
-        "introspection_endpoint": f"{base}/introspect",
-        "revocation_endpoint": f"{base}/revoke",
-        "grant_types_supported": state.server.grant_types(),
-        # No authorization endpoint: the password grant needs none.
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": [*client_auth, "none"],
-        "introspection_endpoint_auth_methods_supported": client_auth,
-        "revocation_endpoint_auth_methods_supported": [*client_auth, "none"],
-        "scopes_supported": scopes,
-        "token_endpoint_auth_signing_alg_values_supported": [],
-        "id_token_signing_alg_values_supported": [],
-        "access_token_signing_alg_values_supported": list(SUPPORTED_ALGORITHMS),
-    }
-    response = flask.jsonify(metadata)
-    response.cache_control.public = True
-    response.cache_control.max_age = state.settings.jwks_max_age
-    return response
+    def discovery(self) -> flask.Response:
+        """RFC 8414 authorization server metadata (also served as OpenID's)."""
+        if flask.request.method not in GET_METHODS:
+            return self._error(MethodNotAllowedError(GET_METHODS))
+        try:
+            scopes = self.state.store.clients.all_scopes()
+        except UNAVAILABLE_ERRORS:
+            log_exception("database unavailable at the discovery endpoint")
+            return self._error(TemporarilyUnavailableError())
+        issuer = self.state.issuer()
+        base = issuer + self.state.settings.url_prefix
+        client_auth = ["client_secret_basic", "client_secret_post"]
+        metadata = {
+            "issuer": issuer,
+            "token_endpoint": f"{base}/token",
+            "jwks_uri": f"{base}/jwks",
+            "introspection_endpoint": f"{base}/introspect",
+            "revocation_endpoint": f"{base}/revoke",
+            "grant_types_supported": self.server.grant_types(),
+            # No authorization endpoint: the password grant needs none.
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": [*client_auth, "none"],
+            "introspection_endpoint_auth_methods_supported": client_auth,
+            "revocation_endpoint_auth_methods_supported": [*client_auth, "none"],
+            "scopes_supported": scopes,
+            "token_endpoint_auth_signing_alg_values_supported": [],
+            "id_token_signing_alg_values_supported": [],
+            "access_token_signing_alg_values_supported": list(SUPPORTED_ALGORITHMS),
+        }
+        response = flask.jsonify(metadata)
+        response.cache_control.public = True
+        response.cache_control.max_age = self.state.settings.jwks_max_age
+        return response
 
 
 def check_form_request(
-    request: flask.Request, state: _State, allowed_methods: t.Sequence[str]
+    request: flask.Request, settings: Settings, allowed_methods: t.Sequence[str]
 ) -> None:
     """Reject what RFC 6749 forbids and Authlib lets through.
 
@@ -251,7 +234,7 @@ def check_form_request(
     """
     if request.method not in allowed_methods:
         raise MethodNotAllowedError(allowed_methods)
-    if not is_secure_transport(request.url):
+    if not request_is_secure(request.url):
         raise InvalidRequestError(
             "HTTPS is required. Behind a TLS-terminating proxy, wrap the app "
             "in werkzeug.middleware.proxy_fix.ProxyFix."
@@ -265,7 +248,7 @@ def check_form_request(
             "OAuth parameters must be sent in the request body, "
             "not in the query string."
         )
-    form = _read_form(request, state.settings.max_body_size)
+    form = _read_form(request, settings.max_body_size)
     for name in form:
         if len(form.getlist(name)) > 1:
             raise InvalidRequestError(
@@ -312,39 +295,3 @@ def _printable(name: str) -> str:
         if '"' not in name and "\\" not in name:
             return name
     return "?"
-
-
-def log_exception(message: str) -> None:
-    """Log the exception being handled without any secret it may contain.
-
-    Exception texts can quote user input (a validator raising
-    ``ValueError(password)``, a driver error echoing parameters), so every
-    credential from the current request is replaced before logging.
-    """
-    text = "".join(traceback.format_exc())
-    for secret in request_secrets(flask.request):
-        text = text.replace(secret, "[redacted]")
-    log.error("%s\n%s", message, text)
-
-
-def request_secrets(request: flask.Request) -> list[str]:
-    """Every credential the current request carries, longest first."""
-    found: list[str] = []
-    try:
-        form = request.form
-    except Exception:  # a body we could not parse holds nothing we read
-        form = None
-    if form is not None:
-        for name in ("password", "client_secret", "refresh_token", "token"):
-            found.extend(value for value in form.getlist(name) if value)
-    header = request.headers.get("Authorization", "")
-    if header:
-        found.append(header.partition(" ")[2])
-        try:
-            basic = parse_basic_authorization(header)
-        except InvalidClientAuthError:
-            basic = None
-        if basic is not None and basic[1]:
-            found.append(basic[1])
-    # Longest first, so a secret that contains another is replaced whole.
-    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)

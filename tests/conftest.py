@@ -26,7 +26,6 @@ from werkzeug.serving import make_server
 from flask_ropc import ROPC
 from flask_ropc import GrantResult
 from flask_ropc import current_token
-from flask_ropc.extension import get_state
 
 PG_URL = os.environ.get("ROPC_TEST_DATABASE_URL")
 
@@ -95,11 +94,39 @@ class Validator:
         )
 
 
+class Clock:
+    """A clock the tests move: real time plus an offset, or frozen.
+
+    Passed to ``ROPC(clock=...)``, so every timestamp the extension takes
+    (token lifetimes, counters, keys) follows it.
+    """
+
+    def __init__(self, start: float | None = None) -> None:
+        self.frozen = start
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        base = time.time() if self.frozen is None else self.frozen
+        return base + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward."""
+        self.offset += seconds
+
+    def freeze(self, at: float | None = None) -> None:
+        """Stop the clock at ``at`` (default: now); :meth:`advance` still moves it."""
+        self.frozen = self() if at is None else at
+        self.offset = 0.0
+
+
 def build_app(database_uri: str, instance_path: str, **config: t.Any) -> flask.Flask:
     """A small app protected by Flask-ROPC, with tables created."""
     app = flask.Flask("ropc_test_app", instance_path=instance_path)
     app.config.update(TESTING=True, ROPC_DATABASE_URI=database_uri, **config)
-    ropc = ROPC(app)
+    clock = Clock()
+    ropc = ROPC(app, clock=clock)
+    app.extensions["test_ropc"] = ropc
+    app.extensions["test_clock"] = clock
     validator = Validator()
     ropc.password_validator(validator)
     app.extensions["test_validator"] = validator
@@ -125,17 +152,26 @@ def build_app(database_uri: str, instance_path: str, **config: t.Any) -> flask.F
         return {"sub": current_token.subject}
 
     with app.app_context():
-        get_state().store.create_all()
+        ropc.create_all()
     return app
+
+
+def ropc_of(app: flask.Flask) -> ROPC:
+    """The :class:`ROPC` instance :func:`build_app` made for ``app``."""
+    return t.cast(ROPC, app.extensions["test_ropc"])
+
+
+def clock_of(app: flask.Flask) -> Clock:
+    """The :class:`Clock` :func:`build_app` gave ``app``'s extension."""
+    return t.cast(Clock, app.extensions["test_clock"])
 
 
 def dispose_app(app: flask.Flask) -> None:
     """Drop an app's tables and close its engine (the end of every test app)."""
-    state = get_state(app)
+    ropc = ropc_of(app)
     with app.app_context():
-        state.store.tables.clients.metadata.drop_all(state.store.engine)
-    if state.owned_engine is not None:
-        state.owned_engine.dispose()
+        ropc.drop_all()
+        ropc.dispose()
 
 
 @pytest.fixture
@@ -186,6 +222,18 @@ def runner(app: flask.Flask) -> t.Any:
 
 
 @pytest.fixture
+def ropc(app: flask.Flask) -> ROPC:
+    """The test app's extension object, for its public admin API."""
+    return ropc_of(app)
+
+
+@pytest.fixture
+def clock(app: flask.Flask) -> Clock:
+    """The test app's clock: ``clock.advance(61)`` moves every timestamp."""
+    return clock_of(app)
+
+
+@pytest.fixture
 def validator(app: flask.Flask) -> Validator:
     """The test app's validator, to count calls."""
     return t.cast(Validator, app.extensions["test_validator"])
@@ -205,7 +253,7 @@ def make_client(app: flask.Flask) -> t.Callable[..., OAuthClient]:
     def make(name: str = "Test client", **options: t.Any) -> OAuthClient:
         options.setdefault("scopes", ["api", "profile"])
         with app.app_context():
-            client, secret = get_state().store.create_client(name, **options)
+            client, secret = ropc_of(app).clients.create(name, **options)
         return OAuthClient(client.client_id, secret)
 
     return make
@@ -261,14 +309,13 @@ def token_client(make_client: t.Any, token_format: str, **options: t.Any) -> t.A
 
 @contextlib.contextmanager
 def clock_shifted(app: flask.Flask, seconds: int) -> Iterator[None]:
-    """Run the block with the store's clock ``seconds`` in the future."""
-    store = get_state(app).store
-    real_clock = store._clock
-    store._clock = lambda: real_clock() + seconds
+    """Run the block with the app's clock ``seconds`` in the future."""
+    clock = clock_of(app)
+    clock.advance(seconds)
     try:
         yield
     finally:
-        store._clock = real_clock
+        clock.advance(-seconds)
 
 
 def assert_oauth_error(response: t.Any, status: int, error: str) -> None:
@@ -291,26 +338,31 @@ def delete_redis_keys(url: str, prefix: str) -> None:
         connection.close()
 
 
+def table_rows(app: flask.Flask, name: str) -> list[t.Any]:
+    """Every row of our table ``name`` as stored, in primary-key order.
+
+    Tests that check what is stored (digests, never plaintext) read the
+    database themselves, through the engine the extension publishes.
+    """
+    with app.app_context():
+        engine = ropc_of(app).engine
+        table = sa.Table(name, sa.MetaData(), autoload_with=engine)
+        with engine.connect() as conn:
+            order = list(table.primary_key.columns)
+            return list(conn.execute(sa.select(table).order_by(*order)).all())
+
+
 def count_rows(app: flask.Flask) -> dict[str, int]:
     """Row counts of our tables, to prove a request wrote nothing."""
-    state = get_state(app)
-    tables = state.store.tables
-    with app.app_context(), state.store.engine.connect() as conn:
-        return {
-            table.name: conn.execute(
-                sa.select(sa.func.count()).select_from(table)
-            ).scalar_one()
-            for table in (tables.clients, tables.access_tokens)
-        }
+    return {
+        name: len(table_rows(app, name))
+        for name in ("ropc_clients", "ropc_access_tokens")
+    }
 
 
 def client_snapshot(app: flask.Flask) -> list[tuple[t.Any, ...]]:
     """Every client row as stored, to prove a request changed nothing."""
-    state = get_state(app)
-    clients = state.store.tables.clients
-    with app.app_context(), state.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(clients).order_by(clients.c.id)).all()
-    return [tuple(row) for row in rows]
+    return [tuple(row) for row in table_rows(app, "ropc_clients")]
 
 
 class LiveServer(t.NamedTuple):

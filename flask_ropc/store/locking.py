@@ -43,3 +43,11 @@ def locking_select(
     """``SELECT column ... WHERE where ORDER BY column FOR UPDATE``."""
     order = column.collate(collation) if collation else column
     return sa.select(column).where(*where).order_by(order).with_for_update()
+
+
+def in_id_order(
+    conn: sa.Connection, table: sa.Table, where: tuple[t.Any, ...]
+) -> tuple[t.Any, ...]:
+    """``where`` for an UPDATE or DELETE of token rows that first locks them in
+    id order, the order every writer of several token rows uses."""
+    return in_lock_order(conn.dialect.name, table.c.id, where)

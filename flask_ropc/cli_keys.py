@@ -1,0 +1,93 @@
+"""``flask ropc keys ...``: manage the keys that sign JWT access tokens.
+
+A thin layer over :class:`~flask_ropc.admin.KeyAdmin`. Imports ``admin``,
+``cli_output`` and leaves.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .admin import KeyAdmin
+from .cli_output import ROPCGroup
+from .cli_output import json_option
+from .cli_output import print_json
+from .cli_output import when
+from .keys import SUPPORTED_ALGORITHMS
+
+keys_cli = ROPCGroup("keys", help="Manage the keys that sign JWT access tokens.")
+_keys = KeyAdmin()
+
+_alg_option = click.option(
+    "--alg",
+    type=click.Choice(SUPPORTED_ALGORITHMS),
+    default=None,
+    help="Algorithm of a new key (default: ROPC_SIGNING_ALG, ES256).",
+)
+
+
+@keys_cli.command("generate")
+@_alg_option
+def keys_generate(alg: str | None) -> None:
+    """Add a signing key: the signer if there is none, else published ahead
+    of the next 'keys rotate'."""
+    key = _keys.generate(alg)
+    click.echo(f"Generated {key.alg} key {key.kid} ({key.status}).")
+
+
+@keys_cli.command("list")
+@json_option
+def keys_list(as_json: bool) -> None:
+    """List signing keys with their state (never the private key)."""
+    keys = _keys.list()
+    if as_json:
+        rows = [key.to_dict() for key in keys]
+        for row in rows:
+            if row["status"] == "configured":
+                del row["created_at"], row["publish_until"]
+        print_json({"keys": rows})
+        return
+    if not keys:
+        click.echo(
+            "No signing keys yet: one is generated on first use, or run "
+            "'flask ropc keys generate'."
+        )
+        return
+    for key in keys:
+        until = key.publish_until
+        extra = f", published until {when(until)}" if until else ""
+        click.echo(f"{key.kid}  {key.alg:<6} {key.status}{extra}")
+
+
+@keys_cli.command("rotate")
+@_alg_option
+def keys_rotate(alg: str | None) -> None:
+    """Make a new key the signer; the old one stays published until the
+    tokens it signed have expired."""
+    key = _keys.rotate(alg)
+    click.echo(f"Key {key.kid} ({key.alg}) now signs new tokens.")
+
+
+# A kid is an RFC 7638 thumbprint, base64url: one in 64 starts with "-",
+# which click would take for an option.
+@keys_cli.command("retire", context_settings={"ignore_unknown_options": True})
+@click.argument("kid")
+def keys_retire(kid: str) -> None:
+    """Stop publishing and accepting the key KID; tokens it signed stop working."""
+    _keys.retire(kid)
+    click.echo(f"Retired key {kid}.")
+
+
+@keys_cli.command("encrypt")
+def keys_encrypt() -> None:
+    """Encrypt the stored signing keys with the first ROPC_KEY_ENCRYPTION_KEYS
+    secret (again after adding a new secret in front)."""
+    try:
+        count = _keys.encrypt()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    noun = "key" if count == 1 else "keys"
+    click.echo(
+        f"Encrypted {count} signing {noun} with the first "
+        "ROPC_KEY_ENCRYPTION_KEYS secret."
+    )

@@ -1,0 +1,128 @@
+"""Flask-ROPC's per-app state, and the app's callbacks.
+
+:class:`State` is what ``init_app`` keeps at ``app.extensions["ropc"]``;
+:func:`get_state` finds it for the current app. :class:`Callbacks` holds what
+the app registered with the ``ROPC`` decorators (they may run before
+``init_app``, so the extension owns the object and every app's state shares
+it). Imports the services below it (``keyring``, ``throttle``), ``store``,
+``config`` and leaves; never ``extension``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+from collections.abc import Callable
+from collections.abc import Mapping
+
+import flask
+
+from .config import Settings
+from .errors import ConfigurationError
+from .keyring import KeyRing
+from .store import Store
+from .throttle import Throttle
+from .validation import GrantResult
+from .validation import PasswordRequest
+from .validation import RefreshRequest
+from .validation import normalise_result
+
+#: Where the state lives in ``app.extensions``.
+EXTENSION_KEY = "ropc"
+
+
+@dataclasses.dataclass
+class Callbacks:
+    """The functions an app registered through the ``ROPC`` decorators."""
+
+    #: ``@ropc.password_validator``.
+    validator: Callable[[PasswordRequest], t.Any] | None = None
+    #: ``@ropc.subject_is_active``.
+    subject_is_active: Callable[[RefreshRequest], t.Any] | None = None
+    #: ``@ropc.refresh_claims``.
+    refresh_claims: Callable[[RefreshRequest], t.Any] | None = None
+
+    def run_validator(self, request: PasswordRequest) -> GrantResult:
+        """Call the app's validator and normalise what it returns.
+
+        :raises ConfigurationError: no validator is registered.
+        """
+        if self.validator is None:
+            raise ConfigurationError(
+                "no password validator is registered: decorate a function "
+                "with @ropc.password_validator"
+            )
+        verdict = flask.current_app.ensure_sync(self.validator)(request)
+        return normalise_result(verdict)
+
+    def run_subject_check(self, request: RefreshRequest) -> bool:
+        """Ask the app's ``subject_is_active`` hook, if any (default: yes)."""
+        if self.subject_is_active is None:
+            return True
+        verdict = flask.current_app.ensure_sync(self.subject_is_active)(request)
+        if not isinstance(verdict, bool):
+            raise TypeError(
+                "a subject_is_active hook must return True or False, not "
+                f"{type(verdict).__name__}"
+            )
+        return verdict
+
+    def run_refresh_claims(self, request: RefreshRequest) -> Mapping[str, t.Any]:
+        """The claims for a refreshed token: the hook's answer, else unchanged."""
+        if self.refresh_claims is None:
+            return request.claims
+        claims = flask.current_app.ensure_sync(self.refresh_claims)(request)
+        if claims is None:
+            return request.claims
+        if not isinstance(claims, Mapping):
+            raise TypeError(
+                "a refresh_claims hook must return a mapping or None, not "
+                f"{type(claims).__name__}"
+            )
+        return claims
+
+
+@dataclasses.dataclass
+class State:
+    """Everything Flask-ROPC keeps per app, at ``app.extensions["ropc"]``.
+
+    Internal: its attributes may change between releases.
+    """
+
+    settings: Settings
+    store: Store
+    keyring: KeyRing
+    callbacks: Callbacks
+    #: Brute-force protection, or ``None`` when ROPC_THROTTLE_ENABLED is off.
+    throttle: Throttle | None = None
+
+    def issuer(self) -> str:
+        """``ROPC_ISSUER``, else the current request's base URL.
+
+        IdentityServer does the same; the discovery document, the tokens'
+        ``iss`` and their validation all call this, so they always agree.
+        """
+        if self.settings.issuer is not None:
+            return self.settings.issuer
+        return flask.request.url_root.rstrip("/")
+
+    def audience_for(self, client_audience: str | None) -> str:
+        """The ``aud`` for a client's tokens: its own, else the app's."""
+        if client_audience:
+            return client_audience
+        return self.settings.audience or self.issuer()
+
+
+def get_state(app: flask.Flask | None = None) -> State:
+    """Return Flask-ROPC's state for ``app`` (default: the current app).
+
+    :raises RuntimeError: the extension was not initialised on the app.
+    """
+    app = app or flask.current_app
+    try:
+        return t.cast(State, app.extensions[EXTENSION_KEY])
+    except KeyError:
+        raise RuntimeError(
+            "Flask-ROPC is not initialised on this app: call ROPC(app) or "
+            "ropc.init_app(app) first."
+        ) from None

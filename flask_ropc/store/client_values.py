@@ -1,0 +1,110 @@
+"""Checks of the values a client is created or updated with.
+
+Pure functions, shared by :mod:`.clients`; each raises :class:`ValueError`
+with a message fit for the CLI. Imports only leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .. import hashing
+from ..models import GRANT_TYPES
+from ..models import TOKEN_FORMATS
+from ..scopes import check_scope_tokens
+
+
+def plausible_client_id(client_id: str) -> bool:
+    """Whether some client could have this id: 1 to 64 printable ASCII.
+
+    Anything else (a NUL byte, which PostgreSQL refuses in text, say) is
+    not even looked up.
+    """
+    return 0 < len(client_id) <= 64 and client_id.isascii() and client_id.isprintable()
+
+
+def check_imported_client_id(client_id: str) -> str:
+    """Return a client id kept from another server, if it is usable here.
+
+    :raises ValueError: empty, over 64 characters, not printable ASCII,
+        containing white space or ``:`` (which Basic credentials would
+        split), or starting with ``-`` (which a shell reads as an option).
+    """
+    if not plausible_client_id(client_id) or client_id.startswith("-"):
+        raise ValueError(
+            "an imported client id must be 1 to 64 printable ASCII characters "
+            "not starting with '-'"
+        )
+    if any(char.isspace() or char == ":" for char in client_id):
+        raise ValueError("an imported client id may not contain spaces or ':'")
+    return client_id
+
+
+def check_imported_secret(secret: str) -> str:
+    """Return an imported client secret if it is strong enough to store.
+
+    :raises ValueError: it is shorter than
+        :data:`~flask_ropc.hashing.MIN_IMPORTED_SECRET_LENGTH` characters or has
+        surrounding white space.
+    """
+    if secret != secret.strip():
+        raise ValueError("the imported secret has leading or trailing white space")
+    if len(secret) < hashing.MIN_IMPORTED_SECRET_LENGTH:
+        raise ValueError(
+            f"the imported secret is shorter than {hashing.MIN_IMPORTED_SECRET_LENGTH}"
+            " characters; a fast hash only protects long random secrets, so "
+            "create the client without --secret-stdin and rotate the secret "
+            "on the client side instead"
+        )
+    return secret
+
+
+def check_name(name: str) -> str:
+    """A client's display name, trimmed: 1 to 200 characters."""
+    name = name.strip()
+    if not name:
+        raise ValueError("a client needs a non-empty name")
+    if len(name) > 200:
+        raise ValueError("a client name may be at most 200 characters")
+    return name
+
+
+def scope_text(scopes: Iterable[str]) -> str:
+    """The stored form of a scope list: distinct RFC 6749 §3.3 tokens."""
+    return " ".join(check_scope_tokens(scopes))
+
+
+def grant_text(grant_types: Iterable[str]) -> str:
+    """The stored form of a grant type list, each one we know."""
+    chosen = list(dict.fromkeys(grant_types))
+    unknown = [g for g in chosen if g not in GRANT_TYPES]
+    if unknown:
+        raise ValueError(
+            f"unknown grant type {unknown[0]!r}; choose from {', '.join(GRANT_TYPES)}"
+        )
+    return " ".join(chosen)
+
+
+def check_format(token_format: str | None) -> None:
+    """An access token format we issue, or ``None`` (the app's default)."""
+    if token_format is not None and token_format not in TOKEN_FORMATS:
+        raise ValueError(
+            f"unknown access token format {token_format!r}; choose from "
+            + ", ".join(TOKEN_FORMATS)
+        )
+
+
+def check_audience(audience: str | None) -> str | None:
+    """An audience, trimmed: 1 to 255 printable characters, or ``None``."""
+    if audience is None:
+        return None
+    audience = audience.strip()
+    if not audience or len(audience) > 255 or not audience.isprintable():
+        raise ValueError("an audience must be 1 to 255 printable characters")
+    return audience
+
+
+def check_lifetime(lifetime: int | None) -> None:
+    """A lifetime in seconds: a positive integer, or ``None``."""
+    if lifetime is not None and (isinstance(lifetime, bool) or lifetime <= 0):
+        raise ValueError("the access token lifetime must be a positive number")

@@ -1,0 +1,331 @@
+"""The ``ropc_clients`` rows: registering, reading, changing and deleting clients.
+
+Imports :mod:`.database`, :mod:`.locking`, :mod:`.client_values` and leaves.
+Every method runs in its own short transaction, never in the app's ORM
+session.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing as t
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from .. import hashing
+from ..errors import ClientNotFoundError
+from ..models import AUTH_METHODS
+from ..models import Client
+from ..models import Tables
+from . import client_values as values
+from .database import Database
+from .locking import in_id_order
+
+
+class NewClient(t.TypedDict, total=False):
+    """The settings a client may be created with (all optional).
+
+    See :meth:`flask_ropc.admin.ClientAdmin.create` for their meaning.
+    """
+
+    scopes: Iterable[str]
+    grant_types: Iterable[str]
+    auth_method: str
+    access_token_lifetime: int | None
+    refresh_token_sliding_lifetime: int | None
+    refresh_token_absolute_lifetime: int | None
+    access_token_format: str | None
+    audience: str | None
+    is_resource_server: bool
+    trusted_backend: bool
+    secret: str | None
+    client_id: str | None
+
+
+class ClientChanges(t.TypedDict, total=False):
+    """The settings :meth:`ClientStore.update` may change (all optional).
+
+    See :meth:`flask_ropc.admin.ClientAdmin.update` for their meaning.
+    """
+
+    name: str | None
+    scopes: Iterable[str] | None
+    grant_types: Iterable[str] | None
+    access_token_lifetime: int | None
+    reset_access_token_lifetime: bool
+    refresh_token_sliding_lifetime: int | None
+    refresh_token_absolute_lifetime: int | None
+    reset_refresh_token_lifetimes: bool
+    access_token_format: str | None
+    reset_access_token_format: bool
+    audience: str | None
+    reset_audience: bool
+    is_resource_server: bool | None
+    trusted_backend: bool | None
+    sunset_at: int | None
+    clear_sunset: bool
+    enabled: bool | None
+
+
+class ClientStore:
+    """Client persistence on one database.
+
+    :param database: the engine and clock.
+    :param tables: our tables.
+    """
+
+    def __init__(self, database: Database, tables: Tables) -> None:
+        self._db = database
+        self._tables = tables
+
+    def create(
+        self,
+        name: str,
+        *,
+        scopes: Iterable[str] = (),
+        grant_types: Iterable[str] = ("password",),
+        auth_method: str = "client_secret_basic",
+        access_token_lifetime: int | None = None,
+        refresh_token_sliding_lifetime: int | None = None,
+        refresh_token_absolute_lifetime: int | None = None,
+        access_token_format: str | None = None,
+        audience: str | None = None,
+        is_resource_server: bool = False,
+        trusted_backend: bool = False,
+        secret: str | None = None,
+        client_id: str | None = None,
+    ) -> tuple[Client, str | None]:
+        """Register a client and return it with its secret.
+
+        See :meth:`flask_ropc.admin.ClientAdmin.create`.
+        """
+        name = values.check_name(name)
+        scope_text = values.scope_text(scopes)
+        grant_text = values.grant_text(grant_types)
+        if auth_method not in AUTH_METHODS:
+            raise ValueError(f"unknown token endpoint auth method {auth_method!r}")
+        values.check_lifetime(access_token_lifetime)
+        values.check_lifetime(refresh_token_sliding_lifetime)
+        values.check_lifetime(refresh_token_absolute_lifetime)
+        values.check_format(access_token_format)
+        audience = values.check_audience(audience)
+        if auth_method == "none":
+            if secret is not None:
+                raise ValueError("a public client has no secret to import")
+            if trusted_backend:
+                raise ValueError(
+                    "only a confidential client can be a trusted backend: anyone "
+                    "can send a public client's id"
+                )
+            plain = None
+        elif secret is not None:
+            plain = values.check_imported_secret(secret)
+        else:
+            plain = hashing.generate_secret()
+        if client_id is None:
+            client_id = hashing.generate_client_id()
+        else:
+            client_id = values.check_imported_client_id(client_id)
+            if self.get(client_id) is not None:
+                raise ValueError(f"a client with id {client_id!r} already exists")
+        with self._db.begin() as conn:
+            conn.execute(
+                self._tables.clients.insert().values(
+                    client_id=client_id,
+                    name=name,
+                    secret_digest=hashing.digest(plain) if plain else None,
+                    token_endpoint_auth_method=auth_method,
+                    scopes=scope_text,
+                    grant_types=grant_text,
+                    access_token_lifetime=access_token_lifetime,
+                    refresh_token_sliding_lifetime=refresh_token_sliding_lifetime,
+                    refresh_token_absolute_lifetime=refresh_token_absolute_lifetime,
+                    access_token_format=access_token_format,
+                    audience=audience,
+                    is_resource_server=is_resource_server,
+                    trusted_backend=trusted_backend,
+                    password_grant_count=0,
+                    enabled=True,
+                    created_at=self._db.now(),
+                )
+            )
+        return self.require(client_id), plain
+
+    @functools.cached_property
+    def _by_id(self) -> t.Any:
+        # Built once: the token endpoint runs it on every request.
+        clients = self._tables.clients
+        return sa.select(clients).where(clients.c.client_id == sa.bindparam("cid"))
+
+    def get(self, client_id: str) -> Client | None:
+        """Return the client with ``client_id``, or ``None``.
+
+        An id that no client can have is not looked up at all (see
+        :func:`~.client_values.plausible_client_id`).
+        """
+        if not values.plausible_client_id(client_id):
+            return None
+        with self._db.autocommit() as conn:
+            row = conn.execute(self._by_id, {"cid": client_id}).first()
+        return Client.from_row(row) if row is not None else None
+
+    def require(self, client_id: str) -> Client:
+        """Like :meth:`get` but raise for an unknown id.
+
+        :raises ClientNotFoundError: no such client.
+        """
+        client = self.get(client_id)
+        if client is None:
+            raise ClientNotFoundError(client_id)
+        return client
+
+    def all_scopes(self) -> list[str]:
+        """Every scope some client may request, sorted (for discovery)."""
+        clients = self._tables.clients
+        with self._db.autocommit() as conn:
+            rows = conn.execute(sa.select(clients.c.scopes).distinct()).scalars()
+            return sorted({scope for text in rows for scope in text.split()})
+
+    def list(self) -> list[Client]:
+        """All clients, oldest first."""
+        clients = self._tables.clients
+        with self._db.autocommit() as conn:
+            rows = conn.execute(sa.select(clients).order_by(clients.c.id)).all()
+        return [Client.from_row(row) for row in rows]
+
+    def update(
+        self,
+        client_id: str,
+        *,
+        name: str | None = None,
+        scopes: Iterable[str] | None = None,
+        grant_types: Iterable[str] | None = None,
+        access_token_lifetime: int | None = None,
+        reset_access_token_lifetime: bool = False,
+        refresh_token_sliding_lifetime: int | None = None,
+        refresh_token_absolute_lifetime: int | None = None,
+        reset_refresh_token_lifetimes: bool = False,
+        access_token_format: str | None = None,
+        reset_access_token_format: bool = False,
+        audience: str | None = None,
+        reset_audience: bool = False,
+        is_resource_server: bool | None = None,
+        trusted_backend: bool | None = None,
+        sunset_at: int | None = None,
+        clear_sunset: bool = False,
+        enabled: bool | None = None,
+    ) -> Client:
+        """Change the given settings of a client; ``None`` leaves one as is.
+
+        See :meth:`flask_ropc.admin.ClientAdmin.update`.
+        """
+        changes: dict[str, t.Any] = {}
+        if name is not None:
+            changes["name"] = values.check_name(name)
+        if scopes is not None:
+            changes["scopes"] = values.scope_text(scopes)
+        if grant_types is not None:
+            changes["grant_types"] = values.grant_text(grant_types)
+        if reset_access_token_lifetime:
+            changes["access_token_lifetime"] = None
+        elif access_token_lifetime is not None:
+            values.check_lifetime(access_token_lifetime)
+            changes["access_token_lifetime"] = access_token_lifetime
+        if reset_refresh_token_lifetimes:
+            changes["refresh_token_sliding_lifetime"] = None
+            changes["refresh_token_absolute_lifetime"] = None
+        for column, lifetime in (
+            ("refresh_token_sliding_lifetime", refresh_token_sliding_lifetime),
+            ("refresh_token_absolute_lifetime", refresh_token_absolute_lifetime),
+        ):
+            if lifetime is not None and not reset_refresh_token_lifetimes:
+                values.check_lifetime(lifetime)
+                changes[column] = lifetime
+        if reset_access_token_format:
+            changes["access_token_format"] = None
+        elif access_token_format is not None:
+            values.check_format(access_token_format)
+            changes["access_token_format"] = access_token_format
+        if reset_audience:
+            changes["audience"] = None
+        elif audience is not None:
+            changes["audience"] = values.check_audience(audience)
+        if is_resource_server is not None:
+            changes["is_resource_server"] = is_resource_server
+        if trusted_backend:
+            if self.require(client_id).is_public:
+                raise ValueError("only a confidential client can be a trusted backend")
+            changes["trusted_backend"] = True
+        elif trusted_backend is False:
+            changes["trusted_backend"] = False
+        if clear_sunset:
+            changes["sunset_at"] = None
+            changes["deprecated_at"] = None
+        elif sunset_at is not None:
+            changes["sunset_at"] = sunset_at
+            changes["deprecated_at"] = self._db.now()
+        if enabled is not None:
+            changes["enabled"] = enabled
+        self._update(client_id, changes)
+        return self.require(client_id)
+
+    def rotate_secret(self, client_id: str) -> tuple[Client, str]:
+        """Give a confidential client a new secret; the old one stops at once.
+
+        :raises ClientNotFoundError: no such client.
+        :raises ValueError: the client is public and has no secret.
+        """
+        client = self.require(client_id)
+        if client.is_public:
+            raise ValueError("a public client has no secret to rotate")
+        plain = hashing.generate_secret()
+        self._update(client_id, {"secret_digest": hashing.digest(plain)})
+        return self.require(client_id), plain
+
+    def delete(self, client_id: str) -> None:
+        """Delete a client and every token issued to it.
+
+        :raises ClientNotFoundError: no such client.
+        """
+        tables = self._tables
+        with self._db.begin() as conn:
+            # Explicit, because SQLite enforces ON DELETE CASCADE only with
+            # PRAGMA foreign_keys=ON, which an app's own engine may not set.
+            for table in (tables.access_tokens, tables.refresh_tokens):
+                mine = (table.c.client_id == client_id,)
+                conn.execute(table.delete().where(*in_id_order(conn, table, mine)))
+            result = conn.execute(
+                tables.clients.delete().where(tables.clients.c.client_id == client_id)
+            )
+            if result.rowcount != 1:
+                raise ClientNotFoundError(client_id)
+
+    def _update(self, client_id: str, changes: dict[str, t.Any]) -> None:
+        clients = self._tables.clients
+        with self._db.begin() as conn:
+            if changes:
+                result = conn.execute(
+                    clients.update()
+                    .where(clients.c.client_id == client_id)
+                    .values(**changes)
+                )
+                found = result.rowcount == 1
+            else:
+                found = (
+                    conn.execute(
+                        sa.select(clients.c.id).where(clients.c.client_id == client_id)
+                    ).first()
+                    is not None
+                )
+        if not found:
+            raise ClientNotFoundError(client_id)
+
+    def longest_access_token_lifetime(self, default: int) -> int:
+        """The longest lifetime any client's access tokens can have."""
+        clients = self._tables.clients
+        with self._db.autocommit() as conn:
+            longest = conn.execute(
+                sa.select(sa.func.max(clients.c.access_token_lifetime))
+            ).scalar()
+        return max(default, longest or 0)

@@ -1,0 +1,72 @@
+"""Throttling counters on a ``limits`` storage (Redis, memory).
+
+Imports nothing of ours: :class:`LimitsCounters` implements the
+:class:`~.counters.Counters` protocol on the storage Flask-Limiter uses.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+
+from limits.storage import Storage
+from limits.storage import storage_from_string
+
+
+class LimitsCounters:
+    """:class:`Counters` on a ``limits`` storage (Redis, memory).
+
+    One call per key: ``limits`` storages have no batch operations.
+
+    :param uri: a ``limits`` storage URI, e.g. ``redis://host:6379/0``.
+    """
+
+    settles_in_database = False
+
+    def __init__(self, uri: str) -> None:
+        #: The ``limits`` storage.
+        self.storage = t.cast(Storage, storage_from_string(uri))
+
+    def now(self) -> float:
+        """The current Unix time (``limits`` storages expire on real time)."""
+        return time.time()
+
+    def get(self, key: str) -> int:
+        """The counter's value, 0 if absent or expired."""
+        return int(self.storage.get(key))
+
+    def get_many(self, keys: t.Sequence[str]) -> dict[str, int]:
+        """The values of ``keys``, read in the order given."""
+        return {key: self.get(key) for key in keys}
+
+    def get_expiry(self, key: str) -> float:
+        """Unix time at which the key expires."""
+        return float(self.storage.get_expiry(key))
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount`` atomically; a new key expires after ``expiry`` s."""
+        # By keyword: before limits 5 the third parameter was elastic_expiry,
+        # and -1 there would add one.
+        return int(self.storage.incr(key, expiry, amount=amount))
+
+    def incr_many(
+        self, items: t.Sequence[tuple[str, int]], amount: int = 1
+    ) -> list[tuple[int, float | None]]:
+        """:meth:`incr` for each pair; no expiry is reported."""
+        return [(self.incr(key, window, amount), None) for key, window in items]
+
+    def release_many(self, items: t.Sequence[tuple[str, int]]) -> None:
+        """Take one back from each positive counter.
+
+        ``limits`` storages have no conditional decrement; the window between
+        the check and the decrement is microseconds, and the worst case is one
+        extra attempt in the next window.
+        """
+        for key, window in items:
+            if self.get(key) > 0:
+                self.incr(key, window, amount=-1)
+
+    def clear_many(self, keys: t.Sequence[str]) -> None:
+        """Delete ``keys``."""
+        for key in keys:
+            self.storage.clear(key)
