@@ -95,28 +95,36 @@ class Validator:
 
 
 class Clock:
-    """A clock the tests move: real time plus an offset, or frozen.
+    """The one test clock: real time plus an offset, or frozen.
 
-    Passed to ``ROPC(clock=...)``, so every timestamp the extension takes
-    (token lifetimes, counters, keys) follows it.
+    Every test app's extension gets one (``ROPC(clock=...)``), so every
+    timestamp it takes (token lifetimes, counters, keys) follows it: use the
+    ``clock`` fixture, or :func:`clock_of` for an app made by ``make_app``.
     """
 
-    def __init__(self, start: float | None = None) -> None:
-        self.frozen = start
+    def __init__(self) -> None:
+        #: The frozen base time, or ``None`` while it follows real time.
+        self.frozen_at: float | None = None
+        #: Seconds added to the base time.
         self.offset = 0.0
 
     def __call__(self) -> float:
-        base = time.time() if self.frozen is None else self.frozen
+        base = time.time() if self.frozen_at is None else self.frozen_at
         return base + self.offset
 
+    def freeze(self) -> float:
+        """Stop the clock at the current whole second; return that time."""
+        self.frozen_at = float(int(time.time()))
+        self.offset = 0.0
+        return self.frozen_at
+
     def advance(self, seconds: float) -> None:
-        """Move the clock ``seconds`` forward."""
+        """Move the clock ``seconds`` forward (backward if negative)."""
         self.offset += seconds
 
-    def freeze(self, at: float | None = None) -> None:
-        """Stop the clock at ``at`` (default: now); :meth:`advance` still moves it."""
-        self.frozen = self() if at is None else at
-        self.offset = 0.0
+    def at(self, seconds: float) -> None:
+        """Set the clock to ``seconds`` after its base time (see :meth:`freeze`)."""
+        self.offset = seconds
 
 
 def build_app(database_uri: str, instance_path: str, **config: t.Any) -> flask.Flask:
@@ -293,6 +301,39 @@ def issue_token(http: t.Any, client: t.Any, **form: str) -> str:
         )
     assert response.status_code == 200, response.get_data(as_text=True)
     return str(response.get_json()["access_token"])
+
+
+def post_as(http: t.Any, url: str, client: t.Any, data: dict[str, str]) -> t.Any:
+    """POST ``data`` as ``client``: HTTP Basic, or ``client_id`` in the body
+    for a public client (no secret)."""
+    if client.secret is None:
+        return http.post(url, data={"client_id": client.client_id, **data})
+    return http.post(url, data=data, headers=basic_auth(*client))
+
+
+def login(
+    http: t.Any,
+    client: t.Any,
+    username: str = "ann",
+    password: str | None = None,
+    **form: str,
+) -> t.Any:
+    """A password-grant request as ``client``; the response, whatever it is.
+
+    ``password`` defaults to the user's right one (``"x"`` for an unknown
+    user); ``form`` adds or overrides fields (``scope="api offline_access"``).
+    """
+    data = password_form(username, **form)
+    if password is not None:
+        data["password"] = password
+    return post_as(http, "/oauth/token", client, data)
+
+
+def introspect(http: t.Any, caller: t.Any, token: str, **form: str) -> t.Any:
+    """POST ``token`` to the introspection endpoint as ``caller`` (HTTP Basic)."""
+    return http.post(
+        "/oauth/introspect", data={"token": token, **form}, headers=basic_auth(*caller)
+    )
 
 
 def bearer(token: str) -> dict[str, str]:
