@@ -1,4 +1,4 @@
-"""What every ``flask ropc`` command shares: its group, error mapping, output.
+"""What the ``flask ropc`` commands share: group, error mapping, options, output.
 
 :class:`ROPCGroup` turns expected failures into a clear message and a
 non-zero exit, for every command in one place. Imports ``admin``, ``store``
@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import typing as t
+from collections.abc import Callable
 
 import click
 from flask.cli import AppGroup
@@ -17,8 +18,11 @@ from flask.cli import AppGroup
 from .errors import ClientNotFoundError
 from .errors import ConfigurationError
 from .errors import KeysChangedError
+from .models import GRANT_TYPES
 from .models import Client
 from .store import DatabaseError
+
+F = t.TypeVar("F", bound=Callable[..., t.Any])
 
 
 class ROPCGroup(AppGroup):
@@ -54,6 +58,65 @@ def json_option(func: t.Any) -> t.Any:
     return click.option(
         "--json", "as_json", is_flag=True, help="Print one JSON object."
     )(func)
+
+
+def seconds_option(name: str, help: str) -> Callable[[F], F]:
+    """A ``--...-lifetime SECONDS`` option: a positive number, or unset."""
+    return click.option(
+        name, type=click.IntRange(min=1), default=None, metavar="SECONDS", help=help
+    )
+
+
+def client_options(func: F) -> F:
+    """The options ``create-client`` and ``update-client`` share."""
+    for option in reversed(
+        [
+            click.option(
+                "--scope",
+                "scopes",
+                multiple=True,
+                help="Scopes the client may request, space-separated "
+                '("api profile"); repeatable. On update it replaces them; '
+                "--scope '' removes all.",
+            ),
+            click.option(
+                "--grant-type",
+                "grant_types",
+                multiple=True,
+                type=click.Choice(GRANT_TYPES),
+                help="A grant type the client may use; repeatable "
+                "(default on create: password).",
+            ),
+            seconds_option(
+                "--access-token-lifetime",
+                "Access token lifetime for this client "
+                "(default: ROPC_ACCESS_TOKEN_LIFETIME).",
+            ),
+            seconds_option(
+                "--refresh-token-sliding-lifetime",
+                "Refresh tokens expire this long after issue unless used "
+                "(default: ROPC_REFRESH_TOKEN_SLIDING_LIFETIME).",
+            ),
+            seconds_option(
+                "--refresh-token-absolute-lifetime",
+                "No refresh token outlives this, counted from the password "
+                "login (default: ROPC_REFRESH_TOKEN_ABSOLUTE_LIFETIME).",
+            ),
+            click.option(
+                "--audience",
+                default=None,
+                help="The 'aud' of this client's JWTs (default: ROPC_AUDIENCE).",
+            ),
+            json_option,
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def split_scopes(values: tuple[str, ...]) -> list[str]:
+    """The scopes of repeated, space-separated ``--scope`` values."""
+    return [scope for value in values for scope in value.split()]
 
 
 def print_json(data: t.Any) -> None:

@@ -1,0 +1,348 @@
+"""``flask ropc create-client``, ``list-clients`` and the other client commands.
+
+A thin layer over :class:`~flask_ropc.admin.ClientAdmin`: parse the options,
+call it, print the result. Imports ``admin``, ``cli_output`` and leaves.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing as t
+from collections.abc import Callable
+
+import click
+
+from .admin import ClientAdmin
+from .cli_output import client_options
+from .cli_output import describe
+from .cli_output import json_option
+from .cli_output import parse_sunset
+from .cli_output import print_json
+from .cli_output import split_scopes
+from .cli_output import when
+from .models import AUTH_METHODS
+from .models import TOKEN_FORMATS
+
+F = t.TypeVar("F", bound=Callable[..., t.Any])
+
+_clients = ClientAdmin()
+
+
+@click.command("create-client")
+@click.argument("name")
+@client_options
+@click.option(
+    "--public",
+    is_flag=True,
+    help="A public client (no secret, token_endpoint_auth_method none), "
+    "for apps that cannot keep a secret.",
+)
+@click.option(
+    "--auth-method",
+    type=click.Choice([m for m in AUTH_METHODS if m != "none"]),
+    default=None,
+    help="How a confidential client sends its secret (default "
+    "client_secret_basic: the Authorization header).",
+)
+@click.option(
+    "--offline-access",
+    is_flag=True,
+    help="Allow refresh tokens: the password grant then returns one when the "
+    "client asks for the offline_access scope (same as --grant-type "
+    "refresh_token).",
+)
+@click.option(
+    "--token-format",
+    type=click.Choice(TOKEN_FORMATS),
+    default=None,
+    help="Access token format for this client: signed JWTs or opaque "
+    "reference tokens (default: ROPC_ACCESS_TOKEN_FORMAT).",
+)
+@click.option(
+    "--resource-server",
+    is_flag=True,
+    help="Let this client introspect every client's tokens, not just its own.",
+)
+@click.option(
+    "--trusted-backend",
+    is_flag=True,
+    help="A confidential backend that may pass its end user's IP in the "
+    "ROPC_END_USER_IP_HEADER header (used for throttling and events).",
+)
+@click.option(
+    "--client-id",
+    "imported_client_id",
+    default=None,
+    help="Keep this client id (when moving a client from another server) "
+    "instead of generating one.",
+)
+@click.option(
+    "--secret-stdin",
+    is_flag=True,
+    help="Read an existing secret from standard input instead of generating "
+    "one (when moving a client from another server); at least 20 characters.",
+)
+def create_client(
+    name: str,
+    scopes: tuple[str, ...],
+    public: bool,
+    auth_method: str | None,
+    grant_types: tuple[str, ...],
+    access_token_lifetime: int | None,
+    offline_access: bool,
+    refresh_token_sliding_lifetime: int | None,
+    refresh_token_absolute_lifetime: int | None,
+    token_format: str | None,
+    audience: str | None,
+    resource_server: bool,
+    trusted_backend: bool,
+    imported_client_id: str | None,
+    secret_stdin: bool,
+    as_json: bool,
+) -> None:
+    """Register a new OAuth client called NAME and print its credentials.
+
+    The secret of a confidential client is printed once and stored only as a
+    digest: keep it now, or rotate it later with 'flask ropc rotate-secret'.
+    """
+    if public and auth_method is not None:
+        raise click.UsageError("--public and --auth-method exclude each other")
+    if public and secret_stdin:
+        raise click.UsageError("--public and --secret-stdin exclude each other")
+    secret = None
+    if secret_stdin:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    chosen_grants = list(grant_types or ("password",))
+    if offline_access and "refresh_token" not in chosen_grants:
+        chosen_grants.append("refresh_token")
+    client, plain = _clients.create(
+        name,
+        scopes=split_scopes(scopes),
+        grant_types=chosen_grants,
+        auth_method="none" if public else (auth_method or "client_secret_basic"),
+        access_token_lifetime=access_token_lifetime,
+        refresh_token_sliding_lifetime=refresh_token_sliding_lifetime,
+        refresh_token_absolute_lifetime=refresh_token_absolute_lifetime,
+        access_token_format=token_format,
+        audience=audience,
+        is_resource_server=resource_server,
+        trusted_backend=trusted_backend,
+        secret=secret,
+        client_id=imported_client_id,
+    )
+    if as_json:
+        data = client.to_dict()
+        if plain is not None and not secret_stdin:
+            data["client_secret"] = plain
+        print_json(data)
+        return
+    click.echo(describe(client))
+    if plain is not None and not secret_stdin:
+        click.echo(f"client_secret:         {plain}")
+        click.echo(
+            "\nStore this secret now: it is not shown again (only its digest is kept)."
+        )
+
+
+@click.command("list-clients")
+@json_option
+def list_clients(as_json: bool) -> None:
+    """List every client with its type, scopes and password-grant use.
+
+    LOGINS counts successful password logins and LAST USED is the last token
+    issued: the clients still using the password grant, to migrate off it.
+    """
+    clients = _clients.list()
+    if as_json:
+        print_json({"clients": [client.to_dict() for client in clients]})
+        return
+    if not clients:
+        click.echo("No clients yet: add one with 'flask ropc create-client NAME'.")
+        return
+    header = ("CLIENT ID", "NAME", "TYPE", "ENABLED", "SCOPES", "LOGINS")
+    rows = [(*header, "LAST USED", "SUNSET")]
+    for c in clients:
+        kind = "public" if c.is_public else "confidential"
+        sunset = when(c.sunset_at)[:10] if c.sunset_at else "-"
+        scopes = " ".join(c.scopes) or "-"
+        enabled = "yes" if c.enabled else "no"
+        used = when(c.last_used_at)
+        logins = str(c.password_grant_count)
+        rows.append((c.client_id, c.name, kind, enabled, scopes, logins, used, sunset))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())
+
+
+@click.command("show-client")
+@click.argument("client_id")
+@json_option
+def show_client(client_id: str, as_json: bool) -> None:
+    """Show the settings of the client CLIENT_ID (never its secret)."""
+    client = _clients.require(client_id)
+    if as_json:
+        print_json(client.to_dict())
+    else:
+        click.echo(describe(client))
+
+
+@click.command("update-client")
+@click.argument("client_id")
+@client_options
+@click.option("--name", default=None, help="A new display name.")
+@click.option(
+    "--default-access-token-lifetime",
+    is_flag=True,
+    help="Use the app's ROPC_ACCESS_TOKEN_LIFETIME again.",
+)
+@click.option(
+    "--offline-access/--no-offline-access",
+    "offline_access",
+    default=None,
+    help="Allow or stop refresh tokens for this client.",
+)
+@click.option(
+    "--default-refresh-token-lifetimes",
+    is_flag=True,
+    help="Use the app's ROPC_REFRESH_TOKEN_*_LIFETIME settings again.",
+)
+@click.option(
+    "--token-format",
+    type=click.Choice([*TOKEN_FORMATS, "default"]),
+    default=None,
+    help="Access token format; 'default' follows ROPC_ACCESS_TOKEN_FORMAT.",
+)
+@click.option(
+    "--default-audience", is_flag=True, help="Use the app's ROPC_AUDIENCE again."
+)
+@click.option(
+    "--resource-server/--no-resource-server",
+    "resource_server",
+    default=None,
+    help="Whether this client may introspect every client's tokens.",
+)
+@click.option(
+    "--trusted-backend/--no-trusted-backend",
+    "trusted_backend",
+    default=None,
+    help="Whether this confidential client may pass its end user's IP.",
+)
+@click.option(
+    "--sunset",
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Announce the end of password-grant use: token responses then carry "
+    "Deprecation and Sunset headers. 'none' removes it.",
+)
+@click.option(
+    "--enable/--disable",
+    "enabled",
+    default=None,
+    help="Enable or disable the client; a disabled client cannot get tokens "
+    "and its tokens stop working.",
+)
+def update_client(
+    client_id: str,
+    name: str | None,
+    scopes: tuple[str, ...],
+    grant_types: tuple[str, ...],
+    access_token_lifetime: int | None,
+    default_access_token_lifetime: bool,
+    offline_access: bool | None,
+    refresh_token_sliding_lifetime: int | None,
+    refresh_token_absolute_lifetime: int | None,
+    default_refresh_token_lifetimes: bool,
+    token_format: str | None,
+    audience: str | None,
+    default_audience: bool,
+    resource_server: bool | None,
+    trusted_backend: bool | None,
+    sunset: str | None,
+    enabled: bool | None,
+    as_json: bool,
+) -> None:
+    """Change settings of the client CLIENT_ID; unnamed settings stay."""
+    if access_token_lifetime is not None and default_access_token_lifetime:
+        raise click.UsageError(
+            "--access-token-lifetime and --default-access-token-lifetime "
+            "exclude each other"
+        )
+    if audience is not None and default_audience:
+        raise click.UsageError("--audience and --default-audience exclude each other")
+    reset_format = token_format == "default"
+    if default_refresh_token_lifetimes and (
+        refresh_token_sliding_lifetime or refresh_token_absolute_lifetime
+    ):
+        raise click.UsageError(
+            "--default-refresh-token-lifetimes excludes the lifetime options"
+        )
+    new_grants = list(grant_types) if grant_types else None
+    if offline_access is not None:
+        base = new_grants or list(_clients.require(client_id).grant_types)
+        base = [grant for grant in base if grant != "refresh_token"]
+        new_grants = base + (["refresh_token"] if offline_access else [])
+    client = _clients.update(
+        client_id,
+        name=name,
+        scopes=split_scopes(scopes) if scopes else None,
+        grant_types=new_grants,
+        access_token_lifetime=access_token_lifetime,
+        reset_access_token_lifetime=default_access_token_lifetime,
+        refresh_token_sliding_lifetime=refresh_token_sliding_lifetime,
+        refresh_token_absolute_lifetime=refresh_token_absolute_lifetime,
+        reset_refresh_token_lifetimes=default_refresh_token_lifetimes,
+        access_token_format=None if reset_format else token_format,
+        reset_access_token_format=reset_format,
+        audience=audience,
+        reset_audience=default_audience,
+        is_resource_server=resource_server,
+        trusted_backend=trusted_backend,
+        sunset_at=parse_sunset(sunset),
+        clear_sunset=sunset is not None and sunset.lower() == "none",
+        enabled=enabled,
+    )
+    if as_json:
+        print_json(client.to_dict())
+    else:
+        click.echo(describe(client))
+
+
+@click.command("rotate-secret")
+@click.argument("client_id")
+@json_option
+def rotate_secret(client_id: str, as_json: bool) -> None:
+    """Give the client CLIENT_ID a new secret; the old one stops working now."""
+    client, plain = _clients.rotate_secret(client_id)
+    if as_json:
+        print_json({"client_id": client.client_id, "client_secret": plain})
+        return
+    click.echo(f"client_id:     {client.client_id}")
+    click.echo(f"client_secret: {plain}")
+    click.echo("\nStore this secret now: it is not shown again.")
+
+
+@click.command("delete-client")
+@click.argument("client_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_client(client_id: str, yes: bool) -> None:
+    """Delete the client CLIENT_ID and every token issued to it."""
+    client = _clients.require(client_id)
+    if not yes:
+        click.confirm(
+            f"Delete client {client.client_id} ({client.name}) and all its tokens?",
+            abort=True,
+        )
+    _clients.delete(client_id)
+    click.echo(f"Deleted client {client_id}.")
+
+
+#: Every command of this module, in the order ``flask ropc --help`` lists them.
+CLIENT_COMMANDS = [
+    create_client,
+    list_clients,
+    show_client,
+    update_client,
+    rotate_secret,
+    delete_client,
+]
