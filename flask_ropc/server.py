@@ -120,7 +120,7 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
         client = self.authenticate_token_endpoint_client()
         self.request.client = client
         self.login = login.check(
-            self.server.state, client, self.request.form, flask.request
+            self.server.state, client, self.request.form, _flask_request()
         )
 
     @hooked  # type: ignore[untyped-decorator]
@@ -149,7 +149,7 @@ class RefreshGrant(RefreshTokenGrant):
     @hooked  # type: ignore[untyped-decorator]
     def create_token_response(self) -> TokenResponse:
         """Rotate: a new access and refresh token."""
-        body = refresh.issue(self.server.state, self.exchange, flask.request)
+        body = refresh.issue(self.server.state, self.exchange, _flask_request())
         headers = [*self.TOKEN_RESPONSE_HEADER, *sunset_headers(self.exchange.client)]
         return 200, body, headers
 
@@ -203,3 +203,10 @@ class TokenRevocation(RevocationEndpoint):
     def revoke_token(self, token: t.Any, request: t.Any) -> None:
         """Revoke an access token, or a refresh token with its whole family."""
         token_endpoints.revoke(self.server.state, token)
+
+
+def _flask_request() -> flask.Request:
+    """The current Flask request itself, not the proxy: the validator and hooks
+    may keep what they are given beyond the request."""
+    request: flask.Request = flask.request._get_current_object()  # type: ignore[attr-defined]
+    return request
