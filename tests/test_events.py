@@ -20,13 +20,13 @@ import pytest
 
 from flask_ropc import GrantResult
 from flask_ropc import signals
-from flask_ropc.extension import get_state
 
 from conftest import USERS
 from conftest import OAuthClient
 from conftest import basic_auth
 from conftest import build_app
 from conftest import dispose_app
+from conftest import ropc_of
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -177,10 +177,9 @@ def test_password_grant_failed_with_plain_usernames(
     app = build_app(
         database_uri, str(tmp_path / "instance"), ROPC_EVENT_USERNAME="plain"
     )
-    state = get_state(app)
     try:
         with app.app_context():
-            client, secret = state.store.create_client("App", scopes=["api"])
+            client, secret = ropc_of(app).clients.create("App", scopes=["api"])
         with capture(app, signals.password_grant_failed) as events:
             token_request(
                 app.test_client(),
@@ -196,7 +195,7 @@ def test_password_grant_failed_with_plain_usernames(
 def test_password_grant_failed_carries_the_validators_reason_and_error(
     app: flask.Flask, http: t.Any, oauth_client: OAuthClient
 ) -> None:
-    @app.extensions["ropc"].extension.password_validator
+    @ropc_of(app).password_validator
     def refuse(req: t.Any) -> GrantResult:
         return GrantResult.error(
             "account_locked",
@@ -253,10 +252,9 @@ def test_throttled_names_the_username_budget_and_retry_after(
 
 def test_throttled_names_the_ip_budget(database_uri: str, tmp_path: t.Any) -> None:
     app = build_app(database_uri, str(tmp_path / "instance"), ROPC_THROTTLE_IP_LIMIT=2)
-    state = get_state(app)
     try:
         with app.app_context():
-            client, secret = state.store.create_client("App", scopes=["api"])
+            client, secret = ropc_of(app).clients.create("App", scopes=["api"])
         oauth_client = OAuthClient(client.client_id, secret)
         http = app.test_client()
         token_request(http, oauth_client, "someone", WRONG)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import typing as t
 from datetime import UTC
 from datetime import datetime
@@ -18,46 +17,21 @@ from email.utils import format_datetime
 
 import flask
 import pytest
+import sqlalchemy as sa
 import sqlalchemy.exc
 
 from flask_ropc import hashing
-from flask_ropc.extension import get_state
 from flask_ropc.tokens import IssuedToken
 
 from conftest import USERS
+from conftest import Clock
 from conftest import OAuthClient
 from conftest import basic_auth
+from conftest import login
+from conftest import ropc_of
 
 TOKEN_URL = "/oauth/token"
 OFFLINE = ["password", "refresh_token"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def login(
-    http: t.Any,
-    client: OAuthClient,
-    username: str = "ann",
-    password: str | None = None,
-    **form: str,
-) -> t.Any:
-    assert client.secret is not None
-    return http.post(
-        TOKEN_URL,
-        data={
-            "grant_type": "password",
-            "username": username,
-            "password": password if password is not None else USERS[username][0],
-            **form,
-        },
-        headers=basic_auth(client.client_id, client.secret),
-    )
 
 
 def refresh(http: t.Any, client: OAuthClient, token: str) -> t.Any:
@@ -86,7 +60,7 @@ def test_no_password_secret_or_token_appears_in_any_log_record_or_repr(
     caplog.set_level(logging.DEBUG)
     for name in ("flask_ropc", "authlib", "werkzeug", "sqlalchemy", app.logger.name):
         caplog.set_level(logging.DEBUG, logger=name)
-    ext = app.extensions["ropc"].extension
+    ext = ropc_of(app)
     web = make_client("Web")
     mobile = make_client("Mobile", grant_types=OFFLINE)
     assert web.secret is not None and mobile.secret is not None
@@ -189,9 +163,9 @@ def test_no_password_secret_or_token_appears_in_any_log_record_or_repr(
     assert refresh(http, mobile, first.json["refresh_token"]).status_code == 400
 
     # Our own database failing while a token is being stored.
-    state = get_state(app)
     with app.app_context():
-        state.store.tables.access_tokens.drop(state.store.engine)
+        engine = ext.engine
+        sa.Table("ropc_access_tokens", sa.MetaData(), autoload_with=engine).drop(engine)
     failed = login(http, web)
     assert failed.status_code >= 500
     assert web.secret not in failed.get_data(as_text=True)
@@ -212,7 +186,7 @@ def test_no_password_secret_or_token_appears_in_any_log_record_or_repr(
     assert any("ann" in text for text in reprs)
     with app.app_context():
         for client in (web, mobile):
-            stored = state.store.require_client(client.client_id)
+            stored = ext.clients.require(client.client_id)
             reprs.append(repr(stored))
             assert stored.secret_digest is not None
             assert stored.secret_digest not in reprs[-1]
@@ -254,10 +228,9 @@ def _table(output: str) -> list[dict[str, str]]:
 
 
 def test_list_clients_counts_successful_password_logins_and_last_use(
-    app: flask.Flask, http: t.Any, make_client: t.Any
+    app: flask.Flask, http: t.Any, make_client: t.Any, clock: Clock
 ) -> None:
-    clock = Clock()
-    get_state(app).store._clock = clock
+    clock.freeze()
     busy = make_client("Busy", grant_types=OFFLINE)
     idle = make_client("Idle")
     refresh_token = None
@@ -266,7 +239,7 @@ def test_list_clients_counts_successful_password_logins_and_last_use(
         assert response.status_code == 200, response.get_data(as_text=True)
         refresh_token = response.json["refresh_token"]
     assert login(http, busy, "ann", "wrong password").status_code == 400
-    clock.now += 3600
+    clock.advance(3600)
     assert refresh_token is not None
     assert refresh(http, busy, refresh_token).status_code == 200
 
@@ -276,7 +249,7 @@ def test_list_clients_counts_successful_password_logins_and_last_use(
     rows = {row["CLIENT ID"]: row for row in _table(result.output)}
     # Refreshes and failures are not password logins; a refresh is a use.
     assert rows[busy.client_id]["LOGINS"] == "3"
-    last_used = datetime.fromtimestamp(clock.now, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    last_used = datetime.fromtimestamp(clock(), UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     assert rows[busy.client_id]["LAST USED"] == last_used
     assert rows[idle.client_id]["LOGINS"] == "0"
     assert rows[idle.client_id]["LAST USED"] == "never"
@@ -285,14 +258,13 @@ def test_list_clients_counts_successful_password_logins_and_last_use(
     listed = json.loads(ropc(app, "list-clients", "--json").output)["clients"]
     data = {c["client_id"]: c for c in listed}
     assert data[busy.client_id]["password_grant_count"] == 3
-    assert data[busy.client_id]["last_used_at"] == int(clock.now)
+    assert data[busy.client_id]["last_used_at"] == int(clock())
 
 
 def test_sunset_makes_token_responses_carry_deprecation_and_sunset_headers(
-    app: flask.Flask, http: t.Any, make_client: t.Any
+    app: flask.Flask, http: t.Any, make_client: t.Any, clock: Clock
 ) -> None:
-    clock = Clock()
-    get_state(app).store._clock = clock
+    clock.freeze()
     legacy = make_client("Legacy", grant_types=OFFLINE)
     other = make_client("Other")
 
@@ -305,12 +277,12 @@ def test_sunset_makes_token_responses_carry_deprecation_and_sunset_headers(
     assert sunset == "Wed, 30 Jun 2027 00:00:00 GMT"
     response = login(http, legacy, scope="api offline_access")
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.headers["Deprecation"] == f"@{int(clock.now)}"
+    assert response.headers["Deprecation"] == f"@{int(clock())}"
     assert response.headers["Sunset"] == sunset
     refreshed = refresh(http, legacy, response.json["refresh_token"])
     assert refreshed.status_code == 200
     assert refreshed.headers["Sunset"] == sunset
-    assert refreshed.headers["Deprecation"] == f"@{int(clock.now)}"
+    assert refreshed.headers["Deprecation"] == f"@{int(clock())}"
 
     untouched = login(http, other)
     assert "Sunset" not in untouched.headers
@@ -356,5 +328,5 @@ def test_sunset_with_a_bad_date_fails_and_changes_nothing(
     assert "Traceback" not in result.output
     assert "--sunset" in result.output
     with app.app_context():
-        assert get_state(app).store.require_client(legacy.client_id).sunset_at is None
+        assert ropc_of(app).clients.require(legacy.client_id).sunset_at is None
     assert "Sunset" not in login(http, legacy).headers

@@ -3,8 +3,9 @@ sliding and absolute lifetimes, and the user re-check on refresh.
 
 Through the token, revocation and introspection endpoints (Flask test client),
 the ``flask ropc`` CLI and the real database (SQLite, and PostgreSQL when
-``ROPC_TEST_DATABASE_URL`` is set). Time is moved with the store's injectable
-clock, frozen at the test's start so that expiry boundaries are exact.
+``ROPC_TEST_DATABASE_URL`` is set). Time is moved with the test app's clock
+(the ``clock`` fixture), frozen at the test's start so that expiry boundaries
+are exact.
 """
 
 from __future__ import annotations
@@ -15,27 +16,33 @@ import logging
 import re
 import typing as t
 from collections.abc import Callable
-from collections.abc import Iterator
 
 import flask
 import jwt
 import pytest
-import sqlalchemy as sa
 
 from flask_ropc import ROPC
 from flask_ropc import ConfigurationError
 from flask_ropc import signals
-from flask_ropc.extension import get_state
+
+# From its defining module on purpose: one test checks that the package
+# exports this very class.
 from flask_ropc.validation import RefreshRequest
 
+from conftest import Clock
 from conftest import OAuthClient
 from conftest import basic_auth
+from conftest import clock_of
 from conftest import count_rows
+from conftest import introspect as post_introspection
+from conftest import login as password_grant
 from conftest import password_form
+from conftest import post_as
+from conftest import ropc_of
+from conftest import table_rows
 
 TOKEN_URL = "/oauth/token"
 REVOKE_URL = "/oauth/revoke"
-INTROSPECT_URL = "/oauth/introspect"
 #: The grant types of a client with offline access.
 OFFLINE = ["password", "refresh_token"]
 OFFLINE_SCOPE = "api offline_access"
@@ -45,54 +52,18 @@ DAY = 24 * 3600
 # -- helpers -------------------------------------------------------------------
 
 
-class Clock:
-    """The store's clock, frozen at the real time when installed, then moved."""
-
-    def __init__(self, app: flask.Flask) -> None:
-        self.store = get_state(app).store
-        self.real = self.store._clock
-        self.start = int(self.real())
-        self.offset = 0
-        self.store._clock = lambda: self.start + self.offset
-
-    def at(self, seconds: int) -> None:
-        """Set the time to ``seconds`` after the start."""
-        self.offset = seconds
-
-    def restore(self) -> None:
-        self.store._clock = self.real
-
-
-@pytest.fixture
-def clock(app: flask.Flask) -> Iterator[Clock]:
-    frozen = Clock(app)
-    yield frozen
-    frozen.restore()
-
-
 @pytest.fixture
 def offline_client(make_client: t.Any) -> t.Any:
     """A confidential (Basic) client with offline access, scopes api profile."""
     return make_client("Offline app", grant_types=OFFLINE)
 
 
-def _post(http: t.Any, url: str, client: t.Any, data: dict[str, str]) -> t.Any:
-    """POST as ``client``: HTTP Basic, or ``client_id`` in the body if public."""
-    if client.secret is None:
-        return http.post(url, data={"client_id": client.client_id, **data})
-    return http.post(url, data=data, headers=basic_auth(*client))
-
-
 def login(
     http: t.Any, client: t.Any, username: str = "ann", scope: str | None = OFFLINE_SCOPE
 ) -> dict[str, t.Any]:
     """A successful password grant; its JSON body."""
-    form = (
-        password_form(username)
-        if scope is None
-        else password_form(username, scope=scope)
-    )
-    response = _post(http, TOKEN_URL, client, form)
+    form = {} if scope is None else {"scope": scope}
+    response = password_grant(http, client, username, **form)
     assert response.status_code == 200, response.get_data(as_text=True)
     return t.cast(dict[str, t.Any], response.get_json())
 
@@ -102,7 +73,7 @@ def refresh(http: t.Any, client: t.Any, token: str | None, **form: str) -> t.Any
     data = {"grant_type": "refresh_token", **form}
     if token is not None:
         data["refresh_token"] = token
-    return _post(http, TOKEN_URL, client, data)
+    return post_as(http, TOKEN_URL, client, data)
 
 
 def refreshed(http: t.Any, client: t.Any, token: str, **form: str) -> dict[str, t.Any]:
@@ -113,13 +84,12 @@ def refreshed(http: t.Any, client: t.Any, token: str, **form: str) -> dict[str, 
 
 
 def revoke(http: t.Any, client: t.Any, token: str) -> t.Any:
-    return _post(http, REVOKE_URL, client, {"token": token})
+    return post_as(http, REVOKE_URL, client, {"token": token})
 
 
 def introspect(http: t.Any, client: t.Any, token: str) -> dict[str, t.Any]:
-    response = http.post(
-        INTROSPECT_URL, data={"token": token}, headers=basic_auth(*client)
-    )
+    """Introspection that must succeed; its JSON body."""
+    response = post_introspection(http, client, token)
     assert response.status_code == 200, response.get_data(as_text=True)
     return t.cast(dict[str, t.Any], response.get_json())
 
@@ -156,27 +126,18 @@ def assert_access_live(http: t.Any, access_token: str) -> None:
 
 def db_state(app: flask.Flask) -> dict[str, list[tuple[t.Any, ...]]]:
     """Every row of the client and token tables, to prove nothing was written."""
-    state = get_state(app)
-    tables = state.store.tables
-    with app.app_context(), state.store.engine.connect() as conn:
-        return {
-            table.name: [
-                tuple(row)
-                for row in conn.execute(sa.select(table).order_by(table.c.id))
-            ]
-            for table in (tables.clients, tables.access_tokens, tables.refresh_tokens)
-        }
+    return {
+        name: [tuple(row) for row in table_rows(app, name)]
+        for name in ("ropc_clients", "ropc_access_tokens", "ropc_refresh_tokens")
+    }
 
 
 def refresh_rows(app: flask.Flask, family_id: str | None = None) -> list[t.Any]:
     """The stored refresh tokens (of one family), oldest first."""
-    state = get_state(app)
-    tokens = state.store.tables.refresh_tokens
-    query = sa.select(tokens).order_by(tokens.c.id)
-    if family_id is not None:
-        query = query.where(tokens.c.family_id == family_id)
-    with app.app_context(), state.store.engine.connect() as conn:
-        return list(conn.execute(query).all())
+    rows = table_rows(app, "ropc_refresh_tokens")
+    if family_id is None:
+        return rows
+    return [row for row in rows if row.family_id == family_id]
 
 
 def refresh_row(app: flask.Flask, token: str) -> t.Any:
@@ -189,7 +150,7 @@ def refresh_row(app: flask.Flask, token: str) -> t.Any:
 
 def set_hook(app: flask.Flask, name: str, func: Callable[..., t.Any]) -> None:
     """Register ``@ropc.subject_is_active`` or ``@ropc.refresh_claims``."""
-    getattr(app.extensions["ropc"].extension, name)(func)
+    getattr(ropc_of(app), name)(func)
 
 
 def ropc(runner: t.Any, *args: str) -> t.Any:
@@ -245,7 +206,7 @@ def test_client_without_offline_access_asking_for_it_is_invalid_scope(
 ) -> None:
     client = make_client(scopes=["api", "offline_access"])  # grant: password only
     before = db_state(app)
-    response = _post(http, TOKEN_URL, client, password_form(scope=OFFLINE_SCOPE))
+    response = post_as(http, TOKEN_URL, client, password_form(scope=OFFLINE_SCOPE))
     assert_error(response, 400, "invalid_scope")
     assert validator.calls == []
     assert db_state(app) == before
@@ -314,6 +275,7 @@ def test_refreshed_access_token_lives_for_the_clients_access_token_lifetime(
     http: t.Any, make_client: t.Any, clock: Clock
 ) -> None:
     """Not Authlib's one-hour fallback for the refresh grant."""
+    clock.freeze()
     client = make_client(grant_types=OFFLINE, access_token_lifetime=600)
     body = refreshed(http, client, login(http, client)["refresh_token"])
     assert body["expires_in"] == 600
@@ -330,7 +292,7 @@ def test_refreshed_access_token_follows_the_apps_access_token_lifetime(
 ) -> None:
     app = make_app(ROPC_ACCESS_TOKEN_LIFETIME=900)
     with app.app_context():
-        created, secret = get_state().store.create_client(
+        created, secret = ropc_of(app).clients.create(
             "App", scopes=["api"], grant_types=OFFLINE
         )
     client = OAuthClient(created.client_id, secret)
@@ -360,12 +322,13 @@ def test_refreshed_jwt_keeps_the_auth_time_of_the_password_login(
     http: t.Any, offline_client: t.Any, clock: Clock
 ) -> None:
     """RFC 9068 ``auth_time`` is when the user typed the password."""
+    start = clock.freeze()
     first = login(http, offline_client)
     clock.at(500)
     body = refreshed(http, offline_client, first["refresh_token"])
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
-    assert claims["iat"] == clock.start + 500
-    assert claims["auth_time"] == clock.start
+    assert claims["iat"] == start + 500
+    assert claims["auth_time"] == start
 
 
 def test_refresh_does_not_call_the_password_validator(
@@ -380,6 +343,7 @@ def test_refresh_does_not_call_the_password_validator(
 def test_previous_access_token_keeps_working_until_it_expires(
     http: t.Any, make_client: t.Any, clock: Clock
 ) -> None:
+    clock.freeze()
     client = make_client(grant_types=OFFLINE, access_token_lifetime=600)
     first = login(http, client)
     clock.at(300)
@@ -459,7 +423,7 @@ def test_a_scope_taken_from_the_client_is_dropped_at_its_next_refresh(
 ) -> None:
     first = login(http, offline_client, scope="api profile offline_access")
     with app.app_context():
-        get_state().store.update_client(offline_client.client_id, scopes=["api"])
+        ropc_of(app).clients.update(offline_client.client_id, scopes=["api"])
     before = db_state(app)
     asked = refresh(http, offline_client, first["refresh_token"], scope="profile")
     assert_error(asked, 400, "invalid_scope")
@@ -473,9 +437,7 @@ def test_a_scope_taken_from_the_client_is_dropped_at_its_next_refresh(
     # The family keeps its grant: given back to the client, the scope
     # returns at the next refresh.
     with app.app_context():
-        get_state().store.update_client(
-            offline_client.client_id, scopes=["api", "profile"]
-        )
+        ropc_of(app).clients.update(offline_client.client_id, scopes=["api", "profile"])
     restored = refreshed(http, offline_client, narrowed["refresh_token"])
     assert restored["scope"] == "api profile offline_access"
 
@@ -612,6 +574,7 @@ with_reuse_interval = pytest.mark.parametrize(
 def test_a_lost_refresh_response_can_be_retried_within_the_reuse_interval(
     http: t.Any, offline_client: t.Any, clock: Clock, caplog: t.Any
 ) -> None:
+    clock.freeze()
     first = login(http, offline_client)
     lost = refreshed(http, offline_client, first["refresh_token"])
     clock.at(30)
@@ -633,6 +596,7 @@ def test_a_lost_refresh_response_can_be_retried_within_the_reuse_interval(
 def test_a_second_use_after_the_reuse_interval_is_reuse(
     http: t.Any, offline_client: t.Any, clock: Clock
 ) -> None:
+    clock.freeze()
     first = login(http, offline_client)
     second = refreshed(http, offline_client, first["refresh_token"])
     clock.at(31)
@@ -740,14 +704,14 @@ def test_disabled_client_cannot_refresh_and_its_token_is_not_consumed(
 ) -> None:
     body = login(http, offline_client)
     with app.app_context():
-        get_state().store.update_client(offline_client.client_id, enabled=False)
+        ropc_of(app).clients.update(offline_client.client_id, enabled=False)
     before = db_state(app)
     assert_error(
         refresh(http, offline_client, body["refresh_token"]), 401, "invalid_client"
     )
     assert db_state(app) == before
     with app.app_context():
-        get_state().store.update_client(offline_client.client_id, enabled=True)
+        ropc_of(app).clients.update(offline_client.client_id, enabled=True)
     refreshed(http, offline_client, body["refresh_token"])
 
 
@@ -787,6 +751,7 @@ def test_refresh_token_in_the_query_string_is_refused_and_not_consumed(
 def test_refresh_token_works_until_the_second_before_its_sliding_expiry(
     http: t.Any, make_client: t.Any, clock: Clock
 ) -> None:
+    clock.freeze()
     client = make_client(grant_types=OFFLINE, refresh_token_sliding_lifetime=100)
     body = login(http, client)
     clock.at(99)
@@ -796,6 +761,7 @@ def test_refresh_token_works_until_the_second_before_its_sliding_expiry(
 def test_refresh_token_unused_for_its_sliding_lifetime_is_invalid_grant(
     app: flask.Flask, http: t.Any, make_client: t.Any, clock: Clock
 ) -> None:
+    clock.freeze()
     client = make_client(grant_types=OFFLINE, refresh_token_sliding_lifetime=100)
     body = login(http, client)
     clock.at(100)
@@ -808,17 +774,19 @@ def test_refresh_token_unused_for_its_sliding_lifetime_is_invalid_grant(
 def test_rotation_within_the_sliding_lifetime_continues_past_the_first_expiry(
     app: flask.Flask, http: t.Any, make_client: t.Any, clock: Clock
 ) -> None:
+    start = clock.freeze()
     client = make_client(grant_types=OFFLINE, refresh_token_sliding_lifetime=100)
     token = login(http, client)["refresh_token"]
     for at in (90, 180, 270, 360):
         clock.at(at)
         token = refreshed(http, client, token)["refresh_token"]
-        assert refresh_row(app, token).expires_at == clock.start + at + 100
+        assert refresh_row(app, token).expires_at == start + at + 100
 
 
 def test_absolute_lifetime_ends_the_chain_counted_from_the_password_login(
     app: flask.Flask, http: t.Any, make_client: t.Any, clock: Clock
 ) -> None:
+    start = clock.freeze()
     client = make_client(
         grant_types=OFFLINE,
         refresh_token_sliding_lifetime=100,
@@ -829,18 +797,19 @@ def test_absolute_lifetime_ends_the_chain_counted_from_the_password_login(
     for at in (90, 180):
         clock.at(at)
         token = refreshed(http, client, token)["refresh_token"]
-    assert introspect(http, client, token)["exp"] == clock.start + 250
+    assert introspect(http, client, token)["exp"] == start + 250
     clock.at(270)
     assert_refresh_fails(http, client, token)
     rows = refresh_rows(app, family)
     assert len(rows) == 3
-    assert all(row.expires_at <= clock.start + 250 for row in rows)
-    assert all(row.family_expires_at == clock.start + 250 for row in rows)
+    assert all(row.expires_at <= start + 250 for row in rows)
+    assert all(row.family_expires_at == start + 250 for row in rows)
 
 
 def test_absolute_lifetime_boundary_is_exact(
     http: t.Any, make_client: t.Any, clock: Clock
 ) -> None:
+    clock.freeze()
     client = make_client(
         grant_types=OFFLINE,
         refresh_token_sliding_lifetime=100,
@@ -859,6 +828,7 @@ def test_raising_the_absolute_lifetime_does_not_extend_existing_families(
 ) -> None:
     """The absolute limit is fixed at the password login (a stolen chain
     cannot be stretched by a later setting)."""
+    start = clock.freeze()
     client = make_client(
         grant_types=OFFLINE,
         refresh_token_sliding_lifetime=100,
@@ -866,7 +836,7 @@ def test_raising_the_absolute_lifetime_does_not_extend_existing_families(
     )
     token = login(http, client)["refresh_token"]
     with app.app_context():
-        get_state().store.update_client(
+        ropc_of(app).clients.update(
             client.client_id, refresh_token_absolute_lifetime=10_000
         )
     for at in (90, 180):
@@ -876,21 +846,22 @@ def test_raising_the_absolute_lifetime_does_not_extend_existing_families(
     assert_refresh_fails(http, client, token)
     # A new login gets the new limit.
     fresh = refresh_row(app, login(http, client)["refresh_token"])
-    assert fresh.family_expires_at == clock.start + 250 + 10_000
+    assert fresh.family_expires_at == start + 250 + 10_000
 
 
 def test_default_lifetimes_are_fourteen_days_sliding_and_thirty_days_absolute(
     app: flask.Flask, http: t.Any, offline_client: t.Any, clock: Clock
 ) -> None:
+    start = clock.freeze()
     token = login(http, offline_client)["refresh_token"]
     row = refresh_row(app, token)
-    assert row.expires_at == clock.start + 14 * DAY
-    assert row.family_expires_at == clock.start + 30 * DAY
+    assert row.expires_at == start + 14 * DAY
+    assert row.family_expires_at == start + 30 * DAY
     clock.at(14 * DAY - 1)
     token = refreshed(http, offline_client, token)["refresh_token"]
     clock.at(28 * DAY - 2)
     token = refreshed(http, offline_client, token)["refresh_token"]
-    assert refresh_row(app, token).expires_at == clock.start + 30 * DAY
+    assert refresh_row(app, token).expires_at == start + 30 * DAY
     clock.at(30 * DAY)
     assert_refresh_fails(http, offline_client, token)
 
@@ -903,11 +874,9 @@ def test_app_refresh_lifetime_settings_apply_when_the_client_has_none(
         ROPC_REFRESH_TOKEN_ABSOLUTE_LIFETIME=250,
     )
     with app.app_context():
-        store = get_state().store
-        created, secret = store.create_client(
-            "App", scopes=["api"], grant_types=OFFLINE
-        )
-        own, own_secret = store.create_client(
+        clients = ropc_of(app).clients
+        created, secret = clients.create("App", scopes=["api"], grant_types=OFFLINE)
+        own, own_secret = clients.create(
             "Own lifetimes",
             scopes=["api"],
             grant_types=OFFLINE,
@@ -917,24 +886,22 @@ def test_app_refresh_lifetime_settings_apply_when_the_client_has_none(
     client = OAuthClient(created.client_id, secret)
     own_client = OAuthClient(own.client_id, own_secret)
     http = app.test_client()
-    clock = Clock(app)
-    try:
-        unused = login(http, client)["refresh_token"]
-        chained = login(http, client)["refresh_token"]
-        overridden = login(http, own_client)["refresh_token"]
-        clock.at(90)
-        chained = refreshed(http, client, chained)["refresh_token"]
-        clock.at(100)
-        assert_refresh_fails(http, client, unused)
-        clock.at(180)
-        chained = refreshed(http, client, chained)["refresh_token"]
-        clock.at(250)
-        assert_refresh_fails(http, client, chained)
-        # The client's own lifetimes win over the app's.
-        clock.at(999)
-        refreshed(http, own_client, overridden)
-    finally:
-        clock.restore()
+    clock = clock_of(app)
+    clock.freeze()
+    unused = login(http, client)["refresh_token"]
+    chained = login(http, client)["refresh_token"]
+    overridden = login(http, own_client)["refresh_token"]
+    clock.at(90)
+    chained = refreshed(http, client, chained)["refresh_token"]
+    clock.at(100)
+    assert_refresh_fails(http, client, unused)
+    clock.at(180)
+    chained = refreshed(http, client, chained)["refresh_token"]
+    clock.at(250)
+    assert_refresh_fails(http, client, chained)
+    # The client's own lifetimes win over the app's.
+    clock.at(999)
+    refreshed(http, own_client, overridden)
 
 
 # -- re-checking the user ------------------------------------------------------
@@ -1127,6 +1094,7 @@ def test_another_client_cannot_revoke_a_refresh_token(
 def test_introspecting_a_live_refresh_token_reports_it_active(
     http: t.Any, offline_client: t.Any, clock: Clock
 ) -> None:
+    start = clock.freeze()
     token = login(http, offline_client)["refresh_token"]
     payload = introspect(http, offline_client, token)
     assert payload["active"] is True
@@ -1134,8 +1102,8 @@ def test_introspecting_a_live_refresh_token_reports_it_active(
     assert payload["client_id"] == offline_client.client_id
     assert payload["sub"] == "user-1"
     assert payload["scope"] == OFFLINE_SCOPE
-    assert payload["iat"] == clock.start
-    assert payload["exp"] == clock.start + 14 * DAY
+    assert payload["iat"] == start
+    assert payload["exp"] == start + 14 * DAY
 
 
 def test_introspecting_a_rotated_or_revoked_refresh_token_reports_it_inactive(
@@ -1157,6 +1125,7 @@ def test_introspecting_a_rotated_or_revoked_refresh_token_reports_it_inactive(
 def test_cli_create_client_with_offline_access_gets_refresh_tokens(
     app: flask.Flask, http: t.Any, runner: t.Any, clock: Clock
 ) -> None:
+    start = clock.freeze()
     data = json.loads(
         ok(
             ropc(
@@ -1178,8 +1147,8 @@ def test_cli_create_client_with_offline_access_gets_refresh_tokens(
     client = OAuthClient(data["client_id"], data["client_secret"])
     token = login(http, client)["refresh_token"]
     row = refresh_row(app, token)
-    assert row.expires_at == clock.start + 100
-    assert row.family_expires_at == clock.start + 250
+    assert row.expires_at == start + 100
+    assert row.family_expires_at == start + 250
     clock.at(99)
     token = refreshed(http, client, token)["refresh_token"]
     clock.at(199)
@@ -1194,7 +1163,7 @@ def test_cli_create_client_without_offline_access_gets_no_refresh_tokens(
     )
     assert data["offline_access"] is False
     client = OAuthClient(data["client_id"], data["client_secret"])
-    response = _post(http, TOKEN_URL, client, password_form(scope=OFFLINE_SCOPE))
+    response = post_as(http, TOKEN_URL, client, password_form(scope=OFFLINE_SCOPE))
     assert_error(response, 400, "invalid_scope")
 
 
@@ -1214,7 +1183,7 @@ def test_cli_update_client_no_offline_access_stops_refreshing(
     assert_error(
         refresh(http, offline_client, body["refresh_token"]), 400, "unauthorized_client"
     )
-    response = _post(
+    response = post_as(
         http, TOKEN_URL, offline_client, password_form(scope=OFFLINE_SCOPE)
     )
     assert_error(response, 400, "invalid_scope")
@@ -1231,6 +1200,7 @@ def test_cli_update_client_no_offline_access_stops_refreshing(
 def test_cli_update_client_refresh_lifetimes_and_back_to_defaults(
     app: flask.Flask, http: t.Any, runner: t.Any, offline_client: t.Any, clock: Clock
 ) -> None:
+    start = clock.freeze()
     client_id = offline_client.client_id
     ok(
         ropc(
@@ -1246,8 +1216,8 @@ def test_cli_update_client_refresh_lifetimes_and_back_to_defaults(
     )
     row = refresh_row(app, login(http, offline_client)["refresh_token"])
     assert (row.expires_at, row.family_expires_at) == (
-        clock.start + 100,
-        clock.start + 250,
+        start + 100,
+        start + 250,
     )
     ok(
         ropc(
@@ -1260,8 +1230,8 @@ def test_cli_update_client_refresh_lifetimes_and_back_to_defaults(
     )
     row = refresh_row(app, login(http, offline_client)["refresh_token"])
     assert (row.expires_at, row.family_expires_at) == (
-        clock.start + 14 * DAY,
-        clock.start + 30 * DAY,
+        start + 14 * DAY,
+        start + 30 * DAY,
     )
 
 
@@ -1319,7 +1289,7 @@ def test_revoke_subject_from_python_does_what_the_cli_does(
 ) -> None:
     sessions = _sessions(http, offline_client, make_client)
     with app.app_context():
-        count = app.extensions["ropc"].extension.revoke_subject("user-1")
+        count = ropc_of(app).revoke_subject("user-1")
     assert count == 9
     assert_signed_out(http, sessions["ann"])
     assert_access_dead(http, sessions["ann_plain"]["access_token"])
@@ -1374,6 +1344,7 @@ def test_cli_cleanup_deletes_expired_and_long_revoked_tokens(
     clock: Clock,
     batch_size: str,
 ) -> None:
+    clock.freeze()
     client = make_client(
         grant_types=OFFLINE,
         access_token_lifetime=60,
@@ -1405,6 +1376,7 @@ def test_cli_cleanup_deletes_expired_and_long_revoked_tokens(
 def test_cli_cleanup_keeps_used_refresh_tokens_so_reuse_is_still_detected(
     app: flask.Flask, http: t.Any, runner: t.Any, offline_client: t.Any, clock: Clock
 ) -> None:
+    clock.freeze()
     first = login(http, offline_client)
     clock.at(10)
     second = refreshed(http, offline_client, first["refresh_token"])
@@ -1420,6 +1392,7 @@ def test_cli_cleanup_keeps_used_refresh_tokens_so_reuse_is_still_detected(
 def test_cli_cleanup_by_default_keeps_tokens_revoked_less_than_a_day_ago(
     app: flask.Flask, http: t.Any, runner: t.Any, offline_client: t.Any, clock: Clock
 ) -> None:
+    clock.freeze()
     body = login(http, offline_client)
     revoke(http, offline_client, body["refresh_token"])
     clock.at(DAY - 1)  # the access token has expired, the refresh token not

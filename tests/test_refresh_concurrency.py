@@ -18,13 +18,14 @@ import requests
 import sqlalchemy as sa
 
 from flask_ropc import signals
-from flask_ropc.extension import get_state
 
-from conftest import USERS
 from conftest import assert_oauth_error
 from conftest import basic_auth
 from conftest import bearer
+from conftest import login as password_grant
 from conftest import password_form
+from conftest import ropc_of
+from conftest import table_rows
 from conftest import wait_for_lock_waits
 
 pytestmark = pytest.mark.live
@@ -40,14 +41,10 @@ def offline_client(make_client: t.Any) -> t.Any:
 
 
 def login(session: requests.Session, url: str, client: t.Any) -> dict[str, t.Any]:
+    """Ann's password login over real HTTP; its JSON body."""
     response = session.post(
         f"{url}/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": "ann",
-            "password": USERS["ann"][0],
-            "scope": "api offline_access",
-        },
+        data=password_form(scope="api offline_access"),
         auth=(client.client_id, client.secret),
         timeout=TIMEOUT,
     )
@@ -90,42 +87,44 @@ def all_at_once(tasks: list[t.Callable[[], R]]) -> list[R]:
     return t.cast(list[R], results)
 
 
+def engine_of(app: flask.Flask) -> sa.Engine:
+    """The engine our tables live on (``ropc.engine``)."""
+    with app.app_context():
+        return ropc_of(app).engine
+
+
+def our_table(app: flask.Flask, name: str) -> sa.Table:
+    """One of our tables, reflected through ``ropc.engine``."""
+    return sa.Table(name, sa.MetaData(), autoload_with=engine_of(app))
+
+
 def family_of(app: flask.Flask, token: str) -> str:
-    state = get_state(app)
-    tokens = state.store.tables.refresh_tokens
+    """The family of the stored refresh token ``token`` (found by digest)."""
     digest = hashlib.sha256(token.encode()).hexdigest()
-    with app.app_context(), state.store.engine.connect() as conn:
-        return str(
-            conn.execute(
-                sa.select(tokens.c.family_id).where(tokens.c.token_digest == digest)
-            ).scalar_one()
-        )
+    rows = table_rows(app, "ropc_refresh_tokens")
+    (family_id,) = [row.family_id for row in rows if row.token_digest == digest]
+    return str(family_id)
 
 
 def family_counts(app: flask.Flask, family_id: str) -> dict[str, int]:
     """Refresh tokens of a family: all, live (unused and unrevoked), used;
     and its access tokens."""
-    state = get_state(app)
-    tables = state.store.tables
-    refresh_tokens, access_tokens = tables.refresh_tokens, tables.access_tokens
-    mine = refresh_tokens.c.family_id == family_id
-
-    def count(table: sa.Table, *where: t.Any) -> int:
-        query = sa.select(sa.func.count()).select_from(table).where(*where)
-        return int(conn.execute(query).scalar_one())
-
-    with app.app_context(), state.store.engine.connect() as conn:
-        return {
-            "refresh": count(refresh_tokens, mine),
-            "live": count(
-                refresh_tokens,
-                mine,
-                refresh_tokens.c.used_at.is_(None),
-                refresh_tokens.c.revoked_at.is_(None),
-            ),
-            "used": count(refresh_tokens, mine, refresh_tokens.c.used_at.is_not(None)),
-            "access": count(access_tokens, access_tokens.c.family_id == family_id),
-        }
+    mine = [
+        row
+        for row in table_rows(app, "ropc_refresh_tokens")
+        if row.family_id == family_id
+    ]
+    access = [
+        row
+        for row in table_rows(app, "ropc_access_tokens")
+        if row.family_id == family_id
+    ]
+    return {
+        "refresh": len(mine),
+        "live": sum(row.used_at is None and row.revoked_at is None for row in mine),
+        "used": sum(row.used_at is not None for row in mine),
+        "access": len(access),
+    }
 
 
 def test_concurrent_refreshes_of_one_token_have_exactly_one_winner(
@@ -288,8 +287,7 @@ class Staged:
 
     def login(self) -> str:
         """A password login's refresh token."""
-        form = password_form(scope="api offline_access")
-        response = self.http.post("/oauth/token", data=form, headers=self.auth)
+        response = password_grant(self.http, self.client, scope="api offline_access")
         assert response.status_code == 200, response.json
         return str(response.json["refresh_token"])
 
@@ -315,21 +313,21 @@ class Staged:
         The default hold is the client's row, which the grant transaction
         updates last: it holds an exchange after its claim and token inserts.
         """
-        store = get_state(self.app).store
+        engine = engine_of(self.app)
         if hold is None:
-            clients = store.tables.clients
+            clients = our_table(self.app, "ropc_clients")
             hold = (
                 sa.select(clients.c.id)
                 .where(clients.c.client_id == self.client.client_id)
                 .with_for_update()
             )
         with ThreadPoolExecutor(max_workers=2) as pool:
-            with store.engine.connect() as holder:
+            with engine.connect() as holder:
                 holder.execute(hold)
                 one = pool.submit(first)
-                wait_for_lock_waits(store.engine, 1)
+                wait_for_lock_waits(engine, 1)
                 two = pool.submit(second)
-                wait_for_lock_waits(store.engine, 2)
+                wait_for_lock_waits(engine, 2)
                 holder.rollback()
             return one.result(), two.result()
 
@@ -455,7 +453,7 @@ def test_repeats_exchanges_and_revocations_racing_leave_nothing_of_the_family(
 
     def sign_out() -> None:
         with app.app_context():
-            app.extensions["ropc"].extension.revoke_subject("user-1")
+            ropc_of(app).revoke_subject("user-1")
 
     tasks: list[t.Callable[[], requests.Response | None]] = [
         *[lambda: refresh(url, offline_client, first)] * 8,
@@ -473,12 +471,12 @@ def test_repeats_exchanges_and_revocations_racing_leave_nothing_of_the_family(
     ]
     # Not one refresh token left unrevoked: not even a used one, which a
     # repeat exchange could still take.
-    tokens = get_state(app).store.tables.refresh_tokens
-    unrevoked = sa.select(sa.func.count()).where(
-        tokens.c.family_id == family, tokens.c.revoked_at.is_(None)
-    )
-    with get_state(app).store.engine.connect() as conn:
-        assert conn.execute(unrevoked).scalar_one() == 0
+    unrevoked = [
+        row
+        for row in table_rows(app, "ropc_refresh_tokens")
+        if row.family_id == family and row.revoked_at is None
+    ]
+    assert len(unrevoked) == 0
     for body in [r.json() for r in responses if r.text and "access_token" in r.text]:
         me = requests.get(
             f"{url}/api/me",
@@ -499,7 +497,7 @@ def test_a_repeat_queued_behind_a_family_revocation_does_not_deadlock(
     zeroth = staged.login()
     first = staged.exchange(zeroth).json["refresh_token"]
     second = staged.exchange(first).json["refresh_token"]
-    tokens = get_state(staged.app).store.tables.refresh_tokens
+    tokens = our_table(staged.app, "ropc_refresh_tokens")
     digest = hashlib.sha256(zeroth.encode()).hexdigest()
     hold_the_first_row = (
         sa.select(tokens.c.id).where(tokens.c.token_digest == digest).with_for_update()
