@@ -13,6 +13,7 @@ from collections.abc import Callable
 import click
 
 from .admin import ClientAdmin
+from .cli_output import app_command
 from .cli_output import client_options
 from .cli_output import describe
 from .cli_output import json_option
@@ -28,7 +29,7 @@ F = t.TypeVar("F", bound=Callable[..., t.Any])
 _clients = ClientAdmin()
 
 
-@click.command("create-client")
+@app_command("create-client")
 @click.argument("name")
 @client_options
 @click.option(
@@ -144,7 +145,7 @@ def create_client(
         )
 
 
-@click.command("list-clients")
+@app_command("list-clients")
 @json_option
 def list_clients(as_json: bool) -> None:
     """List every client with its type, scopes and password-grant use.
@@ -175,7 +176,7 @@ def list_clients(as_json: bool) -> None:
         click.echo("  ".join(cells).rstrip())
 
 
-@click.command("show-client")
+@app_command("show-client")
 @click.argument("client_id")
 @json_option
 def show_client(client_id: str, as_json: bool) -> None:
@@ -187,7 +188,7 @@ def show_client(client_id: str, as_json: bool) -> None:
         click.echo(describe(client))
 
 
-@click.command("update-client")
+@app_command("update-client")
 @click.argument("client_id")
 @client_options
 @click.option("--name", default=None, help="A new display name.")
@@ -308,7 +309,7 @@ def update_client(
         click.echo(describe(client))
 
 
-@click.command("rotate-secret")
+@app_command("rotate-secret")
 @click.argument("client_id")
 @json_option
 def rotate_secret(client_id: str, as_json: bool) -> None:
@@ -322,7 +323,7 @@ def rotate_secret(client_id: str, as_json: bool) -> None:
     click.echo("\nStore this secret now: it is not shown again.")
 
 
-@click.command("delete-client")
+@app_command("delete-client")
 @click.argument("client_id")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete_client(client_id: str, yes: bool) -> None:

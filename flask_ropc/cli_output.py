@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import click
 from flask.cli import AppGroup
+from flask.cli import with_appcontext
 
 from .errors import ClientNotFoundError
 from .errors import ConfigurationError
@@ -51,6 +52,16 @@ class ROPCGroup(AppGroup):
                 f"database error ({type(error).__name__}); "
                 "has 'flask ropc init-db' been run on this database?"
             ) from None
+
+
+def app_command(name: str) -> Callable[[Callable[..., t.Any]], click.Command]:
+    """A command that runs in the app context, as ``AppGroup.command`` makes
+    them, for modules that define commands before the group adds them."""
+
+    def decorator(func: Callable[..., t.Any]) -> click.Command:
+        return click.command(name)(with_appcontext(func))
+
+    return decorator
 
 
 def json_option(func: t.Any) -> t.Any:
