@@ -17,7 +17,9 @@ import flask
 import pytest
 import sqlalchemy as sa
 
-from flask_ropc.extension import get_state
+# Internal on purpose, only to reach the throttle's Redis storage (see the
+# end of test_redis_stopped_mid_run_fails_closed_then_recovers).
+from flask_ropc.state import get_state
 
 from conftest import PG_URL
 from conftest import basic_auth
@@ -25,6 +27,8 @@ from conftest import build_app
 from conftest import count_rows
 from conftest import dispose_app
 from conftest import password_form
+from conftest import ropc_of
+from conftest import table_rows
 
 pg_only = pytest.mark.skipif(not PG_URL, reason="needs ROPC_TEST_DATABASE_URL")
 
@@ -36,10 +40,16 @@ def pg_app(database_uri: str, app: flask.Flask) -> flask.Flask:
     return app
 
 
+def _engine(app: flask.Flask) -> sa.Engine:
+    """The engine our tables live on, whose connections the tests break."""
+    with app.app_context():
+        return ropc_of(app).engine
+
+
 def _kill_our_connections(app: flask.Flask) -> int:
     """Terminate every server process serving the app's database, except
     the one doing the terminating."""
-    engine = get_state(app).store.engine
+    engine = _engine(app)
     name = engine.url.database
     admin = sa.create_engine(engine.url, isolation_level="AUTOCOMMIT")
     try:
@@ -85,7 +95,7 @@ def test_connection_killed_mid_grant_is_503_and_writes_nothing(
     the refresh token row: the client gets 503, no half grant is stored, and
     the next request succeeds."""
     client = make_client(grant_types=["password", "refresh_token"])
-    engine = get_state(pg_app).store.engine
+    engine = _engine(pg_app)
     before = count_rows(pg_app)
     fired = []
 
@@ -117,11 +127,7 @@ def test_connection_killed_mid_grant_is_503_and_writes_nothing(
     assert "Retry-After" in response.headers
     after = count_rows(pg_app)
     assert after["ropc_access_tokens"] == before["ropc_access_tokens"]
-    store = get_state(pg_app).store
-    with pg_app.app_context(), store.engine.connect() as conn:
-        refresh_rows = conn.execute(
-            sa.select(sa.func.count()).select_from(store.tables.refresh_tokens)
-        ).scalar_one()
+    refresh_rows = len(table_rows(pg_app, "ropc_refresh_tokens"))
     assert refresh_rows == 0
     retry = http.post(
         "/oauth/token",
@@ -139,7 +145,7 @@ def test_failure_inside_the_grant_transaction_leaves_no_token_and_counts_no_fail
     """An error raised by the database on the refresh token insert (a
     trigger) rolls back the access token written just before it."""
     client = make_client(grant_types=["password", "refresh_token"])
-    engine = get_state(pg_app).store.engine
+    engine = _engine(pg_app)
     with engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -168,7 +174,7 @@ def test_failure_inside_the_grant_transaction_leaves_no_token_and_counts_no_fail
         assert response.json["error"] == "server_error"
         assert count_rows(pg_app) == before
         with pg_app.app_context():
-            client_row = get_state().store.require_client(client.client_id)
+            client_row = ropc_of(pg_app).clients.require(client.client_id)
         assert client_row.password_grant_count == 0
         # The password was right each time: failed writes must not count as
         # failed logins (the default limit is 5 per username).
@@ -246,7 +252,7 @@ def test_redis_stopped_mid_run_fails_closed_then_recovers(
     )
     try:
         with app.app_context():
-            client, secret = get_state().store.create_client("c", scopes=["api"])
+            client, secret = ropc_of(app).clients.create("c", scopes=["api"])
         auth = basic_auth(client.client_id, secret or "")
         http = app.test_client()
         assert (
@@ -266,10 +272,15 @@ def test_redis_stopped_mid_run_fails_closed_then_recovers(
         assert back.status_code == 200
     finally:
         _stop_redis(port)
+        # Reaches into the Redis storage under the throttle on purpose: close
+        # the Redis client's sockets, which the dead server left open (no
+        # public API hands out the throttle's storage).
         state = get_state(app)
-        # Close the Redis client's sockets, which the dead server left open.
         assert state.throttle is not None
-        redis_client = getattr(state.throttle.counters, "storage", None)
+        # The counters are LimitsCounters: .storage is the limits RedisStorage,
+        # whose own .storage is the redis client.
+        limits_storage = getattr(state.throttle.counters, "storage", None)
+        redis_client = getattr(limits_storage, "storage", None)
         if redis_client is not None:
             redis_client.connection_pool.disconnect()
         dispose_app(app)

@@ -2,10 +2,12 @@
 
 Through the token endpoint, ``@ropc.require_token`` views, ``GET /oauth/jwks``,
 the ``flask ropc keys`` commands and the real database. Forged tokens are
-built with joserfc (or by hand) from keys generated here; where a forged
-token must get past the database lookup to prove a JWT check, a token row is
-stored for it with the store's own API, so that only that check stands
-between the token and the view (see test_forge_harness_control_is_accepted).
+built with joserfc (or by hand) from keys generated here, or from our own
+signing key as stored in the database; where a forged token must get past
+the database lookup to prove a JWT check, a token row is written for it into
+the access-token table through ``ropc.engine``, so that only that check
+stands between the token and the view (see
+test_forge_harness_control_is_accepted).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc import jwk
 from joserfc import jws
 from joserfc.jwk import ECKey
 from joserfc.jwk import RSAKey
@@ -34,14 +37,17 @@ import flask_ropc
 from flask_ropc import ConfigurationError
 from flask_ropc import GrantResult
 from flask_ropc import hashing
-from flask_ropc.extension import get_state
-from flask_ropc.keys import generate_key
 
+from conftest import Clock
 from conftest import basic_auth
 from conftest import bearer
+from conftest import clock_of
 from conftest import clock_shifted
 from conftest import count_rows
 from conftest import password_form
+from conftest import post_as
+from conftest import ropc_of
+from conftest import table_rows
 from conftest import wait_for_lock_waits
 
 TOKEN_URL = "/oauth/token"
@@ -99,10 +105,36 @@ def _jwks_kids(http: t.Any) -> set[str]:
     return {key["kid"] for key in _jwks(http)}
 
 
-def _signer(app: flask.Flask) -> t.Any:
-    """Our real signing key (a :class:`~flask_ropc.keys.SigningKey`)."""
+class Signer(t.NamedTuple):
+    """Our real signing key: its ``kid``, ``alg`` and joserfc private ``key``."""
+
+    kid: str
+    alg: str
+    key: t.Any
+
+
+def _signer(app: flask.Flask) -> Signer:
+    """Our real signing key. The admin API never hands out a private key, so
+    it is read from the stored row (plain JWK JSON: no key encryption here)."""
     with app.app_context():
-        return get_state(app).keyring.signing_key()
+        current = ropc_of(app).keys.current()
+    (row,) = [
+        row for row in table_rows(app, "ropc_signing_keys") if row.kid == current.kid
+    ]
+    private = jwk.import_key(json.loads(row.private_jwk))
+    return Signer(current.kid, current.alg, private)
+
+
+def _engine(app: flask.Flask) -> sa.Engine:
+    """The engine our tables live on."""
+    with app.app_context():
+        return ropc_of(app).engine
+
+
+def _table(app: flask.Flask, name: str) -> tuple[sa.Engine, sa.Table]:
+    """The engine and our table ``name``, reflected from the database."""
+    engine = _engine(app)
+    return engine, sa.Table(name, sa.MetaData(), autoload_with=engine)
 
 
 def _sign(header: dict[str, t.Any], claims: dict[str, t.Any], key: t.Any) -> str:
@@ -131,11 +163,11 @@ def _store_row(
     Written straight into the access-token table (its columns are the
     contract), so the forged token differs from a real one only in the JWT.
     """
-    state = get_state(app)
-    now = state.store.now()
-    with app.app_context(), state.store.engine.begin() as conn:
+    now = int(clock_of(app)())
+    engine, access_tokens = _table(app, "ropc_access_tokens")
+    with engine.begin() as conn:
         conn.execute(
-            state.store.tables.access_tokens.insert().values(
+            access_tokens.insert().values(
                 token_digest=hashing.digest(value),
                 client_id=client_id,
                 subject="user-1",
@@ -177,7 +209,7 @@ def _status_of(runner: t.Any) -> dict[str, str]:
 def _new_client(app: flask.Flask, **options: t.Any) -> tuple[str, str]:
     options.setdefault("scopes", ["api", "profile"])
     with app.app_context():
-        client, secret = get_state(app).store.create_client("Client", **options)
+        client, secret = ropc_of(app).clients.create("Client", **options)
     assert secret is not None
     return client.client_id, secret
 
@@ -357,12 +389,11 @@ def test_validator_claim_clashing_with_a_registered_claim_is_a_500_and_no_token(
     app: flask.Flask,
     http: t.Any,
     oauth_client: t.Any,
+    ropc: flask_ropc.ROPC,
     caplog: pytest.LogCaptureFixture,
     claims: dict[str, t.Any],
 ) -> None:
-    app.extensions["ropc"].extension.password_validator(
-        lambda req: GrantResult.success("user-1", claims=claims)
-    )
+    ropc.password_validator(lambda req: GrantResult.success("user-1", claims=claims))
     before = count_rows(app)
     with caplog.at_level(logging.ERROR, logger="flask_ropc"):
         response = http.post(
@@ -503,17 +534,12 @@ def test_hs256_signed_with_our_public_key_as_secret_is_rejected(
 
 
 def test_jwt_expired_by_the_clock_is_rejected(
-    app: flask.Flask, http: t.Any, make_client: t.Any
+    http: t.Any, make_client: t.Any, clock: Clock
 ) -> None:
     token = _token(http, make_client(access_token_lifetime=60))
     assert http.get("/api/me", headers=bearer(token)).status_code == 200
-    store = get_state(app).store
-    real_clock = store._clock
-    store._clock = lambda: real_clock() + 61
-    try:
-        _assert_rejected(http, token)
-    finally:
-        store._clock = real_clock
+    clock.advance(61)
+    _assert_rejected(http, token)
 
 
 @pytest.mark.parametrize(
@@ -526,11 +552,15 @@ def test_jwt_expired_by_the_clock_is_rejected(
     ids=["exp-passed", "iat-in-future", "nbf-in-future"],
 )
 def test_jwt_with_times_out_of_range_is_rejected_even_with_a_live_row(
-    app: flask.Flask, http: t.Any, oauth_client: t.Any, change: dict[str, int]
+    app: flask.Flask,
+    http: t.Any,
+    oauth_client: t.Any,
+    clock: Clock,
+    change: dict[str, int],
 ) -> None:
     """The signed times are checked, not only the stored row's expiry."""
     token, key = _genuine(app, http, oauth_client)
-    now = get_state(app).store.now()
+    now = int(clock())
     claims = _claims(token)
     for name, offset in change.items():
         claims[name] = now + offset
@@ -619,12 +649,13 @@ def test_jwt_cut_to_two_parts_is_rejected(http: t.Any, oauth_client: t.Any) -> N
 
 
 def test_revoked_jwt_is_rejected_though_its_signature_is_valid(
-    app: flask.Flask, http: t.Any, oauth_client: t.Any
+    http: t.Any, oauth_client: t.Any
 ) -> None:
     token = _token(http, oauth_client)
     assert http.get("/api/me", headers=bearer(token)).status_code == 200
-    with app.app_context():
-        get_state(app).store.revoke_access_token(hashing.digest(token))
+    # Revoked by its own client (RFC 7009); the JWT itself is unchanged.
+    revoked = post_as(http, "/oauth/revoke", oauth_client, {"token": token})
+    assert revoked.status_code == 200, revoked.get_data(as_text=True)
     _assert_rejected(http, token)
 
 
@@ -666,8 +697,7 @@ def test_configured_pem_key_signs_and_is_the_only_published_key(
         k: public[k] for k in ("kty", "crv", "x", "y")
     }
     assert not set(PRIVATE_MEMBERS) & set(published)
-    with app.app_context():
-        assert get_state(app).store.list_signing_keys() == []
+    assert table_rows(app, "ropc_signing_keys") == []
 
 
 def test_configured_jwk_keys_first_signs_all_are_published(make_app: t.Any) -> None:
@@ -741,8 +771,7 @@ def test_jwks_lists_public_keys_only_with_kid_alg_and_use(
     http = app.test_client()
     keys = _jwks(http)
     assert len(keys) == 2
-    with app.app_context():
-        rows = get_state(app).store.list_signing_keys()
+    rows = table_rows(app, "ropc_signing_keys")
     secrets_ = [
         json.loads(row.private_jwk)[member]
         for row in rows
@@ -992,15 +1021,14 @@ def test_a_key_retired_while_rotate_runs_does_not_become_active(
     active = _active_kid(runner)
     _ok(_ropc(runner, "keys", "generate"))
     (pending,) = [k for k, s in _status_of(runner).items() if s == "pending"]
-    store = get_state(app).store
-    keys = store.tables.signing_keys
+    engine, keys = _table(app, "ropc_signing_keys")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        with store.engine.connect() as other:
+        with engine.connect() as other:
             other.execute(
                 sa.select(keys.c.id).where(keys.c.kid == pending).with_for_update()
             )
             rotating = pool.submit(_ropc, runner, "keys", "rotate")
-            wait_for_lock_waits(store.engine, 1)
+            wait_for_lock_waits(engine, 1)
             other.execute(
                 keys.update().where(keys.c.kid == pending).values(status="retired")
             )
@@ -1040,8 +1068,7 @@ def test_keys_commands_never_print_private_key_material(
         _ok(_ropc(runner, "keys", "list")),
         _ok(_ropc(runner, "keys", "list", "--json")),
     ]
-    with app.app_context():
-        rows = get_state(app).store.list_signing_keys()
+    rows = table_rows(app, "ropc_signing_keys")
     assert {row.alg for row in rows} == {"ES256", "RS256", "EdDSA"}
     text = "\n".join(outputs)
     for row in rows:
@@ -1067,8 +1094,7 @@ def test_key_commands_refuse_when_keys_come_from_config(
     runner = app.test_cli_runner()
     out = _failed(_ropc(runner, "keys", *command))
     assert "ROPC_SIGNING_KEYS" in out
-    with app.app_context():
-        assert get_state(app).store.list_signing_keys() == []
+    assert table_rows(app, "ropc_signing_keys") == []
     (listed,) = _keys_json(runner)
     assert listed["kid"] == ECKey.import_key(pem).thumbprint()
     assert listed["status"] == "configured"
@@ -1085,17 +1111,28 @@ def test_another_worker_on_the_same_database_accepts_our_tokens(
 
 
 def test_retire_takes_a_kid_that_starts_with_a_dash(
-    app: flask.Flask, runner: t.Any
+    app: flask.Flask, runner: t.Any, clock: Clock
 ) -> None:
     # Thumbprints are base64url, so one key in 64 has a kid like "-V3x...".
-    with app.app_context():
-        store = get_state().store
-        key = next(
-            key
-            for key in iter(lambda: generate_key("ES256"), None)
-            if key.thumbprint().startswith("-")
+    key = next(
+        key
+        for key in iter(lambda: ECKey.generate_key("P-256", auto_kid=True), None)
+        if key.thumbprint().startswith("-")
+    )
+    # Stored as a pending key, as `keys generate` stores one (no admin call
+    # takes a key of ours).
+    kid = key.kid or key.thumbprint()
+    engine, keys = _table(app, "ropc_signing_keys")
+    with engine.begin() as conn:
+        conn.execute(
+            keys.insert().values(
+                kid=kid,
+                alg="ES256",
+                private_jwk=json.dumps(key.as_dict(private=True, kid=kid)),
+                status="pending",
+                created_at=int(clock()),
+            )
         )
-        kid = store.add_signing_key(key, "ES256", "pending").kid
     assert kid.startswith("-")
     result = _ropc(runner, "keys", "retire", kid)
     assert result.exit_code == 0, result.output

@@ -3,8 +3,8 @@
 Every test goes through the real token endpoint (Flask test client) with the
 counters in the real database (SQLite, and PostgreSQL when
 ``ROPC_TEST_DATABASE_URL`` is set) or in the real Redis (when
-``ROPC_TEST_REDIS_URL`` is set). Time is shifted by replacing the store's
-clock, which the database counters read.
+``ROPC_TEST_REDIS_URL`` is set). Time is shifted with the app's test clock
+(conftest's ``clock``, frozen here), which the database counters read.
 """
 
 from __future__ import annotations
@@ -12,26 +12,26 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import time
 import typing as t
 from collections.abc import Iterator
 
 import flask
 import pytest
-import sqlalchemy as sa
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flask_ropc import ROPC
 from flask_ropc import ConfigurationError
 from flask_ropc import GrantResult
-from flask_ropc.extension import get_state
 
 from conftest import USERS
+from conftest import Clock
 from conftest import OAuthClient
 from conftest import basic_auth
 from conftest import build_app
 from conftest import delete_redis_keys
 from conftest import dispose_app
+from conftest import ropc_of
+from conftest import table_rows
 
 TOKEN_URL = "/oauth/token"
 WRONG = "definitely not the password"
@@ -44,29 +44,10 @@ needs_redis = pytest.mark.skipif(
 # -- helpers ------------------------------------------------------------------
 
 
-class Clock:
-    """A settable clock for the store (and so for the database counters)."""
-
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-    def shift(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def use_clock(app: flask.Flask) -> Clock:
-    clock = Clock()
-    get_state(app).store._clock = clock
-    return clock
-
-
 def create_client(app: flask.Flask, **options: t.Any) -> OAuthClient:
     options.setdefault("scopes", ["api", "profile"])
     with app.app_context():
-        client, secret = get_state(app).store.create_client("Client", **options)
+        client, secret = ropc_of(app).clients.create("Client", **options)
     return OAuthClient(client.client_id, secret)
 
 
@@ -125,10 +106,7 @@ def calls(app: flask.Flask) -> int:
 
 
 def throttle_rows(app: flask.Flask) -> list[t.Any]:
-    state = get_state(app)
-    table = state.store.tables.throttle
-    with app.app_context(), state.store.engine.connect() as conn:
-        return list(conn.execute(sa.select(table)).all())
+    return table_rows(app, "ropc_throttle")
 
 
 def cli(app: flask.Flask, *args: str) -> t.Any:
@@ -139,8 +117,11 @@ def cli(app: flask.Flask, *args: str) -> t.Any:
 
 
 @pytest.fixture
-def clock(app: flask.Flask) -> Clock:
-    return use_clock(app)
+def clock(clock: Clock) -> Clock:
+    """The app's clock (conftest's ``clock``), frozen at a whole second:
+    ``clock.advance(s)`` then moves it ``s`` seconds on."""
+    clock.freeze()
+    return clock
 
 
 def config(**values: t.Any) -> t.Any:
@@ -245,9 +226,9 @@ def test_lockout_doubles_with_each_lock_up_to_the_maximum(
         # ...then the next lock, twice as long as the last.
         seen.append(assert_throttled(attempt(http, oauth_client)))
         assert calls(app) == 5 * lock_number
-        clock.shift(backoff - 1)
+        clock.advance(backoff - 1)
         assert_throttled(attempt(http, oauth_client))  # still locked
-        clock.shift(2)
+        clock.advance(2)
     assert seen == expected
 
 
@@ -255,7 +236,7 @@ def test_failures_older_than_the_username_window_are_forgotten(
     app: flask.Flask, http: t.Any, oauth_client: OAuthClient, clock: Clock
 ) -> None:
     fail_times(http, oauth_client, 4)
-    clock.shift(15 * 60 + 1)  # ROPC_THROTTLE_USERNAME_WINDOW
+    clock.advance(15 * 60 + 1)  # ROPC_THROTTLE_USERNAME_WINDOW
 
     lock_out(http, oauth_client)
     assert calls(app) == 9
@@ -265,10 +246,10 @@ def test_backoff_restarts_from_base_once_past_locks_are_forgotten(
     app: flask.Flask, http: t.Any, oauth_client: OAuthClient, clock: Clock
 ) -> None:
     assert lock_out(http, oauth_client) == 60
-    clock.shift(61)
+    clock.advance(61)
     assert lock_out(http, oauth_client) == 120
 
-    clock.shift(121 + 24 * 3600)  # ROPC_THROTTLE_STRIKE_MEMORY after the last lock
+    clock.advance(121 + 24 * 3600)  # ROPC_THROTTLE_STRIKE_MEMORY after the last lock
 
     assert lock_out(http, oauth_client) == 60
 
@@ -277,9 +258,9 @@ def test_right_password_works_again_once_the_lock_has_expired(
     app: flask.Flask, http: t.Any, oauth_client: OAuthClient, clock: Clock
 ) -> None:
     assert lock_out(http, oauth_client) == 60
-    clock.shift(30)
+    clock.advance(30)
     assert assert_throttled(attempt(http, oauth_client)) == 30  # counts down
-    clock.shift(31)
+    clock.advance(31)
 
     response = attempt(http, oauth_client, "ann", USERS["ann"][0])
 
@@ -304,7 +285,7 @@ def test_validator_error_with_count_failure_false_does_not_count_towards_the_loc
     """E.g. the password was right but it has expired: the client must act,
     and the user must not be locked out for retrying."""
     conftest_validator = app.extensions["test_validator"]
-    ext = app.extensions["ropc"].extension
+    ext = ropc_of(app)
     not_counted: list[t.Any] = []
 
     @ext.password_validator
@@ -338,7 +319,7 @@ def test_validator_reason_never_appears_in_the_response(
 ) -> None:
     reason = "account-flagged-by-fraud-team-7731"
 
-    @app.extensions["ropc"].extension.password_validator
+    @ropc_of(app).password_validator
     def refuse(req: t.Any) -> GrantResult:
         return GrantResult.error(
             "invalid_grant",
@@ -362,7 +343,7 @@ def test_validator_crash_does_not_count_towards_the_lock(
     app: flask.Flask, http: t.Any, oauth_client: OAuthClient, clock: Clock
 ) -> None:
     conftest_validator = app.extensions["test_validator"]
-    ext = app.extensions["ropc"].extension
+    ext = ropc_of(app)
 
     @ext.password_validator
     def crash(req: t.Any) -> None:
@@ -412,7 +393,7 @@ def test_unlock_method_clears_a_lock_in_any_spelling(
     assert_throttled(attempt(http, oauth_client, "ann", USERS["ann"][0]))
 
     with app.app_context():
-        app.extensions["ropc"].extension.unlock(spelling)
+        ropc_of(app).unlock(spelling)
 
     response = attempt(http, oauth_client, "ann", USERS["ann"][0])
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -437,11 +418,11 @@ def test_unlock_forgets_past_locks_so_the_next_lock_is_short_again(
     app: flask.Flask, http: t.Any, oauth_client: OAuthClient, clock: Clock
 ) -> None:
     assert lock_out(http, oauth_client) == 60
-    clock.shift(61)
+    clock.advance(61)
     assert lock_out(http, oauth_client) == 120
 
     with app.app_context():
-        app.extensions["ropc"].extension.unlock("ann")
+        ropc_of(app).unlock("ann")
 
     assert lock_out(http, oauth_client) == 60
 
@@ -518,11 +499,11 @@ def test_a_place_given_back_after_its_window_ended_adds_no_extra_attempt(
     giving the place back must not credit the *next* window with an extra
     attempt: the budget stays at ROPC_THROTTLE_IP_LIMIT failures."""
     conftest_validator = app.extensions["test_validator"]
-    ext = app.extensions["ropc"].extension
+    ext = ropc_of(app)
 
     @ext.password_validator
     def slow(req: t.Any) -> t.Any:
-        clock.shift(15 * 60 + 1)  # the IP window (900 s) ends meanwhile
+        clock.advance(15 * 60 + 1)  # the IP window (900 s) ends meanwhile
         return conftest_validator(req)
 
     ok = attempt(http, oauth_client, "ann", USERS["ann"][0])
@@ -687,7 +668,7 @@ def test_end_user_ip_header_name_is_configurable(
 
 def test_public_client_cannot_be_a_trusted_backend(app: flask.Flask) -> None:
     with app.app_context(), pytest.raises(ValueError, match="confidential"):
-        get_state(app).store.create_client(
+        ropc_of(app).clients.create(
             "Mobile app", auth_method="none", trusted_backend=True
         )
 
@@ -696,7 +677,7 @@ def test_public_client_cannot_be_a_trusted_backend(app: flask.Flask) -> None:
     assert result.exit_code != 0
     assert "Traceback" not in result.output
     with app.app_context():
-        assert get_state(app).store.list_clients() == []
+        assert ropc_of(app).clients.list() == []
 
 
 def test_public_client_cannot_be_made_a_trusted_backend_later(
@@ -708,7 +689,7 @@ def test_public_client_cannot_be_made_a_trusted_backend_later(
 
     assert result.exit_code != 0
     with app.app_context():
-        assert not get_state(app).store.require_client(public.client_id).trusted_backend
+        assert not ropc_of(app).clients.require(public.client_id).trusted_backend
 
 
 # -- storage ------------------------------------------------------------------
@@ -785,7 +766,7 @@ def test_cleanup_purges_expired_counters(
     assert len(throttle_rows(app)) == stored
     assert_throttled(attempt(http, oauth_client))  # the lock survived
 
-    clock.shift(25 * 3600)  # past the strike memory, the longest expiry
+    clock.advance(25 * 3600)  # past the strike memory, the longest expiry
     result = cli(app, "cleanup")
 
     assert result.exit_code == 0, result.output
