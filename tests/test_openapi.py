@@ -25,6 +25,7 @@ from referencing.jsonschema import DRAFT202012
 
 from flask_ropc import ROPC
 from flask_ropc import GrantResult
+
 from conftest import OAuthClient
 from conftest import basic_auth
 from conftest import introspect
