@@ -21,10 +21,9 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from flask_ropc.extension import get_state
-
 from conftest import basic_auth
 from conftest import password_form
+from conftest import ropc_of
 
 DISCOVERY_PATHS = (
     "/.well-known/oauth-authorization-server",
@@ -264,7 +263,7 @@ def test_pyjwt_verifies_our_token_from_discovery_and_jwks_alone(
 ) -> None:
     alg = app_config["ROPC_SIGNING_ALG"]
     with app.app_context():
-        client, secret = get_state().store.create_client("API caller", scopes=["api"])
+        client, secret = ropc_of(app).clients.create("API caller", scopes=["api"])
     assert secret is not None
 
     with serve(app) as base_url:
@@ -316,11 +315,11 @@ def test_api_checks_a_reference_token_through_the_discovered_introspection_endpo
 ) -> None:
     """An API with opaque tokens asks us, finding the endpoint via discovery."""
     with app.app_context():
-        store = get_state().store
-        client, secret = store.create_client(
+        clients = ropc_of(app).clients
+        client, secret = clients.create(
             "App", scopes=["api"], access_token_format="reference"
         )
-        api, api_secret = store.create_client("API", scopes=[], is_resource_server=True)
+        api, api_secret = clients.create("API", scopes=[], is_resource_server=True)
     assert secret is not None and api_secret is not None
 
     with serve(app) as base_url:

@@ -25,10 +25,10 @@ from referencing.jsonschema import DRAFT202012
 
 from flask_ropc import ROPC
 from flask_ropc import GrantResult
-from flask_ropc.extension import get_state
 
 from conftest import OAuthClient
 from conftest import basic_auth
+from conftest import introspect
 from conftest import password_form
 
 FORM = "application/x-www-form-urlencoded"
@@ -283,12 +283,12 @@ def test_password_grant_success(http: t.Any, oauth_client: OAuthClient) -> None:
 
 
 def test_refresh_grant_success_with_sunset_headers(
-    app: flask.Flask, http: t.Any, offline_client: OAuthClient
+    app: flask.Flask, http: t.Any, ropc: ROPC, offline_client: OAuthClient
 ) -> None:
     first = issue(http, offline_client, scope="api offline_access")
     assert "refresh_token" in first
     with app.app_context():
-        get_state().store.update_client(offline_client.client_id, sunset_at=4102444800)
+        ropc.clients.update(offline_client.client_id, sunset_at=4102444800)
     response = token_request(
         http,
         offline_client,
@@ -388,12 +388,12 @@ def test_throttled_password_attempts_are_429_slow_down(
 
 
 def test_validator_crash_is_500_server_error(
-    app: flask.Flask, http: t.Any, oauth_client: OAuthClient
+    http: t.Any, ropc: ROPC, oauth_client: OAuthClient
 ) -> None:
     def crash(req: t.Any) -> t.Any:
         raise RuntimeError("validator bug")
 
-    get_state(app).extension.password_validator(crash)
+    ropc.password_validator(crash)
     response = token_request(http, oauth_client, password_form())
     assert response.status_code == 500
     assert check_response(response, "/token", "POST")["error"] == "server_error"
@@ -401,7 +401,7 @@ def test_validator_crash_is_500_server_error(
 
 @pytest.mark.parametrize("status", [400, 403])
 def test_validator_chosen_error_is_documented(
-    app: flask.Flask, http: t.Any, oauth_client: OAuthClient, status: int
+    http: t.Any, ropc: ROPC, oauth_client: OAuthClient, status: int
 ) -> None:
     def mfa(req: t.Any) -> GrantResult:
         return GrantResult.error(
@@ -411,7 +411,7 @@ def test_validator_chosen_error_is_documented(
             status_code=status,
         )
 
-    get_state(app).extension.password_validator(mfa)
+    ropc.password_validator(mfa)
     response = token_request(http, oauth_client, password_form())
     assert response.status_code == status
     assert check_response(response, "/token", "POST")["error"] == "mfa_required"
@@ -428,28 +428,20 @@ def test_other_methods_are_405(http: t.Any, path: str, method: str) -> None:
 # -- introspection and revocation ---------------------------------------------
 
 
-def introspect(http: t.Any, client: OAuthClient, form: dict[str, str]) -> t.Any:
-    return http.post(
-        "/oauth/introspect",
-        data=form,
-        headers=basic_auth(client.client_id, t.cast(str, client.secret)),
-    )
-
-
 def test_introspection_active_access_and_refresh_tokens(
     http: t.Any, offline_client: OAuthClient
 ) -> None:
     tokens = issue(http, offline_client, scope="api offline_access")
-    access = introspect(http, offline_client, {"token": tokens["access_token"]})
+    access = introspect(http, offline_client, tokens["access_token"])
     body = check_response(access, "/introspect", "POST")
     assert body["active"] is True and body["token_type"] == "Bearer"
-    refresh = introspect(http, offline_client, {"token": tokens["refresh_token"]})
+    refresh = introspect(http, offline_client, tokens["refresh_token"])
     body = check_response(refresh, "/introspect", "POST")
     assert body["active"] is True and body["token_type"] == "refresh_token"
 
 
 def test_introspection_inactive(http: t.Any, oauth_client: OAuthClient) -> None:
-    response = introspect(http, oauth_client, {"token": "no-such-token"})
+    response = introspect(http, oauth_client, "no-such-token")
     assert check_response(response, "/introspect", "POST") == {"active": False}
 
 

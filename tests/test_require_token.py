@@ -7,9 +7,10 @@ import typing as t
 import flask
 import pytest
 
-from flask_ropc.extension import get_state
+from flask_ropc import ROPC
 
 from conftest import bearer
+from conftest import clock_shifted
 from conftest import issue_token
 
 
@@ -77,13 +78,8 @@ def test_expired_token_is_401_invalid_token(
     client = make_client(access_token_lifetime=60)
     token = issue_token(http, client)
     assert http.get("/api/me", headers=bearer(token)).status_code == 200
-    store = get_state(app).store
-    real_clock = store._clock
-    store._clock = lambda: real_clock() + 61  # the token's hour has passed
-    try:
+    with clock_shifted(app, 61):  # the token's lifetime has passed
         response = http.get("/api/me", headers=bearer(token))
-    finally:
-        store._clock = real_clock
     assert response.status_code == 401
     assert response.json["error"] == "invalid_token"
 
@@ -121,22 +117,22 @@ def test_bare_decorator_accepts_any_live_token(http: t.Any, make_client: t.Any) 
 
 
 def test_disabling_the_client_stops_its_tokens_at_once(
-    app: flask.Flask, http: t.Any, oauth_client: t.Any
+    app: flask.Flask, http: t.Any, ropc: ROPC, oauth_client: t.Any
 ) -> None:
     token = issue_token(http, oauth_client)
     with app.app_context():
-        get_state().store.update_client(oauth_client.client_id, enabled=False)
+        ropc.clients.update(oauth_client.client_id, enabled=False)
     response = http.get("/api/me", headers=bearer(token))
     assert response.status_code == 401
     assert response.json["error"] == "invalid_token"
 
 
 def test_deleting_the_client_stops_its_tokens(
-    app: flask.Flask, http: t.Any, oauth_client: t.Any
+    app: flask.Flask, http: t.Any, ropc: ROPC, oauth_client: t.Any
 ) -> None:
     token = issue_token(http, oauth_client)
     with app.app_context():
-        get_state().store.delete_client(oauth_client.client_id)
+        ropc.clients.delete(oauth_client.client_id)
     assert http.get("/api/me", headers=bearer(token)).status_code == 401
 
 
@@ -149,8 +145,6 @@ def test_current_token_is_none_outside_protected_views(app: flask.Flask) -> None
 
 def test_token_lookup_with_database_down_is_503(tmp_path: t.Any) -> None:
     """A store outage while checking a token is 503, not a 500 page."""
-    from flask_ropc import ROPC
-
     app = flask.Flask("outage", instance_path=str(tmp_path))
     app.config["ROPC_DATABASE_URI"] = "postgresql+psycopg://postgres@127.0.0.1:1/x"
     ropc = ROPC(app)
