@@ -465,6 +465,7 @@ def app_without_database(
     application.extensions["test_ropc"] = ropc  # what ropc_of() reads
     yield application
     with application.app_context():
+        assert ropc.engine is not None
         ropc.dispose()
 
 
