@@ -42,6 +42,9 @@ from flask import Flask
 from flask import jsonify
 from flask import request
 
+if t.TYPE_CHECKING:
+    from flask_ropc import ROPC
+
 #: The one user every benchmark logs in as, and its password. The validators
 #: compare strings: hashing would measure the hash, not the framework.
 USERNAME = "alice"
@@ -219,6 +222,12 @@ def setup_authlib_docs(uri: str) -> tuple[str, str]:
 
 def create_ropc_app(uri: str) -> Flask:
     """Flask-ROPC with a trivial validator and a protected route."""
+    return ropc_app(uri)[0]
+
+
+def ropc_app(uri: str) -> tuple[Flask, ROPC]:
+    """:func:`create_ropc_app`, with its :class:`~flask_ropc.ROPC` object for
+    the admin API."""
     from flask_ropc import ROPC
     from flask_ropc import GrantResult
     from flask_ropc import PasswordRequest
@@ -243,7 +252,7 @@ def create_ropc_app(uri: str) -> Flask:
     def me() -> dict[str, t.Any]:
         return {"sub": current_token.subject, "scopes": list(current_token.scopes)}
 
-    return app
+    return app, ropc
 
 
 def setup_ropc(uri: str, *, client_name: str = "Benchmark") -> tuple[str, str]:
@@ -252,21 +261,16 @@ def setup_ropc(uri: str, *, client_name: str = "Benchmark") -> tuple[str, str]:
     Returns the client's id and secret. The client may use the password and
     refresh token grants and the ``api`` scope.
     """
-    from flask_ropc.extension import get_state
-
-    app = create_ropc_app(uri)
+    app, ropc = ropc_app(uri)
     with app.app_context():
-        store = get_state(app).store
-        store.create_all()
-        client, secret = store.create_client(
+        ropc.create_all()
+        client, secret = ropc.clients.create(
             client_name,
             scopes=["api"],
             grant_types=["password", "refresh_token"],
         )
         assert secret is not None
-        engine = get_state(app).owned_engine
-        if engine is not None:
-            engine.dispose()
+        ropc.dispose()
     return client.client_id, secret
 
 

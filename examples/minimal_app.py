@@ -19,7 +19,6 @@ from flask_ropc import ROPC
 from flask_ropc import GrantResult
 from flask_ropc import PasswordRequest
 from flask_ropc import current_token
-from flask_ropc.extension import get_state
 
 #: username -> (user id, password hash, role). A real app reads its database.
 USERS = {
@@ -64,13 +63,12 @@ def me() -> dict[str, object]:
 def prepare_example_client() -> tuple[str, str]:
     """Create the tables and the example client; return its id and new secret."""
     with app.app_context():
-        store = get_state().store
-        store.create_all()
-        existing = [c for c in store.list_clients() if c.name == "Example app"]
+        ropc.create_all()
+        existing = [c for c in ropc.clients.list() if c.name == "Example app"]
         if existing:
-            client, secret = store.rotate_secret(existing[0].client_id)
+            client, secret = ropc.clients.rotate_secret(existing[0].client_id)
         else:
-            client, plain = store.create_client("Example app", scopes=["api"])
+            client, plain = ropc.clients.create("Example app", scopes=["api"])
             assert plain is not None
             secret = plain
         return client.client_id, secret

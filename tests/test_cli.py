@@ -10,19 +10,19 @@ from collections.abc import Iterator
 import click
 import flask
 import pytest
-import sqlalchemy as sa
 
 from flask_ropc import ROPC
 from flask_ropc import GrantResult
 from flask_ropc import hashing
 from flask_ropc.cli import ropc_cli
-from flask_ropc.extension import get_state
 
 from conftest import USERS
 from conftest import basic_auth
 from conftest import client_snapshot
 from conftest import count_rows
 from conftest import password_form
+from conftest import ropc_of
+from conftest import table_rows
 
 TOKEN_URL = "/oauth/token"
 IMPORTED_SECRET = "my-existing-secret-of-sufficient-length"
@@ -102,13 +102,8 @@ def assert_invalid_client(response: t.Any) -> None:
 
 def client_row(app: flask.Flask, client_id: str) -> t.Any:
     """The raw ``ropc_clients`` row of a client."""
-    with app.app_context():
-        store = get_state(app).store
-        clients = store.tables.clients
-        with store.engine.connect() as conn:
-            return conn.execute(
-                sa.select(clients).where(clients.c.client_id == client_id)
-            ).one()
+    (row,) = [r for r in table_rows(app, "ropc_clients") if r.client_id == client_id]
+    return row
 
 
 def assert_no_secret_field(output: str) -> None:
@@ -120,8 +115,7 @@ def assert_no_secret_field(output: str) -> None:
 
 def drop_tables(app: flask.Flask) -> None:
     with app.app_context():
-        store = get_state(app).store
-        store.tables.clients.metadata.drop_all(store.engine)
+        ropc_of(app).drop_all()
 
 
 def _validator(req: t.Any) -> t.Any:
@@ -139,10 +133,10 @@ def fresh_app(tmp_path: t.Any) -> Iterator[flask.Flask]:
     app.config.update(TESTING=True, ROPC_DATABASE_URI=uri)
     ext = ROPC(app)
     ext.password_validator(_validator)
+    app.extensions["test_ropc"] = ext  # what ropc_of() and count_rows() read
     yield app
-    state = get_state(app)
-    if state.owned_engine is not None:
-        state.owned_engine.dispose()
+    with app.app_context():
+        ext.dispose()
 
 
 # -- init-db ------------------------------------------------------------------

@@ -15,14 +15,13 @@ import typing as t
 import flask
 import pytest
 
-from flask_ropc.extension import get_state
-
 from conftest import USERS
 from conftest import OAuthClient
 from conftest import basic_auth
 from conftest import client_snapshot
 from conftest import count_rows
 from conftest import password_form
+from conftest import ropc_of
 
 TOKEN_URL = "/oauth/token"
 
@@ -35,13 +34,9 @@ def raw_basic(raw: bytes) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
-def store(app: flask.Flask) -> t.Any:
-    return get_state(app).store
-
-
 def get_client(app: flask.Flask, client_id: str) -> t.Any:
     with app.app_context():
-        return store(app).get_client(client_id)
+        return ropc_of(app).clients.get(client_id)
 
 
 def assert_token_issued(http: t.Any, response: t.Any, client_id: str) -> None:
@@ -81,8 +76,8 @@ def clients(app: flask.Flask, make_client: t.Callable[..., OAuthClient]) -> Clie
     disabled = make_client("Disabled")
     disabled_public = make_client("Disabled public", auth_method="none")
     with app.app_context():
-        store(app).update_client(disabled.client_id, enabled=False)
-        store(app).update_client(disabled_public.client_id, enabled=False)
+        ropc_of(app).clients.update(disabled.client_id, enabled=False)
+        ropc_of(app).clients.update(disabled_public.client_id, enabled=False)
     return Clients(
         basic=make_client("Basic"),
         post=make_client("Post", auth_method="client_secret_post"),
@@ -430,7 +425,7 @@ def test_rotated_secret_replaces_the_old_one_at_once(
 
     assert token_request(c.secret).status_code == 200
     with app.app_context():
-        _, new_secret = store(app).rotate_secret(c.client_id)
+        _, new_secret = ropc_of(app).clients.rotate_secret(c.client_id)
     assert new_secret != c.secret
 
     rows, snapshot = count_rows(app), client_snapshot(app)

@@ -44,7 +44,8 @@ def test_minimal_app_prints_a_curl_line_that_gets_a_token(tmp_path: Path) -> Non
     curl command returns a token that opens the protected route."""
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     port = _free_port()
-    env = dict(os.environ, PORT=str(port), PYTHONUNBUFFERED="1")
+    # PYTHONPATH: the server imports this tree's flask_ropc, not an installed one.
+    env = dict(os.environ, PORT=str(port), PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         [sys.executable, "examples/minimal_app.py"],
         cwd=tmp_path,

@@ -19,7 +19,6 @@ from flask_sqlalchemy import SQLAlchemy
 import flask_ropc.migrations
 from flask_ropc import ROPC
 from flask_ropc import GrantResult
-from flask_ropc.extension import get_state
 
 from conftest import PG_URL
 from conftest import basic_auth
@@ -67,7 +66,9 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> t.Iterator
         admin.dispose()
 
 
-def _app_with_migrate(uri: str, directory: Path) -> tuple[flask.Flask, SQLAlchemy]:
+def _app_with_migrate(
+    uri: str, directory: Path
+) -> tuple[flask.Flask, SQLAlchemy, ROPC]:
     app = flask.Flask("migrated_app", instance_path=str(directory / "instance"))
     app.config["SQLALCHEMY_DATABASE_URI"] = uri
     db = SQLAlchemy()
@@ -78,7 +79,7 @@ def _app_with_migrate(uri: str, directory: Path) -> tuple[flask.Flask, SQLAlchem
     )
     migrate = flask_migrate.Migrate(app, db, directory=str(directory / "migrations"))
     migrate.configure(flask_ropc.migrations.add_version_location)
-    return app, db
+    return app, db, ropc
 
 
 def test_upgrade_to_heads_matches_the_models(
@@ -86,7 +87,7 @@ def test_upgrade_to_heads_matches_the_models(
 ) -> None:
     """``flask db upgrade heads`` with our version location creates every
     table, column and index; autogenerate then finds nothing to change."""
-    app, db = _app_with_migrate(empty_database, tmp_path)
+    app, db, _ = _app_with_migrate(empty_database, tmp_path)
     with app.app_context():
         flask_migrate.init(directory=str(tmp_path / "migrations"))
         flask_migrate.upgrade(directory=str(tmp_path / "migrations"), revision="heads")
@@ -102,11 +103,11 @@ def test_upgrade_to_heads_matches_the_models(
 
 
 def test_migrated_database_serves_tokens(empty_database: str, tmp_path: Path) -> None:
-    app, db = _app_with_migrate(empty_database, tmp_path)
+    app, db, ropc = _app_with_migrate(empty_database, tmp_path)
     with app.app_context():
         flask_migrate.init(directory=str(tmp_path / "migrations"))
         flask_migrate.upgrade(directory=str(tmp_path / "migrations"), revision="heads")
-        client, secret = get_state().store.create_client("Migrated", scopes=["api"])
+        client, secret = ropc.clients.create("Migrated", scopes=["api"])
     assert secret is not None
     form = password_form()
     form["password"] = "pw"

@@ -14,14 +14,15 @@ import flask
 import pytest
 import sqlalchemy as sa
 
-from flask_ropc.extension import get_state
-
+from conftest import Clock
 from conftest import basic_auth
 from conftest import password_form
+from conftest import ropc_of
 
 
 def _capture(app: flask.Flask) -> tuple[list[tuple[str, t.Any]], t.Callable[[], None]]:
-    engine = get_state(app).store.engine
+    with app.app_context():
+        engine = ropc_of(app).engine
     seen: list[tuple[str, t.Any]] = []
 
     def record(
@@ -34,7 +35,11 @@ def _capture(app: flask.Flask) -> tuple[list[tuple[str, t.Any]], t.Callable[[], 
 
 
 def test_hot_path_queries_use_indexes(
-    app: flask.Flask, http: t.Any, make_client: t.Any, database_uri: str
+    app: flask.Flask,
+    http: t.Any,
+    make_client: t.Any,
+    clock: Clock,
+    database_uri: str,
 ) -> None:
     if not database_uri.startswith("postgresql"):
         pytest.skip("query plans are checked on PostgreSQL")
@@ -60,9 +65,10 @@ def test_hot_path_queries_use_indexes(
             "/oauth/revoke", data={"token": refreshed["refresh_token"]}, headers=auth
         )
         with app.app_context():
-            store = get_state().store
-            store.revoke_subject("user-1")
-            store.cleanup(revoked_before=0)
+            ropc = ropc_of(app)
+            ropc.revoke(subject="user-1")
+            # revoked_for = now: the clean-up of tokens revoked before time 0.
+            ropc.cleanup(revoked_for=int(clock.freeze()))
     finally:
         stop()
     statements = [
@@ -72,7 +78,8 @@ def test_hot_path_queries_use_indexes(
         and sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE"))
     ]
     assert len(statements) >= 10
-    engine = get_state(app).store.engine
+    with app.app_context():
+        engine = ropc_of(app).engine
     with engine.connect() as conn:
         raw = conn.connection.dbapi_connection
         assert raw is not None

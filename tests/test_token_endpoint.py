@@ -20,15 +20,14 @@ from urllib.parse import urlsplit
 
 import flask
 import pytest
-import sqlalchemy as sa
-
-from flask_ropc.extension import get_state
 
 from conftest import USERS
 from conftest import basic_auth
 from conftest import client_snapshot
 from conftest import count_rows
 from conftest import password_form
+from conftest import ropc_of
+from conftest import table_rows
 
 TOKEN_URL = "/oauth/token"
 FORM = "application/x-www-form-urlencoded"
@@ -76,13 +75,6 @@ def post_raw(http: t.Any, body: bytes, client: t.Any | None = None) -> t.Any:
     """POST ``body`` as-is with the form content type."""
     headers = basic_auth(*client) if client is not None else {}
     return http.post(TOKEN_URL, data=body, content_type=FORM, headers=headers)
-
-
-def access_token_rows(app: flask.Flask) -> list[t.Any]:
-    state = get_state(app)
-    table = state.store.tables.access_tokens
-    with app.app_context(), state.store.engine.connect() as conn:
-        return list(conn.execute(sa.select(table)).all())
 
 
 # -- success (RFC 6749 §5.1) --------------------------------------------------
@@ -157,7 +149,7 @@ def test_access_token_is_stored_only_as_its_sha256_digest(
 ) -> None:
     token = post_token(http, oauth_client).get_json()["access_token"]
 
-    rows = access_token_rows(app)
+    rows = table_rows(app, "ropc_access_tokens")
     assert len(rows) == 1
     assert rows[0].token_digest == hashlib.sha256(token.encode()).hexdigest()
     stored = [str(value) for row in rows for value in row]
@@ -188,7 +180,7 @@ def test_success_marks_the_client_as_used(
 
     assert count_rows(app)["ropc_access_tokens"] == before["ropc_access_tokens"] + 1
     with app.app_context():
-        client = get_state(app).store.require_client(oauth_client.client_id)
+        client = ropc_of(app).clients.require(oauth_client.client_id)
     assert client.last_used_at is not None
 
 
@@ -763,7 +755,8 @@ def test_embedded_sqlite_runs_in_wal_mode_without_fsync_per_commit(
     # throughput depends on.
     if not database_uri.startswith("sqlite"):
         pytest.skip("SQLite's own settings")
-    engine = get_state(app).owned_engine
+    with app.app_context():
+        engine = ropc_of(app).engine
     assert engine is not None
     with engine.connect() as conn:
 

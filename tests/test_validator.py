@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from flask_ropc import ROPC
 from flask_ropc import GrantResult
 from flask_ropc import PasswordRequest
-from flask_ropc.extension import get_state
 
 from conftest import USERS
 from conftest import OAuthClient
@@ -29,6 +28,7 @@ from conftest import client_snapshot
 from conftest import count_rows
 from conftest import dispose_app
 from conftest import password_form
+from conftest import ropc_of
 
 TOKEN_URL = "/oauth/token"
 ANN_PASSWORD = USERS["ann"][0]
@@ -39,7 +39,7 @@ RFC_DESCRIPTION = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
 
 def use_validator(app: flask.Flask, func: t.Callable[..., t.Any]) -> None:
     """Replace the app's password validator."""
-    app.extensions["ropc"].extension.password_validator(func)
+    ropc_of(app).password_validator(func)
 
 
 def token_request(
@@ -415,9 +415,10 @@ def app_without_validator(database_uri: str, tmp_path: t.Any) -> Iterator[flask.
     """An app with ROPC set up and tables created, but no password validator."""
     application = flask.Flask("no_validator", instance_path=str(tmp_path / "inst"))
     application.config.update(TESTING=True, ROPC_DATABASE_URI=database_uri)
-    ROPC(application)
+    ropc = ROPC(application)
+    application.extensions["test_ropc"] = ropc  # what ropc_of() reads
     with application.app_context():
-        get_state().store.create_all()
+        ropc.create_all()
     yield application
     dispose_app(application)
 
@@ -427,7 +428,7 @@ def test_missing_validator_is_a_500_naming_password_validator(
 ) -> None:
     app = app_without_validator
     with app.app_context():
-        client, secret = get_state().store.create_client("No validator")
+        client, secret = ropc_of(app).clients.create("No validator")
     assert secret is not None
     rows = count_rows(app)
 
@@ -461,10 +462,11 @@ def app_without_database(
     validator = Validator()
     ropc.password_validator(validator)
     application.extensions["test_validator"] = validator
+    application.extensions["test_ropc"] = ropc  # what ropc_of() reads
     yield application
-    engine = get_state(application).owned_engine
-    assert engine is not None
-    engine.dispose()
+    with application.app_context():
+        assert ropc.engine is not None
+        ropc.dispose()
 
 
 def test_unreachable_database_is_503_with_retry_after(
@@ -485,5 +487,5 @@ def test_unreachable_database_is_503_with_retry_after(
     assert app.extensions["test_validator"].calls == []
     assert "database unavailable" in caplog.text
     with pytest.raises(sa.exc.OperationalError):
-        with app.app_context(), get_state().store.engine.connect():
+        with app.app_context(), ropc_of(app).engine.connect():
             pass
