@@ -16,6 +16,7 @@ from .tokens import AccessToken as AccessToken
 from .validation import GrantResult as GrantResult
 from .validation import PasswordRequest as PasswordRequest
 from .validation import RefreshRequest as RefreshRequest
+from .validation import ThrottleRequest as ThrottleRequest
 
 __all__ = [
     "ROPC",
@@ -27,5 +28,6 @@ __all__ = [
     "PasswordRequest",
     "ROPCError",
     "RefreshRequest",
+    "ThrottleRequest",
     "current_token",
 ]

@@ -64,7 +64,8 @@ DEFAULTS: dict[str, t.Any] = {
     "ROPC_REFRESH_TOKEN_REUSE_INTERVAL": 0,
     # Brute-force protection of the password grant (see throttle.py).
     "ROPC_THROTTLE_ENABLED": True,
-    # Failed attempts per username within the window before a lock...
+    # Failed attempts per (username, source network) within the (sliding)
+    # window before that pair is locked...
     "ROPC_THROTTLE_USERNAME_LIMIT": 5,
     "ROPC_THROTTLE_USERNAME_WINDOW": 15 * 60,
     # ...which lasts this long, doubling with every further lock, up to max.
@@ -72,6 +73,12 @@ DEFAULTS: dict[str, t.Any] = {
     "ROPC_THROTTLE_LOCKOUT_MAX": 60 * 60,
     # How long past locks are remembered for the doubling.
     "ROPC_THROTTLE_STRIKE_MEMORY": 24 * 3600,
+    # Failed attempts per username from all networks within the window
+    # (distributed stuffing) before the username is slowed down, never locked:
+    "ROPC_THROTTLE_ACCOUNT_LIMIT": 50,
+    "ROPC_THROTTLE_ACCOUNT_WINDOW": 3600,
+    # then one attempt per this many seconds, from anywhere.
+    "ROPC_THROTTLE_ACCOUNT_INTERVAL": 10,
     # Failed attempts per client IP address within the window.
     "ROPC_THROTTLE_IP_LIMIT": 100,
     "ROPC_THROTTLE_IP_WINDOW": 15 * 60,
@@ -128,6 +135,9 @@ class Settings:
     throttle_lockout_base: int
     throttle_lockout_max: int
     throttle_strike_memory: int
+    throttle_account_limit: int
+    throttle_account_window: int
+    throttle_account_interval: int
     throttle_ip_limit: int
     throttle_ip_window: int
     throttle_client_limit: int | None
@@ -191,6 +201,13 @@ class Settings:
             throttle_lockout_base=_positive_int(config, "ROPC_THROTTLE_LOCKOUT_BASE"),
             throttle_lockout_max=_positive_int(config, "ROPC_THROTTLE_LOCKOUT_MAX"),
             throttle_strike_memory=_positive_int(config, "ROPC_THROTTLE_STRIKE_MEMORY"),
+            throttle_account_limit=_positive_int(config, "ROPC_THROTTLE_ACCOUNT_LIMIT"),
+            throttle_account_window=_positive_int(
+                config, "ROPC_THROTTLE_ACCOUNT_WINDOW"
+            ),
+            throttle_account_interval=_positive_int(
+                config, "ROPC_THROTTLE_ACCOUNT_INTERVAL"
+            ),
             throttle_ip_limit=_positive_int(config, "ROPC_THROTTLE_IP_LIMIT"),
             throttle_ip_window=_positive_int(config, "ROPC_THROTTLE_IP_WINDOW"),
             throttle_client_limit=(

@@ -78,7 +78,9 @@ class Throttled(Exception):
         super().__init__(f"throttled by the {scope} budget")
         #: Seconds the client should wait.
         self.retry_after = retry_after
-        #: Which budget: ``"username"``, ``"ip"`` or ``"client"``.
+        #: Which budget: ``"username"`` (the username from this network),
+        #: ``"account"`` (the username from anywhere), ``"ip"``, ``"client"``,
+        #: or ``"in_flight"`` (attempts still running fill the budget).
         self.scope = scope
 
 
@@ -130,16 +132,26 @@ class ThrottledError(OAuth2Error):
     """429 for a throttled password attempt, with ``Retry-After``.
 
     ``slow_down`` is the token-endpoint error RFC 8628 §3.5 registered for
-    "wait longer before trying again"; RFC 6749 has no code for it.
+    "wait longer before trying again"; RFC 6749 has no code for it. The
+    description says which budget refused the attempt, truthfully: attempts
+    still in flight are never called failures.
     """
 
     error = "slow_down"
     status_code = 429
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(
-            description=f"Too many failed attempts; try again in {retry_after} s."
-        )
+    #: The description per budget (see :class:`Throttled`), ``{}`` the wait.
+    DESCRIPTIONS: t.ClassVar[dict[str, str]] = {
+        "username": "Too many failed attempts; try again in {} s.",
+        "ip": "Too many failed attempts from this network; try again in {} s.",
+        "client": "Too many failed attempts by this client; try again in {} s.",
+        "account": "Too many failed attempts for this account; try again in {} s.",
+        "in_flight": "Too many attempts in progress; try again in {} s.",
+    }
+
+    def __init__(self, retry_after: int, scope: str = "username") -> None:
+        text = self.DESCRIPTIONS.get(scope, self.DESCRIPTIONS["username"])
+        super().__init__(description=text.format(retry_after))
         #: Seconds to wait, also sent as ``Retry-After``.
         self.retry_after = retry_after
 

@@ -38,6 +38,7 @@ from .store import create_engine
 from .throttle import Throttle
 from .validation import PasswordRequest
 from .validation import RefreshRequest
+from .validation import ThrottleRequest
 from .views import create_blueprint
 from .views import create_discovery_blueprint
 
@@ -53,6 +54,9 @@ PasswordValidator = Callable[[PasswordRequest], t.Any]
 RefreshHook = Callable[[RefreshRequest], t.Any]
 V = t.TypeVar("V", bound=PasswordValidator)
 H = t.TypeVar("H", bound=RefreshHook)
+#: A throttle exemption check: ``(ThrottleRequest) -> bool``.
+ExemptionCheck = Callable[[ThrottleRequest], t.Any]
+E = t.TypeVar("E", bound=ExemptionCheck)
 F = t.TypeVar("F", bound=Callable[..., t.Any])
 
 
@@ -195,6 +199,18 @@ class ROPC:
         (IdentityServer's ``UpdateAccessTokenClaimsOnRefresh``).
         """
         self._callbacks.refresh_claims = func
+        return func
+
+    def throttle_exempt(self, func: E) -> E:
+        """Register a check that exempts the app's own networks from throttling.
+
+        It receives a :class:`~flask_ropc.ThrottleRequest` (never the
+        password) and returns ``True`` for a source the app trusts, such as
+        its office or VPN range (Auth0's IP allow-list). An exempt attempt
+        skips the per-network budgets and the (username, network) lock; the
+        per-username slow-down and the client budget still apply.
+        """
+        self._callbacks.throttle_exempt = func
         return func
 
     # -- admin API (acts on the current app) ----------------------------------

@@ -32,6 +32,7 @@ import flask
 from . import signals
 from .errors import InvalidGrantError
 from .errors import InvalidRequestError
+from .errors import ServerError
 from .errors import Throttled
 from .errors import ThrottledError
 from .errors import UnauthorizedClientError
@@ -47,6 +48,7 @@ from .token_service import issue_tokens
 from .validation import INVALID_CREDENTIALS
 from .validation import GrantResult
 from .validation import PasswordRequest
+from .validation import ThrottleRequest
 
 log = logging.getLogger("flask_ropc")
 
@@ -89,7 +91,7 @@ def check(
     )
     username, password = _credentials(state, form)
     client_ip = _end_user_ip(state, client, request)
-    attempt = _begin_attempt(state, username, client, client_ip)
+    attempt = _begin_attempt(state, username, client, client_ip, request)
     password_request = PasswordRequest(
         username=username,
         password=password,
@@ -103,11 +105,11 @@ def check(
     except Exception:
         # A crash says nothing about the password: give the place back.
         if throttle is not None:
-            throttle.failed(attempt, username, counts=False)
+            throttle.failed(attempt, counts=False)
         raise
     if not result.is_success:
         if throttle is not None:
-            throttle.failed(attempt, username, counts=result.counts_as_failure)
+            throttle.failed(attempt, counts=result.counts_as_failure)
         signals.send(
             signals.password_grant_failed,
             client_ip=client_ip,
@@ -125,7 +127,7 @@ def check(
             )
         raise _error_from(result)
     if throttle is not None and not throttle.settles_in_database:
-        throttle.succeeded(attempt, username)
+        throttle.succeeded(attempt)
         attempt = None
     # Database counters are settled in the transaction that stores the
     # tokens (see issue): one commit per login.
@@ -155,9 +157,7 @@ def issue(state: State, login: PasswordLogin) -> dict[str, t.Any]:
     throttle, attempt = state.throttle, login.attempt
     settle = None
     if throttle is not None and attempt is not None:
-        settle = functools.partial(
-            throttle.settle_in, attempt=attempt, username=login.username
-        )
+        settle = functools.partial(throttle.settle_in, attempt=attempt)
     try:
         body = issue_tokens(
             state,
@@ -175,7 +175,7 @@ def issue(state: State, login: PasswordLogin) -> dict[str, t.Any]:
         # No token, but the password was right: it must not count as a
         # failure against the user (the grant's transaction rolled back).
         if throttle is not None and attempt is not None:
-            throttle.succeeded(attempt, login.username)
+            throttle.succeeded(attempt)
         raise
     # GrantResult.success() already refused reserved names in extra.
     body.update(result.extra)
@@ -203,13 +203,33 @@ def _credentials(state: State, form: t.Mapping[str, str]) -> tuple[str, str]:
 
 
 def _begin_attempt(
-    state: State, username: str, client: Client, client_ip: str | None
+    state: State,
+    username: str,
+    client: Client,
+    client_ip: str | None,
+    request: flask.Request,
 ) -> Attempt | None:
     """Reserve a place in the throttling budgets, or refuse the attempt."""
     if state.throttle is None:
         return None
+    if client_ip is None:
+        # Without an address there is no network budget and no pair to lock:
+        # an attacker would get the username's whole account budget. Refuse
+        # (fail closed) and say how to fix the deployment.
+        log.error(
+            "password attempt without a client IP address (REMOTE_ADDR is empty, "
+            "e.g. a unix socket): refused. Behind a proxy, wrap the app in "
+            "werkzeug.middleware.proxy_fix.ProxyFix so that Flask sees the "
+            "client's address, or set ROPC_THROTTLE_ENABLED = False."
+        )
+        raise ServerError()
+    exempt = state.callbacks.run_throttle_exempt(
+        ThrottleRequest(client_ip, client, username, request)
+    )
     try:
-        return state.throttle.begin(username, client_ip, client.client_id)
+        return state.throttle.begin(
+            username, client_ip, client.client_id, exempt=exempt
+        )
     except Throttled as throttled:
         signals.send(
             signals.throttled,
@@ -221,10 +241,14 @@ def _begin_attempt(
             scope=throttled.scope,
             retry_after=throttled.retry_after,
         )
-        if state.settings.throttle_response == "invalid_grant":
-            # Keycloak-style: indistinguishable from a wrong password.
+        if (
+            state.settings.throttle_response == "invalid_grant"
+            and throttled.scope != "in_flight"
+        ):
+            # Keycloak-style: indistinguishable from a wrong password. Never
+            # for attempts in flight: no password was found wrong.
             raise InvalidGrantError(INVALID_CREDENTIALS) from None
-        raise ThrottledError(throttled.retry_after) from None
+        raise ThrottledError(throttled.retry_after, throttled.scope) from None
 
 
 def _end_user_ip(state: State, client: Client, request: flask.Request) -> str | None:
@@ -242,7 +266,7 @@ def _end_user_ip(state: State, client: Client, request: flask.Request) -> str | 
             return str(ipaddress.ip_address(value))
         except ValueError:
             pass
-    return request.remote_addr
+    return request.remote_addr or None
 
 
 def _error_from(result: GrantResult) -> ValidatorError:

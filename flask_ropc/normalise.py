@@ -12,25 +12,42 @@ import unicodedata
 
 
 def normalise_username(username: str) -> str:
-    """The form usernames are counted under: NFKC, trimmed and case-folded.
+    """The form usernames are counted under: without format characters,
+    NFKC-normalised, trimmed and case-folded.
 
-    ``" Ann "``, ``"ann"`` and the full-width ``"ａｎｎ"`` share one budget,
-    so changing case, adding spaces or using look-alike compatibility
-    characters does not buy an attacker more guesses.
+    ``" Ann "``, ``"ann"``, the full-width ``"ａｎｎ"`` and ``"an\u200bn"``
+    (a zero-width space, or any other Unicode format character, category
+    Cf: invisible, and often ignored by the app's own lookup) share one
+    budget, so changing case, adding spaces or invisible characters or using
+    look-alike compatibility characters does not buy an attacker more
+    guesses. The validator still gets the username exactly as sent.
     """
-    return unicodedata.normalize("NFKC", username).strip().casefold()
+    visible = "".join(char for char in username if unicodedata.category(char) != "Cf")
+    folded = unicodedata.normalize("NFKC", visible).casefold()
+    # Case-folding can undo NFKC (and NFKC can make format characters).
+    folded = unicodedata.normalize("NFKC", folded)
+    return "".join(c for c in folded if unicodedata.category(c) != "Cf").strip()
 
 
 def ip_bucket(address: str) -> str:
-    """The unit an IP address is counted under: itself, or its /64 for IPv6.
+    """The unit an IP address is counted under: an IPv4 address, or an IPv6
+    /64.
 
     One IPv6 subscriber usually holds a whole /64, so counting single
-    addresses would hand an attacker 2**64 fresh budgets.
+    addresses would hand an attacker 2**64 fresh budgets. An IPv6 address
+    that carries an IPv4 one is counted as that IPv4 address: IPv4-mapped
+    (``::ffff:a.b.c.d``, how a dual-stack socket sees every IPv4 client,
+    which would otherwise all share ``::/64``), 6to4 (``2002:aabb:ccdd::/48``,
+    whose /64s one IPv4 host can use by the thousand) and Teredo (the
+    client's public IPv4 address).
     """
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return address
-    if ip.version == 6:
+    if isinstance(ip, ipaddress.IPv6Address):
+        carried = ip.ipv4_mapped or ip.sixtofour or (ip.teredo or (None, None))[1]
+        if carried is not None:
+            return str(carried)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)

@@ -25,6 +25,7 @@ from .throttle import Throttle
 from .validation import GrantResult
 from .validation import PasswordRequest
 from .validation import RefreshRequest
+from .validation import ThrottleRequest
 from .validation import normalise_result
 
 #: Where the state lives in ``app.extensions``.
@@ -41,6 +42,8 @@ class Callbacks:
     subject_is_active: Callable[[RefreshRequest], t.Any] | None = None
     #: ``@ropc.refresh_claims``.
     refresh_claims: Callable[[RefreshRequest], t.Any] | None = None
+    #: ``@ropc.throttle_exempt``.
+    throttle_exempt: Callable[[ThrottleRequest], t.Any] | None = None
 
     def run_validator(self, request: PasswordRequest) -> GrantResult:
         """Call the app's validator and normalise what it returns.
@@ -54,6 +57,18 @@ class Callbacks:
             )
         verdict = flask.current_app.ensure_sync(self.validator)(request)
         return normalise_result(verdict)
+
+    def run_throttle_exempt(self, request: ThrottleRequest) -> bool:
+        """Ask the app's ``throttle_exempt`` hook, if any (default: no)."""
+        if self.throttle_exempt is None:
+            return False
+        verdict = flask.current_app.ensure_sync(self.throttle_exempt)(request)
+        if not isinstance(verdict, bool):
+            raise TypeError(
+                "a throttle_exempt hook must return True or False, not "
+                f"{type(verdict).__name__}"
+            )
+        return verdict
 
     def run_subject_check(self, request: RefreshRequest) -> bool:
         """Ask the app's ``subject_is_active`` hook, if any (default: yes)."""

@@ -2,31 +2,35 @@
 
 RFC 6749 §4.3.2 says the token endpoint "MUST protect the endpoint against
 brute force attacks"; RFC 6819 §4.4.3.6 lists account lockout and tar pits.
-Three budgets are checked *before* the validator runs, so a throttled guess
-costs no password hash:
+Budgets are checked *before* the validator runs, so a throttled guess costs
+no password hash. Modelled on Auth0's brute-force protection:
 
-* per username (case-folded and trimmed): ``ROPC_THROTTLE_USERNAME_LIMIT``
-  failures per ``ROPC_THROTTLE_USERNAME_WINDOW``; reaching the limit locks the
-  username for a back-off that doubles with each lock (from
-  ``ROPC_THROTTLE_LOCKOUT_BASE`` up to ``ROPC_THROTTLE_LOCKOUT_MAX``), like
-  Keycloak's temporary lockout. A success resets it.
-* per client IP address (IPv6: per /64), with a higher limit, against
-  stuffing across many usernames;
-* optionally per client.
+* per (username, source network) pair: ``ROPC_THROTTLE_USERNAME_LIMIT``
+  failures per ``ROPC_THROTTLE_USERNAME_WINDOW``; reaching the limit locks
+  *that pair* for a back-off that doubles with each lock (from
+  ``ROPC_THROTTLE_LOCKOUT_BASE`` up to ``ROPC_THROTTLE_LOCKOUT_MAX``). The
+  real user on another network still gets in, so no attacker can keep an
+  account locked. A success clears only its own pair: other sources see
+  nothing of it.
+* per username across every source: past ``ROPC_THROTTLE_ACCOUNT_LIMIT``
+  failures per ``ROPC_THROTTLE_ACCOUNT_WINDOW`` (distributed stuffing), the
+  account is slowed to one attempt per ``ROPC_THROTTLE_ACCOUNT_INTERVAL``
+  from anywhere, never locked.
+* per source network (an IPv4 address, an IPv6 /64), a higher limit against
+  stuffing across many usernames; optionally per client.
 
-Counters are kept for every submitted username, existing or not, so a lock
-looks the same for both and tells an attacker nothing.
-
-Why hand-rolled on top of counters: the ``limits`` library (Flask-Limiter's)
-gives us atomic counters in Redis and memory, but its rate limiters neither
-back off exponentially nor let a success undo the failures. So we count
-through :class:`~flask_ropc.store.counters.Counters`, which our own table and
-every ``limits`` storage implement.
+Usernames are counted in a normalised form and addresses by network (see
+:mod:`~flask_ropc.normalise`). Counters are kept for every submitted
+username, existing or not, so throttling tells an attacker nothing.
 
 Every attempt *reserves* its place with one atomic increment before the
-validator runs, and gives it back if it turns out not to count (a success
-on the IP budget, a validator that says so). So under any concurrency no
-more attempts reach the validator than a budget allows.
+validator runs, and gives it back if it does not count (a success, a crash, a
+validator that says so). So under any concurrency no more attempts reach the
+validator than a budget allows. Attempts still in flight are counted apart
+from failures, so a refusal never calls them failures.
+
+Windows slide (see :mod:`~flask_ropc.throttle_window`; ``limits``' own
+sliding windows cannot give a reserved place back, hence our own keys).
 
 Imports :mod:`~flask_ropc.store` (the counters), ``config`` and leaves.
 """
@@ -46,11 +50,15 @@ from .normalise import ip_bucket
 from .normalise import normalise_username
 from .store.counters import Counters
 from .store.counters import DatabaseCounters
+from .throttle_window import Window
 
 if t.TYPE_CHECKING:  # pragma: no cover
     import sqlalchemy as sa
 
 log = logging.getLogger("flask_ropc")
+
+#: How long an in-flight mark outlives a worker that died mid-attempt.
+IN_FLIGHT_SECONDS = 60
 
 
 def _digest(value: str) -> str:
@@ -58,18 +66,39 @@ def _digest(value: str) -> str:
     return hashing.digest(value)[:40]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Attempt:
-    """The places one attempt reserved, to settle once the validator answered."""
+    """What one attempt reserved, to settle once the validator answered."""
 
-    username_key: str
+    #: The pair's failure counters start so; then ``:level:window``.
+    pair_fails: str
+    #: The pair's fixed window then, and its lock level (see :meth:`_lock`).
+    window_index: int
     level: int
-    username_count: int
-    reserved: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    lock_key: str
+    strikes_key: str
+    #: The pair's count (failures and attempts in flight) with this one.
+    pair_estimate: int
+    #: The account's failure window, where a counted failure is recorded.
+    account: tuple[str, int]
+    #: ``(key, expiry)`` of every place to give back when this does not count.
+    reserved: tuple[tuple[str, int], ...]
+    #: The in-flight mark, given back whatever the outcome.
+    in_flight: tuple[str, int] | None
+    #: Whether the app exempted this source (see ``@ropc.throttle_exempt``).
+    exempt: bool
+
+    def pair_keys(self, up_to_level: int) -> list[str]:
+        """Every key of the pair whose lock level is at most ``up_to_level``."""
+        keys = [self.lock_key, self.strikes_key]
+        for level in range(up_to_level + 1):
+            for index in (self.window_index, self.window_index - 1):
+                keys.append(f"{self.pair_fails}:{level}:{index}")
+        return keys
 
 
 class Throttle:
-    """Checks and records password attempts against the three budgets.
+    """Checks and records password attempts against the budgets.
 
     :param counters: where counters live (shared by all workers).
     :param settings: the app's settings (limits, windows, back-off).
@@ -84,13 +113,9 @@ class Throttle:
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
-    def _user_keys(self, username: str) -> tuple[str, str, str]:
-        user = _digest(normalise_username(username))
-        return (
-            self._key("lock", user),
-            self._key("strikes", user),
-            self._key("fails", user),
-        )
+    def _user_prefix(self, username: str) -> str:
+        """Every key of one username starts with this (see :meth:`unlock`)."""
+        return self._key("u", _digest(normalise_username(username))) + ":"
 
     def _guard(self, action: t.Callable[[], t.Any]) -> t.Any:
         """Run a storage call; apply ``ROPC_THROTTLE_ON_STORAGE_ERROR``."""
@@ -112,78 +137,106 @@ class Throttle:
             raise TemporarilyUnavailableError() from None
 
     def begin(
-        self, username: str, client_ip: str | None, client_id: str
+        self, username: str, client_ip: str, client_id: str, *, exempt: bool = False
     ) -> Attempt | None:
         """Reserve one attempt, or raise :class:`Throttled`.
 
+        ``exempt`` (a network the app trusts) skips the pair and network
+        budgets; the account's slow-down and the client budget still apply.
         Returns ``None`` when the storage failed and the policy is ``open``.
         """
         result: Attempt | None = self._guard(
-            lambda: self._begin(username, client_ip, client_id)
+            lambda: self._begin(username, client_ip, client_id, exempt)
         )
         return result
 
-    def _begin(self, username: str, client_ip: str | None, client_id: str) -> Attempt:
-        s = self.settings
-        lock_key, strikes_key, fails_prefix = self._user_keys(username)
-        # The lock level is read *before* the lock itself: whoever imposes a
-        # lock sets it before raising the level, so an attempt that sees the
-        # new level also sees the lock, and one that saw the old level counts
-        # against the old, already full, budget.
-        level, locked = self._get_pair(strikes_key, lock_key)
-        if locked > 0:
-            raise Throttled(self._remaining(lock_key), "username")
-        fails_key = f"{fails_prefix}:{level}"
-        # (key, limit, window, scope), username first: Attempt needs its count.
-        budgets = [
-            (
-                fails_key,
-                s.throttle_username_limit,
-                s.throttle_username_window,
-                "username",
-            )
-        ]
-        if client_ip:
-            ip_key = self._key("ip", _digest(ip_bucket(client_ip)))
-            budgets.append((ip_key, s.throttle_ip_limit, s.throttle_ip_window, "ip"))
-        if s.throttle_client_limit:
-            budgets.append(
-                (
-                    self._key("client", client_id),
-                    s.throttle_client_limit,
-                    s.throttle_client_window,
-                    "client",
-                )
-            )
-        reserved = [(key, window) for key, _, window, _ in budgets]
-        counts = self.counters.incr_many(reserved)
-        outcomes = zip(budgets, counts, strict=True)
-        for (key, limit, _, scope), (count, expires_at) in outcomes:
-            if count <= limit:
-                continue
-            self._release(reserved)
-            if scope == "username":
-                retry = max(self._remaining(lock_key), s.throttle_lockout_base)
-            elif expires_at is not None:
-                retry = max(1, math.ceil(expires_at - self.counters.now()))
-            else:
-                retry = self._remaining(key)
-            raise Throttled(retry, scope)
-        return Attempt(
-            username_key=fails_key,
-            level=level,
-            username_count=counts[0][0],
-            reserved=reserved,
+    def _begin(
+        self, username: str, client_ip: str, client_id: str, exempt: bool
+    ) -> Attempt:
+        s, now = self.settings, self.counters.now()
+        network = ip_bucket(client_ip)
+        user = self._user_prefix(username)
+        pair = f"{user}p:{_digest(network)}"
+        lock_key, strikes_key = f"{pair}:lock", f"{pair}:strikes"
+        account = Window.at(
+            f"{user}fails", s.throttle_account_limit, s.throttle_account_window, now
         )
+        slot_key = f"{user}slot"
 
-    def _get_pair(self, first: str, second: str) -> tuple[int, int]:
-        """Two counters, read in this order (see _begin); one query for ours."""
-        values = self.counters.get_many([first, second])
-        return values.get(first, 0), values.get(second, 0)
+        def pair_window(level: int) -> Window:
+            # A lock raises the level: counting starts afresh under new keys,
+            # while an attempt that read the old level before the lock counts
+            # against the old, already full, ones.
+            base = f"{pair}:fails:{level}"
+            limit = s.throttle_username_limit
+            return Window.at(base, limit, s.throttle_username_window, now)
 
-    def _release(self, reserved: list[tuple[str, int]]) -> None:
-        if reserved:
-            self.counters.release_many(reserved)
+        ip_key, client_key = self._key("ip", _digest(network)), f"client:{client_id}"
+        budgets = []
+        if not exempt:
+            ip = Window.at(ip_key, s.throttle_ip_limit, s.throttle_ip_window, now)
+            budgets.append(("ip", ip))
+        if s.throttle_client_limit:
+            limit, seconds = s.throttle_client_limit, s.throttle_client_window
+            client = Window.at(self._key(client_key), limit, seconds, now)
+            budgets.append(("client", client))
+        # The level is read before the lock: whoever locks sets the lock
+        # before raising the level, so an attempt that sees the new level
+        # also sees the lock.
+        reads = [strikes_key, lock_key, account.key, account.previous]
+        reads += [window.previous for _, window in budgets]
+        if not exempt:
+            reads.append(pair_window(0).previous)
+        seen = self.counters.get_many(reads)
+        level = seen.get(strikes_key, 0)
+        if not exempt:
+            if seen.get(lock_key, 0) > 0:
+                raise Throttled(self._remaining(lock_key), "username")
+            window = pair_window(level)
+            if window.previous not in reads:  # after a lock: rare
+                seen.update(self.counters.get_many([window.previous]))
+            budgets.insert(0, ("username", window))
+        reserved = [window.reservation for _, window in budgets]
+        in_flight = None if exempt else (f"{pair}:inflight", IN_FLIGHT_SECONDS)
+        slowed = (
+            account.estimate(seen.get(account.key, 0), seen.get(account.previous, 0))
+            >= account.limit
+        )
+        extra = ([in_flight] if in_flight else []) + (
+            [(slot_key, s.throttle_account_interval)] if slowed else []
+        )
+        counts = self.counters.incr_many([*reserved, *extra])
+        given_back = [*reserved, *([in_flight] if in_flight else [])]
+        estimates = [
+            window.estimate(count, seen.get(window.previous, 0))
+            for (_, window), (count, _) in zip(budgets, counts, strict=False)
+        ]
+        for (scope, window), estimate in zip(budgets, estimates, strict=True):
+            if estimate <= window.limit:
+                continue
+            self.counters.release_many(given_back)
+            if scope == "username":
+                flying = counts[len(reserved)][0]
+                if estimate - flying < window.limit:
+                    # Attempts still running fill the budget: none failed.
+                    raise Throttled(1, "in_flight")
+                raise Throttled(s.throttle_lockout_base, "username")
+            raise Throttled(max(1, math.ceil(window.ends_in)), scope)
+        if slowed and counts[-1][0] > 1:
+            self.counters.release_many(given_back)
+            raise Throttled(self._remaining(slot_key), "account")
+        return Attempt(
+            pair_fails=f"{pair}:fails",
+            window_index=int(now // s.throttle_username_window),
+            level=level,
+            lock_key=lock_key,
+            strikes_key=strikes_key,
+            pair_estimate=0 if exempt else estimates[0],
+            account=account.reservation,
+            reserved=tuple(reserved),
+            in_flight=in_flight,
+            exempt=exempt,
+        )
 
     def _remaining(self, key: str) -> int:
         remaining = self.counters.get_expiry(key) - self.counters.now()
@@ -199,74 +252,91 @@ class Throttle:
         """
         return self.counters.settles_in_database
 
-    def succeeded(self, attempt: Attempt | None, username: str) -> None:
-        """A right password: reset the username, give back IP/client places."""
+    def _success_changes(
+        self, attempt: Attempt, level: int
+    ) -> tuple[list[tuple[str, int]], list[str]]:
+        """``(release, clear)`` of a success: the network and client places and
+        the in-flight mark go back; the pair (up to ``level``) starts afresh."""
+        release = list(attempt.reserved if attempt.exempt else attempt.reserved[1:])
+        if attempt.in_flight is not None:
+            release.append(attempt.in_flight)
+        clear = [] if attempt.exempt else attempt.pair_keys(level)
+        return release, clear
+
+    def _level_now(self, attempt: Attempt, conn: sa.Connection | None = None) -> int:
+        """The pair's lock level: another attempt may have raised it since."""
+        if attempt.exempt or attempt.level == 0:
+            # Spares the common success a read. A lock imposed meanwhile can
+            # only leave attempts in flight under the new level; they expire.
+            return attempt.level
+        if conn is not None:
+            assert isinstance(self.counters, DatabaseCounters)
+            return max(attempt.level, self.counters.get(attempt.strikes_key, conn))
+        return max(attempt.level, self.counters.get(attempt.strikes_key))
+
+    def succeeded(self, attempt: Attempt | None) -> None:
+        """A right password: give back the places, forget the pair's failures."""
         if attempt is None:
             return
 
         def settle() -> None:
             if isinstance(self.counters, DatabaseCounters):
                 with self.counters.transaction() as conn:
-                    self.settle_in(conn, attempt, username)
+                    self.settle_in(conn, attempt)
                 return
-            self._clear_user(username, attempt.level)
-            self._release(attempt.reserved[1:])
+            release, clear = self._success_changes(attempt, self._level_now(attempt))
+            self.counters.clear_many(clear)
+            self.counters.release_many(release)
 
         self._guard(settle)
 
-    def settle_in(self, conn: sa.Connection, attempt: Attempt, username: str) -> None:
+    def settle_in(self, conn: sa.Connection, attempt: Attempt) -> None:
         """:meth:`succeeded` for database counters, inside ``conn``'s transaction.
 
         Storage errors propagate: the caller's transaction fails with them.
         """
         assert isinstance(self.counters, DatabaseCounters)
-        level = attempt.level
-        if level > 0:
-            # Another attempt may have raised the level since this one began.
-            strikes = self.counters.get(self._user_keys(username)[1], conn)
-            level = max(level, strikes)
-        self.counters.settle(
-            conn,
-            release=[key for key, _ in attempt.reserved[1:]],
-            clear=self._user_clear_keys(username, level),
-        )
+        release, clear = self._success_changes(attempt, self._level_now(attempt, conn))
+        keys = [key for key, _ in release]
+        self.counters.settle(conn, release=keys, clear=clear)
 
-    def failed(self, attempt: Attempt | None, username: str, *, counts: bool) -> None:
+    def failed(self, attempt: Attempt | None, *, counts: bool) -> None:
         """A refused password; ``counts=False`` gives every place back."""
         if attempt is None:
             return
+        flying = [attempt.in_flight] if attempt.in_flight else []
         if not counts:
-            self._guard(lambda: self._release(attempt.reserved))
+            self._guard(
+                lambda: self.counters.release_many([*attempt.reserved, *flying])
+            )
             return
-        if attempt.username_count >= self.settings.throttle_username_limit:
-            self._guard(lambda: self._lock(username))
 
-    def _lock(self, username: str) -> None:
+        def record() -> None:
+            if flying:
+                self.counters.release_many(flying)
+            self.counters.incr_many([attempt.account])
+            limit = self.settings.throttle_username_limit
+            if not attempt.exempt and attempt.pair_estimate >= limit:
+                self._lock(attempt)
+
+        self._guard(record)
+
+    def _lock(self, attempt: Attempt) -> None:
         s = self.settings
-        lock_key, strikes_key, _ = self._user_keys(username)
-        level = self.counters.get(strikes_key)
+        level = self.counters.get(attempt.strikes_key)
         backoff = min(s.throttle_lockout_base * 2**level, s.throttle_lockout_max)
         # Lock first, then raise the level (see _begin).
-        self.counters.incr(lock_key, backoff)
-        self.counters.incr(strikes_key, s.throttle_strike_memory)
+        self.counters.incr(attempt.lock_key, backoff)
+        self.counters.incr(attempt.strikes_key, s.throttle_strike_memory)
         log.warning(
-            "username locked for %d s after %d failed attempts (lock #%d)",
+            "username locked for %d s from one network after %d failed attempts "
+            "(lock #%d of this pair)",
             backoff,
             s.throttle_username_limit,
             level + 1,
         )
 
-    def _user_clear_keys(self, username: str, level: int) -> list[str]:
-        """Every key of ``username`` whose lock level is at most ``level``."""
-        lock_key, strikes_key, fails_prefix = self._user_keys(username)
-        keys = [f"{fails_prefix}:{n}" for n in range(level + 1)]
-        return [*keys, lock_key, strikes_key]
-
-    def _clear_user(self, username: str, up_to_level: int) -> None:
-        _, strikes_key, _ = self._user_keys(username)
-        level = max(up_to_level, self.counters.get(strikes_key))
-        self.counters.clear_many(self._user_clear_keys(username, level))
-
     def unlock(self, username: str) -> None:
-        """Forget every failure and lock of ``username``."""
-        self._clear_user(username, 0)
+        """Forget every failure, lock and slow-down of ``username``, from
+        every network."""
+        self.counters.clear_prefix(self._user_prefix(username))

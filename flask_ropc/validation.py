@@ -75,6 +75,24 @@ class RefreshRequest:
 
 
 @dataclasses.dataclass(frozen=True)
+class ThrottleRequest:
+    """A password attempt, as shown to ``@ropc.throttle_exempt``.
+
+    Asked before the budgets are checked; never carries the password.
+    """
+
+    #: The address the attempt is counted under (ProxyFix applied, or the
+    #: end-user IP a trusted backend named).
+    client_ip: str
+    #: The authenticated OAuth client.
+    client: Client
+    #: The ``username`` form field, exactly as sent.
+    username: str
+    #: The Flask request.
+    request: Request = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
 class GrantResult:
     """The validator's verdict. Build one with :meth:`success` or :meth:`error`.
 

@@ -230,7 +230,7 @@ def test_throttled_names_the_username_budget_and_retry_after(
     app: flask.Flask, http: t.Any, oauth_client: OAuthClient
 ) -> None:
     for _ in range(5):
-        token_request(http, oauth_client, "Ann", WRONG)
+        token_request(http, oauth_client, "Ann", WRONG, ip="192.0.2.12")
 
     with (
         capture(app, signals.throttled) as throttled,

@@ -66,6 +66,9 @@ class Counters(t.Protocol):
     def clear_many(self, keys: t.Sequence[str]) -> None:
         """Delete ``keys``."""
 
+    def clear_prefix(self, prefix: str) -> None:
+        """Delete every key that starts with ``prefix``."""
+
 
 class DatabaseCounters:
     """Counters in the app's database, shared by every worker and the CLI.
@@ -295,6 +298,16 @@ class DatabaseCounters:
             conn.execute(*self._keys_statement("clear", clear))
         if release:
             conn.execute(*self._keys_statement("release", release))
+
+    def clear_prefix(self, prefix: str) -> None:
+        """Delete every counter whose key starts with ``prefix``."""
+        matches = (self._table.c.key.startswith(prefix, autoescape=True),)
+        with self._db.begin() as conn:
+            conn.execute(
+                self._table.delete().where(
+                    *self._in_key_order(self._db.dialect, matches)
+                )
+            )
 
     def purge_expired(self) -> int:
         """Delete expired counters (``flask ropc cleanup``); return how many."""

@@ -1,6 +1,6 @@
 """Throttling counters on a ``limits`` storage (Redis, memory).
 
-Imports nothing of ours: :class:`LimitsCounters` implements the
+Imports only ``errors``: :class:`LimitsCounters` implements the
 :class:`~.counters.Counters` protocol on the storage Flask-Limiter uses.
 """
 
@@ -9,8 +9,12 @@ from __future__ import annotations
 import time
 import typing as t
 
+from limits.storage import MemoryStorage
+from limits.storage import RedisStorage
 from limits.storage import Storage
 from limits.storage import storage_from_string
+
+from ..errors import ConfigurationError
 
 
 class LimitsCounters:
@@ -26,6 +30,13 @@ class LimitsCounters:
     def __init__(self, uri: str) -> None:
         #: The ``limits`` storage.
         self.storage = t.cast(Storage, storage_from_string(uri))
+        if not isinstance(self.storage, RedisStorage | MemoryStorage):
+            # Unlocking a username clears its keys by prefix (clear_prefix).
+            raise ConfigurationError(
+                "ROPC_RATELIMIT_STORAGE_URI: throttling supports Redis (redis://, "
+                "rediss://, redis+sentinel://, redis+cluster://) and memory://, "
+                "or leave it unset (the database)"
+            )
 
     def now(self) -> float:
         """The current Unix time (``limits`` storages expire on real time)."""
@@ -70,3 +81,27 @@ class LimitsCounters:
         """Delete ``keys``."""
         for key in keys:
             self.storage.clear(key)
+
+    def clear_prefix(self, prefix: str) -> None:
+        """Delete every key that starts with ``prefix``.
+
+        ``limits`` storages have no such operation, so this reaches into the
+        two we support: Redis (a ``SCAN`` of the storage's own prefixed keys)
+        and memory (its dictionary).
+        """
+        storage = self.storage
+        if isinstance(storage, RedisStorage):
+            client: t.Any = storage.get_connection()
+            pattern = storage.prefixed_key(_glob_escape(prefix)) + "*"
+            for key in client.scan_iter(match=pattern, count=500):
+                client.delete(key)
+        elif isinstance(storage, MemoryStorage):
+            for key in [key for key in storage.storage if key.startswith(prefix)]:
+                storage.clear(key)
+        else:  # refused by __init__
+            raise TypeError(f"cannot clear keys by prefix in {type(storage).__name__}")
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` with Redis glob characters escaped."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
