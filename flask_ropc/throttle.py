@@ -205,7 +205,8 @@ class Throttle:
         extra = ([in_flight] if in_flight else []) + (
             [(slot_key, s.throttle_account_interval)] if slowed else []
         )
-        counts = self.counters.incr_many([*reserved, *extra])
+        wanted = [*reserved, *extra]
+        counts = self.counters.incr_many(wanted) if wanted else []
         given_back = [*reserved, *([in_flight] if in_flight else [])]
         estimates = [
             window.estimate(count, seen.get(window.previous, 0))

@@ -416,3 +416,40 @@ def test_a_burst_across_a_window_boundary_gets_at_most_one_more_than_the_limit(
     reached = burst.count("wrong")
     assert reached <= 5 + 1
     assert burst == ["wrong"] * reached + [FAILED] * (len(burst) - reached)
+
+
+# -- @ropc.throttle_exempt: the app's own networks ----------------------------
+
+
+def test_an_exempt_network_skips_the_network_budgets_but_not_the_account_slow_down(
+    make: t.Callable[..., flask.Flask],
+) -> None:
+    app = make(ROPC_THROTTLE_IP_LIMIT=3, ROPC_THROTTLE_ACCOUNT_LIMIT=8)
+    seen: list[t.Any] = []
+
+    @ropc_of(app).throttle_exempt
+    def office(req: t.Any) -> bool:
+        seen.append(req)
+        return bool(req.client_ip.startswith("10."))
+
+    http, client = app.test_client(), client_of(app)
+    office_ip = "10.1.2.3"
+    # Neither the pair lock (5) nor the network budget (3) holds for it...
+    names = [outcome(attempt(http, client, f"user{n}", ip=office_ip)) for n in range(6)]
+    assert names == ["wrong"] * 6
+    for _ in range(8):
+        assert outcome(attempt(http, client, ip=office_ip)) == "wrong"
+    # ...but past the account's limit, ann is slowed even from the office:
+    # one attempt per interval.
+    assert outcome(attempt(http, client, ip=office_ip)) == "wrong"
+    assert outcome(attempt(http, client, ip=office_ip)).startswith(
+        "Too many failed attempts for this account"
+    )
+    # Elsewhere the budgets hold as ever.
+    for n in range(3):
+        attempt(http, client, f"other{n}", ip=ATTACKER)
+    assert outcome(attempt(http, client, "other3", ip=ATTACKER)).startswith(
+        "Too many failed attempts from this network"
+    )
+    assert seen[0].username == "user0" and seen[0].client.client_id == client.client_id
+    assert not hasattr(seen[0], "password") and WRONG not in repr(seen[0])
