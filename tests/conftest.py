@@ -463,14 +463,17 @@ def table_rows(app: flask.Flask, name: str) -> list[t.Any]:
     """Every row of our table ``name`` as stored, in primary-key order.
 
     Tests that check what is stored (digests, never plaintext) read the
-    database themselves, through the engine the extension publishes.
+    database themselves, through the engine the extension publishes, with
+    plain SQL on the documented table names (reflecting the table each time
+    would cost more than the test).
     """
+    assert name in TABLES, name
+    order = "key" if name == "ropc_throttle" else "id"
     with app.app_context():
         engine = ropc_of(app).engine
-        table = sa.Table(name, sa.MetaData(), autoload_with=engine)
         with engine.connect() as conn:
-            order = list(table.primary_key.columns)
-            return list(conn.execute(sa.select(table).order_by(*order)).all())
+            query = f"SELECT * FROM {name} ORDER BY {order}"  # noqa: S608 (ours)
+            return list(conn.exec_driver_sql(query).all())
 
 
 def count_rows(app: flask.Flask) -> dict[str, int]:
