@@ -223,8 +223,7 @@ class Settings:
                 config, "ROPC_THROTTLE_ON_STORAGE_ERROR", ("closed", "open")
             ),
             ratelimit_storage_uri=_optional_str(config, "ROPC_RATELIMIT_STORAGE_URI"),
-            ratelimit_key_prefix=_optional_str(config, "ROPC_RATELIMIT_KEY_PREFIX")
-            or "ropc",
+            ratelimit_key_prefix=_key_prefix(config),
             end_user_ip_header=_optional_str(config, "ROPC_END_USER_IP_HEADER")
             or "X-End-User-IP",
             event_username=_choice(config, "ROPC_EVENT_USERNAME", ("hash", "plain")),
@@ -315,6 +314,15 @@ def _key_encryption_keys(config: t.Mapping[str, t.Any]) -> tuple[str, ...]:
             "'python -c \"import secrets; print(secrets.token_urlsafe(32))\"'"
         )
     return tuple(value)
+
+
+def _key_prefix(config: t.Mapping[str, t.Any]) -> str:
+    key = "ROPC_RATELIMIT_KEY_PREFIX"
+    value = _optional_str(config, key) or "ropc"
+    # Counter keys are the prefix plus up to 90 characters, in a column of 128.
+    if len(value) > 32:
+        raise ConfigurationError(f"{key} may be at most 32 characters")
+    return value
 
 
 def _scope_name(config: t.Mapping[str, t.Any], key: str) -> str:

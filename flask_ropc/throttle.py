@@ -62,8 +62,9 @@ IN_FLIGHT_SECONDS = 60
 
 
 def _digest(value: str) -> str:
-    # Keys hold digests, so usernames and IPs are not stored in the clear.
-    return hashing.digest(value)[:40]
+    # Keys hold digests, so usernames and IPs are not stored in the clear;
+    # 128 bits, so that the longest key fits the table's 128 characters.
+    return hashing.digest(value)[:32]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +84,8 @@ class Attempt:
     account: tuple[str, int]
     #: ``(key, expiry)`` of every place to give back when this does not count.
     reserved: tuple[tuple[str, int], ...]
-    #: The in-flight mark, given back whatever the outcome.
-    in_flight: tuple[str, int] | None
+    #: The budgets' in-flight marks, given back whatever the outcome.
+    in_flight: tuple[tuple[str, int], ...]
     #: Whether the app exempted this source (see ``@ropc.throttle_exempt``).
     exempt: bool
 
@@ -197,45 +198,48 @@ class Throttle:
                 seen.update(self.counters.get_many([window.previous]))
             budgets.insert(0, ("username", window))
         reserved = [window.reservation for _, window in budgets]
-        in_flight = None if exempt else (f"{pair}:inflight", IN_FLIGHT_SECONDS)
+        # Each budget counts failures and attempts in flight together (the
+        # reservation); its in-flight mark tells the two apart.
+        in_flight = [(f"{w.base}:run", IN_FLIGHT_SECONDS) for _, w in budgets]
         slowed = (
             account.estimate(seen.get(account.key, 0), seen.get(account.previous, 0))
             >= account.limit
         )
-        extra = ([in_flight] if in_flight else []) + (
-            [(slot_key, s.throttle_account_interval)] if slowed else []
+        slot = [(slot_key, s.throttle_account_interval)] if slowed else []
+        wanted = [*reserved, *in_flight, *slot]
+        counts = (
+            [count for count, _ in self.counters.incr_many(wanted)] if wanted else []
         )
-        wanted = [*reserved, *extra]
-        counts = self.counters.incr_many(wanted) if wanted else []
-        given_back = [*reserved, *([in_flight] if in_flight else [])]
-        estimates = [
-            window.estimate(count, seen.get(window.previous, 0))
-            for (_, window), (count, _) in zip(budgets, counts, strict=False)
-        ]
-        for (scope, window), estimate in zip(budgets, estimates, strict=True):
+        given_back = [*reserved, *in_flight]
+        for n, (scope, window) in enumerate(budgets):
+            estimate = window.estimate(counts[n], seen.get(window.previous, 0))
             if estimate <= window.limit:
                 continue
             self.counters.release_many(given_back)
+            if estimate - counts[len(budgets) + n] < window.limit:
+                # Attempts still running fill the budget: none failed.
+                raise Throttled(1, "in_flight")
             if scope == "username":
-                flying = counts[len(reserved)][0]
-                if estimate - flying < window.limit:
-                    # Attempts still running fill the budget: none failed.
-                    raise Throttled(1, "in_flight")
                 raise Throttled(s.throttle_lockout_base, "username")
             raise Throttled(max(1, math.ceil(window.ends_in)), scope)
-        if slowed and counts[-1][0] > 1:
+        if slot and counts[-1] > 1:
             self.counters.release_many(given_back)
             raise Throttled(self._remaining(slot_key), "account")
+        pair_estimate = 0
+        if not exempt:
+            pair_estimate = budgets[0][1].estimate(
+                counts[0], seen.get(budgets[0][1].previous, 0)
+            )
         return Attempt(
             pair_fails=f"{pair}:fails",
             window_index=int(now // s.throttle_username_window),
             level=level,
             lock_key=lock_key,
             strikes_key=strikes_key,
-            pair_estimate=0 if exempt else estimates[0],
+            pair_estimate=pair_estimate,
             account=account.reservation,
             reserved=tuple(reserved),
-            in_flight=in_flight,
+            in_flight=tuple(in_flight),
             exempt=exempt,
         )
 
@@ -259,8 +263,7 @@ class Throttle:
         """``(release, clear)`` of a success: the network and client places and
         the in-flight mark go back; the pair (up to ``level``) starts afresh."""
         release = list(attempt.reserved if attempt.exempt else attempt.reserved[1:])
-        if attempt.in_flight is not None:
-            release.append(attempt.in_flight)
+        release.extend(attempt.in_flight)
         clear = [] if attempt.exempt else attempt.pair_keys(level)
         return release, clear
 
@@ -305,7 +308,7 @@ class Throttle:
         """A refused password; ``counts=False`` gives every place back."""
         if attempt is None:
             return
-        flying = [attempt.in_flight] if attempt.in_flight else []
+        flying = list(attempt.in_flight)
         if not counts:
             self._guard(
                 lambda: self.counters.release_many([*attempt.reserved, *flying])

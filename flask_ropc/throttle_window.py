@@ -17,6 +17,8 @@ import math
 class Window:
     """One sliding-window counter at the moment of an attempt."""
 
+    #: The counter's name; each fixed window's key adds its number.
+    base: str
     #: The current fixed window's key, and the previous one's.
     key: str
     previous: str
@@ -33,6 +35,7 @@ class Window:
         """The window ``base`` (a key prefix) at time ``now``."""
         index, into = divmod(now, seconds)
         return cls(
+            base=base,
             key=f"{base}:{int(index)}",
             previous=f"{base}:{int(index) - 1}",
             limit=limit,

@@ -1,4 +1,5 @@
-"""The throttling model on a live gunicorn: two workers, a dual-stack socket.
+"""The throttling model on a live gunicorn: two workers of ten threads each,
+a dual-stack socket.
 
 ``examples/deploy`` serves on ``[::]``, so every IPv4 client arrives as an
 IPv4-mapped IPv6 address (``::ffff:127.0.0.2``); requests leave from two
@@ -52,7 +53,7 @@ class Server(t.NamedTuple):
 
 @pytest.fixture
 def server(database_uri: str, tmp_path: Path) -> Iterator[Server]:
-    """examples/deploy on gunicorn, 2 workers, bound to ``[::]``."""
+    """examples/deploy on gunicorn, 2 workers of 10 threads, bound to ``[::]``."""
     app = build_app(database_uri, str(tmp_path / "setup"))
     with app.app_context():
         client, secret = ropc_of(app).clients.create("Mobile", scopes=["api"])
@@ -73,6 +74,8 @@ def server(database_uri: str, tmp_path: Path) -> Iterator[Server]:
         HOST="[::]",
         PORT=str(port),
         WEB_CONCURRENCY="2",
+        # Threads, so that the workers run many logins at once.
+        GUNICORN_CMD_ARGS="--threads 10",
         PYTHONPATH=str(ROOT),
     )
     env.pop("REDIS_URL", None)
