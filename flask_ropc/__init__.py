@@ -2,6 +2,16 @@
 
 RFC 6749 §4.3 for Flask, on Authlib, with hashed client secrets, strict
 request checks and RFC-exact errors. See :class:`ROPC` to start.
+
+Only public names live here; this is the one module that imports
+``extension``. The package reads top to bottom: ``extension`` (wiring and the
+admin API), the interfaces (``server``, ``resource``, ``views``, ``cli*``),
+the flows (``login``, ``refresh``, ``token_endpoints``), the services
+(``state``, ``token_service``, ``jwt_tokens``, ``keyring``, ``throttle``,
+``guards``, ``admin``), ``store/`` (the only SQL), then the leaves
+(``models``, ``config``, ``errors`` and the small helpers). Each module's
+docstring says what it owns and what it may import;
+``tests/test_architecture.py`` checks it.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ the old one.
 
 A stored key is either JWK JSON (written without encryption) or
 ``fernet:`` followed by a Fernet token; both are read, so encryption can be
-turned on for an existing database.
+turned on for an existing database. A leaf: imports only ``errors``.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ statement that changes several rows first locks them with ``SELECT ... ORDER
 BY ... FOR UPDATE``, in the one order every writer of that table uses: by id
 for tokens, by key for throttle counters. SQLAlchemy has no option for this,
 hence the helper. SQLite has one writer at a time and needs none of it.
+Imports nothing of ours.
 """
 
 from __future__ import annotations
