@@ -92,6 +92,9 @@ DEFAULTS: dict[str, t.Any] = {
     # None: counters in our database. Else a `limits` storage URI, e.g.
     # "redis://host:6379/0" for many machines or "memory://" for one process.
     "ROPC_RATELIMIT_STORAGE_URI": None,
+    # `limits` storage options (Redis: redis-py's) over our Redis defaults,
+    # socket_connect_timeout=1 and socket_timeout=2 s; the URI's query wins.
+    "ROPC_RATELIMIT_STORAGE_OPTIONS": None,
     # Prefix of every counter key.
     "ROPC_RATELIMIT_KEY_PREFIX": "ropc",
     # The header a trusted backend client may use to pass the end user's IP.
@@ -145,6 +148,7 @@ class Settings:
     throttle_response: str
     throttle_on_storage_error: str
     ratelimit_storage_uri: str | None
+    ratelimit_storage_options: dict[str, t.Any] = dataclasses.field(repr=False)
     ratelimit_key_prefix: str
     end_user_ip_header: str
     event_username: str
@@ -223,6 +227,9 @@ class Settings:
                 config, "ROPC_THROTTLE_ON_STORAGE_ERROR", ("closed", "open")
             ),
             ratelimit_storage_uri=_optional_str(config, "ROPC_RATELIMIT_STORAGE_URI"),
+            ratelimit_storage_options=_options(
+                config, "ROPC_RATELIMIT_STORAGE_OPTIONS"
+            ),
             ratelimit_key_prefix=_key_prefix(config),
             end_user_ip_header=_optional_str(config, "ROPC_END_USER_IP_HEADER")
             or "X-End-User-IP",
@@ -237,6 +244,14 @@ def _positive_int(config: t.Mapping[str, t.Any], key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigurationError(f"{key} must be a positive integer, got {value!r}")
     return value
+
+
+def _options(config: t.Mapping[str, t.Any], key: str) -> dict[str, t.Any]:
+    value = {} if config[key] is None else config[key]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return dict(value)
+    # Never quoted: it may hold a password.
+    raise ConfigurationError(f"{key} must be a dict of keyword arguments or None")
 
 
 def _reuse_interval(config: t.Mapping[str, t.Any]) -> int:

@@ -125,7 +125,9 @@ class ROPC:
             settings=settings, store=store, keyring=keyring, callbacks=self._callbacks
         )
         if settings.throttle_enabled:
-            counters = store.counters(settings.ratelimit_storage_uri)
+            counters = store.counters(
+                settings.ratelimit_storage_uri, settings.ratelimit_storage_options
+            )
             if settings.ratelimit_storage_uri is not None and (
                 settings.ratelimit_storage_uri.startswith("memory://")
             ):
