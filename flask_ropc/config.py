@@ -97,6 +97,10 @@ DEFAULTS: dict[str, t.Any] = {
     "ROPC_RATELIMIT_STORAGE_OPTIONS": None,
     # Prefix of every counter key.
     "ROPC_RATELIMIT_KEY_PREFIX": "ropc",
+    # Seconds a statement of ours may wait for a lock (SQLite: busy timeout)
+    # or run (PostgreSQL), then 503; None: no limit of ours.
+    "ROPC_DATABASE_LOCK_TIMEOUT": 3,
+    "ROPC_DATABASE_STATEMENT_TIMEOUT": 5,
     # The header a trusted backend client may use to pass the end user's IP.
     "ROPC_END_USER_IP_HEADER": "X-End-User-IP",
     # Usernames in audit events: "hash" (SHA-256 of the normalised name) or
@@ -150,6 +154,8 @@ class Settings:
     ratelimit_storage_uri: str | None
     ratelimit_storage_options: dict[str, t.Any] = dataclasses.field(repr=False)
     ratelimit_key_prefix: str
+    database_lock_timeout: float | None
+    database_statement_timeout: float | None
     end_user_ip_header: str
     event_username: str
     openapi_enabled: bool
@@ -231,6 +237,10 @@ class Settings:
                 config, "ROPC_RATELIMIT_STORAGE_OPTIONS"
             ),
             ratelimit_key_prefix=_key_prefix(config),
+            database_lock_timeout=_seconds(config, "ROPC_DATABASE_LOCK_TIMEOUT"),
+            database_statement_timeout=_seconds(
+                config, "ROPC_DATABASE_STATEMENT_TIMEOUT"
+            ),
             end_user_ip_header=_optional_str(config, "ROPC_END_USER_IP_HEADER")
             or "X-End-User-IP",
             event_username=_choice(config, "ROPC_EVENT_USERNAME", ("hash", "plain")),
@@ -244,6 +254,13 @@ def _positive_int(config: t.Mapping[str, t.Any], key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigurationError(f"{key} must be a positive integer, got {value!r}")
     return value
+
+
+def _seconds(config: t.Mapping[str, t.Any], key: str) -> float | None:
+    value: float | None = config[key]
+    if value is None or (type(value) in (int, float) and value > 0):
+        return value
+    raise ConfigurationError(f"{key} must be a positive number or None, got {value!r}")
 
 
 def _options(config: t.Mapping[str, t.Any], key: str) -> dict[str, t.Any]:

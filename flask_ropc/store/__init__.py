@@ -25,6 +25,7 @@ from .database import UNAVAILABLE_ERRORS as UNAVAILABLE_ERRORS
 from .database import Clock as Clock
 from .database import Database as Database
 from .database import DatabaseError as DatabaseError
+from .database import Timeouts as Timeouts
 from .database import create_engine as create_engine
 from .keys import KeyStore
 from .limits_storage import LimitsCounters
