@@ -3,8 +3,8 @@
 Every key Flask-ROPC reads lives in :data:`DEFAULTS`; :meth:`ROPC.init_app`
 calls ``app.config.setdefault`` for each one so that ``app.config`` shows the
 values in effect, then reads them once into a :class:`Settings` object that is
-never re-read per request. A leaf: imports ``errors``, ``keys``,
-``key_encryption`` and ``scopes`` (to check values) only.
+never re-read per request. A leaf: imports ``config_values``, ``errors``,
+``keys``, ``key_encryption`` and ``scopes`` (to check values) only.
 """
 
 from __future__ import annotations
@@ -12,6 +12,13 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
+# The generic checks, under the names every line below uses.
+from .config_values import boolean as _bool
+from .config_values import choice as _choice
+from .config_values import keyword_arguments as kwargs
+from .config_values import optional_str as _optional_str
+from .config_values import positive_int as _positive_int
+from .config_values import seconds
 from .errors import ConfigurationError
 from .key_encryption import MIN_SECRET_LENGTH
 from .keys import import_signing_key
@@ -92,8 +99,15 @@ DEFAULTS: dict[str, t.Any] = {
     # None: counters in our database. Else a `limits` storage URI, e.g.
     # "redis://host:6379/0" for many machines or "memory://" for one process.
     "ROPC_RATELIMIT_STORAGE_URI": None,
+    # `limits` storage options (Redis: redis-py's), over our Redis defaults
+    # socket_connect_timeout=1, socket_timeout=2 (s); the URI's query wins.
+    "ROPC_RATELIMIT_STORAGE_OPTIONS": None,
     # Prefix of every counter key.
     "ROPC_RATELIMIT_KEY_PREFIX": "ropc",
+    # Seconds a statement of ours may wait for a lock (SQLite: busy timeout)
+    # or run (PostgreSQL), then 503; None: no limit of ours.
+    "ROPC_DATABASE_LOCK_TIMEOUT": 3,
+    "ROPC_DATABASE_STATEMENT_TIMEOUT": 5,
     # The header a trusted backend client may use to pass the end user's IP.
     "ROPC_END_USER_IP_HEADER": "X-End-User-IP",
     # Usernames in audit events: "hash" (SHA-256 of the normalised name) or
@@ -145,7 +159,10 @@ class Settings:
     throttle_response: str
     throttle_on_storage_error: str
     ratelimit_storage_uri: str | None
+    ratelimit_storage_options: dict[str, t.Any] = dataclasses.field(repr=False)
     ratelimit_key_prefix: str
+    database_lock_timeout: float | None
+    database_statement_timeout: float | None
     end_user_ip_header: str
     event_username: str
     openapi_enabled: bool
@@ -223,20 +240,17 @@ class Settings:
                 config, "ROPC_THROTTLE_ON_STORAGE_ERROR", ("closed", "open")
             ),
             ratelimit_storage_uri=_optional_str(config, "ROPC_RATELIMIT_STORAGE_URI"),
+            ratelimit_storage_options=kwargs(config, "ROPC_RATELIMIT_STORAGE_OPTIONS"),
             ratelimit_key_prefix=_key_prefix(config),
+            database_lock_timeout=seconds(config, "ROPC_DATABASE_LOCK_TIMEOUT"),
+            database_statement_timeout=seconds(
+                config, "ROPC_DATABASE_STATEMENT_TIMEOUT"
+            ),
             end_user_ip_header=_optional_str(config, "ROPC_END_USER_IP_HEADER")
             or "X-End-User-IP",
             event_username=_choice(config, "ROPC_EVENT_USERNAME", ("hash", "plain")),
             openapi_enabled=_bool(config, "ROPC_OPENAPI_ENABLED"),
         )
-
-
-def _positive_int(config: t.Mapping[str, t.Any], key: str) -> int:
-    value = config[key]
-    # bool is an int subclass; True as a lifetime is a mistake, not "1 second".
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigurationError(f"{key} must be a positive integer, got {value!r}")
-    return value
 
 
 def _reuse_interval(config: t.Mapping[str, t.Any]) -> int:
@@ -248,22 +262,6 @@ def _reuse_interval(config: t.Mapping[str, t.Any]) -> int:
         raise ConfigurationError(
             f"{key} must be an integer from 0 to 300 seconds, got {value!r}"
         )
-    return value
-
-
-def _choice(config: t.Mapping[str, t.Any], key: str, choices: tuple[str, ...]) -> str:
-    value = config[key]
-    if value not in choices:
-        raise ConfigurationError(
-            f"{key} must be one of {', '.join(choices)}, got {value!r}"
-        )
-    return t.cast(str, value)
-
-
-def _optional_str(config: t.Mapping[str, t.Any], key: str) -> str | None:
-    value: str | None = config[key]
-    if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise ConfigurationError(f"{key} must be a non-empty string or None")
     return value
 
 
@@ -333,10 +331,3 @@ def _scope_name(config: t.Mapping[str, t.Any], key: str) -> str:
     except ValueError:
         pass
     raise ConfigurationError(f"{key} must be a single scope name, got {value!r}")
-
-
-def _bool(config: t.Mapping[str, t.Any], key: str) -> bool:
-    value = config[key]
-    if not isinstance(value, bool):
-        raise ConfigurationError(f"{key} must be True or False, got {value!r}")
-    return value

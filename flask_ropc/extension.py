@@ -34,6 +34,7 @@ from .state import get_state
 from .store import Clock
 from .store import Database
 from .store import Store
+from .store import Timeouts
 from .store import create_engine
 from .throttle import Throttle
 from .validation import PasswordRequest
@@ -125,7 +126,9 @@ class ROPC:
             settings=settings, store=store, keyring=keyring, callbacks=self._callbacks
         )
         if settings.throttle_enabled:
-            counters = store.counters(settings.ratelimit_storage_uri)
+            counters = store.counters(
+                settings.ratelimit_storage_uri, settings.ratelimit_storage_options
+            )
             if settings.ratelimit_storage_uri is not None and (
                 settings.ratelimit_storage_uri.startswith("memory://")
             ):
@@ -151,18 +154,21 @@ class ROPC:
         cipher = None
         if settings.key_encryption_keys:
             cipher = KeyCipher(settings.key_encryption_keys)
+        timeouts = Timeouts(
+            settings.database_lock_timeout, settings.database_statement_timeout
+        )
         db = self._db if self._db is not None else app.extensions.get("sqlalchemy")
         if db is not None and settings.database_uri is None:
             # Flask-SQLAlchemy looks its engine up per app context.
-            database = Database(lambda: db.engine, self._clock)
+            database = Database(lambda: db.engine, self._clock, timeouts=timeouts)
             return Store(database, tables_for(db.metadata), cipher)
         uri = (
             settings.database_uri
             or app.config.get("SQLALCHEMY_DATABASE_URI")
             or _instance_sqlite_uri(app)
         )
-        engine = create_engine(uri)
-        database = Database(lambda: engine, self._clock, owned=engine)
+        engine = create_engine(uri, timeouts)
+        database = Database(lambda: engine, self._clock, engine, timeouts)
         return Store(database, new_tables(), cipher)
 
     # -- callbacks ------------------------------------------------------------

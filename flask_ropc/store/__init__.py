@@ -13,6 +13,8 @@ work is left alone, and a grant is written all at once or not at all.
 
 from __future__ import annotations
 
+import typing as t
+
 from ..errors import ConfigurationError
 from ..key_encryption import KeyCipher
 from ..models import Tables
@@ -23,6 +25,7 @@ from .database import UNAVAILABLE_ERRORS as UNAVAILABLE_ERRORS
 from .database import Clock as Clock
 from .database import Database as Database
 from .database import DatabaseError as DatabaseError
+from .database import Timeouts as Timeouts
 from .database import create_engine as create_engine
 from .keys import KeyStore
 from .limits_storage import LimitsCounters
@@ -65,8 +68,11 @@ class Store:
         metadata = self.tables.clients.metadata
         metadata.drop_all(self.db.engine, tables=self.tables.all())
 
-    def counters(self, storage_uri: str | None) -> Counters:
-        """Where throttling counters live: our table, or a ``limits`` storage.
+    def counters(
+        self, storage_uri: str | None, options: t.Mapping[str, t.Any] | None = None
+    ) -> Counters:
+        """Where throttling counters live: our table, or a ``limits`` storage
+        (created with ``options``, see :func:`.limits_storage.storage_options`).
 
         :raises ConfigurationError: a storage that cannot do what throttling
             needs.
@@ -80,4 +86,4 @@ class Store:
                 "ROPC_RATELIMIT_STORAGE_URI: memcached cannot decrement counters, "
                 "which throttling needs; use Redis or leave it unset (the database)"
             )
-        return LimitsCounters(storage_uri)
+        return LimitsCounters(storage_uri, options)

@@ -1,14 +1,19 @@
 """Engines and connections: the one place that knows about dialects.
 
 Owns :func:`create_engine` (the embedded database's engine and its SQLite
-pragmas) and :class:`Database`, which every other ``store`` module uses for
-its connections and its clock. Imports nothing of ours.
+pragmas), :class:`Timeouts` (how long our statements may wait) and
+:class:`Database`, which every other ``store`` module uses for its
+connections and its clock. Imports nothing of ours.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
 import typing as t
 from collections.abc import Callable
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -28,6 +33,34 @@ DatabaseError = sqlalchemy.exc.SQLAlchemyError
 #: A callable returning the current Unix time; injectable for tests.
 Clock = Callable[[], float]
 
+#: PostgreSQL drivers on libpq: they send the connection's ``options`` in the
+#: start-up packet, so settings made there cost no round trip.
+LIBPQ_DRIVERS = ("psycopg", "psycopg2")
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeouts:
+    """How long one of our statements may wait, in seconds; ``None``: we set
+    no limit (the engine's or the server's own applies).
+
+    On PostgreSQL these are ``lock_timeout`` and ``statement_timeout``; a
+    statement that exceeds one fails with an ``OperationalError`` (a 503),
+    and its transaction rolls back. On SQLite, ``lock`` is the busy timeout
+    of the embedded engine: how long a writer waits for the write lock.
+    """
+
+    lock: float | None = None
+    statement: float | None = None
+
+    def settings(self) -> dict[str, str]:
+        """PostgreSQL setting -> milliseconds, for the limits that are set."""
+        values = {"lock_timeout": self.lock, "statement_timeout": self.statement}
+        return {
+            name: str(max(1, round(value * 1000)))
+            for name, value in values.items()
+            if value is not None
+        }
+
 
 class Database:
     """An engine (looked up per use) and the clock rows are stamped with.
@@ -37,6 +70,9 @@ class Database:
     :param clock: returns the current Unix time.
     :param owned: the engine we created ourselves (embedded database), which
         :meth:`dispose` closes; ``None`` when it is the app's.
+    :param timeouts: the limits of our statements. An engine we made with
+        :func:`create_engine` has them on every connection already;
+        otherwise, on PostgreSQL, :meth:`begin` sets them with ``SET LOCAL``.
     """
 
     def __init__(
@@ -44,11 +80,19 @@ class Database:
         get_engine: Callable[[], sa.Engine],
         clock: Clock,
         owned: sa.Engine | None = None,
+        timeouts: Timeouts = Timeouts(),
     ) -> None:
         self._get_engine = get_engine
         self.clock = clock
         self.owned = owned
         self._reader: tuple[sa.Engine, sa.Engine] | None = None
+        self._set_local: tuple[t.Any, dict[str, str]] | None = None
+        settings = timeouts.settings()
+        if settings and not (owned is not None and _timeouts_on_connect(owned.url)):
+            # SET LOCAL of every limit in one statement: one round trip.
+            # The names are ours, never input.
+            calls = (f"set_config('{name}', :{name}, true)" for name in settings)
+            self._set_local = (sa.text("SELECT " + ", ".join(calls)), settings)
 
     @property
     def engine(self) -> sa.Engine:
@@ -65,8 +109,26 @@ class Database:
         return int(self.clock())
 
     def begin(self) -> t.ContextManager[sa.Connection]:
-        """A connection in a transaction, committed at the end of the block."""
-        return self.engine.begin()
+        """A connection in a transaction, committed at the end of the block.
+
+        On a PostgreSQL engine that is not our own (the app's, shared), the
+        transaction starts with ``SET LOCAL`` of our timeouts, in one
+        statement: they end with the transaction, so the app's own sessions
+        on the same connections keep theirs.
+        """
+        engine = self.engine
+        if self._set_local is None or engine.dialect.name != "postgresql":
+            return engine.begin()
+        return self._begin_bounded(engine, *self._set_local)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _begin_bounded(
+        engine: sa.Engine, statement: t.Any, settings: dict[str, str]
+    ) -> Iterator[sa.Connection]:
+        with engine.begin() as conn:
+            conn.execute(statement, settings)
+            yield conn
 
     def autocommit(self) -> t.ContextManager[sa.Connection]:
         """A connection for reads and single-statement writes (committed).
@@ -82,6 +144,13 @@ class Database:
         Elsewhere it is a plain ``engine.begin()``: SQLite's driver starts a
         transaction only before a write anyway, while switching its
         isolation level costs a ``PRAGMA`` on every return to the pool.
+
+        Our timeouts bound these statements on our own engine (set when it
+        connects). On an app's shared engine they run under the app's
+        settings: ``SET LOCAL`` needs a transaction, which would cost these
+        single statements their saving; plain reads never wait for row
+        locks, and the counters' rows are locked only by our own, bounded,
+        transactions.
         """
         engine = self.engine
         if engine.dialect.name != "postgresql":
@@ -99,27 +168,51 @@ class Database:
             self.owned.dispose()
 
 
-def create_engine(uri: str) -> sa.Engine:
+def create_engine(uri: str, timeouts: Timeouts = Timeouts()) -> sa.Engine:
     """Create the engine for the embedded database.
 
     SQLite gets WAL mode and ``synchronous=NORMAL`` (readers never wait for
     the writer; a commit is an order of magnitude cheaper and still durable
-    against application crashes) and a busy timeout so that concurrent
-    workers wait for the write lock instead of failing with "database is
-    locked". Every engine checks connections before use so that a restarted
-    database server does not fail the next request. Parameters are hidden
-    from SQL error messages: they can hold token digests.
+    against application crashes) and a busy timeout of ``timeouts.lock``
+    (the driver's 5 s if ``None``) so that concurrent workers wait for the
+    write lock, for a bounded time, instead of failing at once with
+    "database is locked". On PostgreSQL through libpq, every connection
+    starts with our ``lock_timeout`` and ``statement_timeout`` (in its
+    ``options``, which cost no round trip; ``options`` of the URI or of
+    ``PGOPTIONS`` come after ours, so they win). Every engine checks
+    connections before use so that a restarted database server does not
+    fail the next request. Parameters are hidden from SQL error messages:
+    they can hold token digests.
     """
     url = sa.make_url(uri)
     options: dict[str, t.Any] = {"hide_parameters": True}
     if url.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": 30}
+        if timeouts.lock is not None:
+            options["connect_args"] = {"timeout": timeouts.lock}
     else:
         options["pool_pre_ping"] = True
+        if timeouts.settings() and _timeouts_on_connect(url):
+            options["connect_args"] = {"options": _libpq_options(url, timeouts)}
     engine = sa.create_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _timeouts_on_connect(url: sa.URL) -> bool:
+    """Whether :func:`create_engine` puts our timeouts on the connections."""
+    return url.get_backend_name() == "postgresql" and (
+        url.get_driver_name() in LIBPQ_DRIVERS
+    )
+
+
+def _libpq_options(url: sa.URL, timeouts: Timeouts) -> str:
+    """libpq ``options``: our timeouts, then PGOPTIONS', then the URI's own
+    (an explicit ``options`` parameter replaces PGOPTIONS, so it is kept)."""
+    ours = [f"-c {name}={value}" for name, value in timeouts.settings().items()]
+    given = url.query.get("options", ())
+    theirs = [given] if isinstance(given, str) else list(given)
+    return " ".join([*ours, os.environ.get("PGOPTIONS", ""), *theirs]).strip()
 
 
 def _sqlite_pragmas(dbapi_connection: t.Any, connection_record: t.Any) -> None:

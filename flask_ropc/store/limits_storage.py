@@ -1,7 +1,8 @@
 """Throttling counters on a ``limits`` storage (Redis, memory).
 
 Imports only ``errors``: :class:`LimitsCounters` implements the
-:class:`~.counters.Counters` protocol on the storage Flask-Limiter uses.
+:class:`~.counters.Counters` protocol on the storage Flask-Limiter uses, and
+:func:`storage_options` gives every Redis storage bounded waits.
 """
 
 from __future__ import annotations
@@ -16,6 +17,34 @@ from limits.storage import storage_from_string
 
 from ..errors import ConfigurationError
 
+#: redis-py's connection arguments for every Redis (and Valkey) storage,
+#: unless the options or the URI say otherwise: without them a frozen Redis
+#: holds a login until the WSGI server kills the worker. A counter call takes
+#: well under a millisecond; seconds mean Redis is not answering.
+REDIS_TIMEOUTS: dict[str, float] = {
+    "socket_connect_timeout": 1.0,
+    "socket_timeout": 2.0,
+}
+
+
+def storage_options(uri: str, options: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The keyword arguments for ``storage_from_string(uri, ...)``.
+
+    ``options`` over :data:`REDIS_TIMEOUTS` for a Redis or Valkey URI (as
+    they are for any other). redis-py lets the URI's query string win over
+    both (``redis://host/0?socket_timeout=5``). Sentinel URIs also get the
+    timeouts for the sentinels themselves, which do not inherit them.
+    """
+    scheme = uri.partition("://")[0]
+    if not scheme.startswith(("redis", "valkey")):
+        return dict(options)
+    merged: dict[str, t.Any] = {**REDIS_TIMEOUTS, **options}
+    if scheme.endswith("+sentinel") and "sentinel_kwargs" not in options:
+        merged["sentinel_kwargs"] = {
+            name: merged[name] for name in REDIS_TIMEOUTS if merged[name] is not None
+        }
+    return merged
+
 
 class LimitsCounters:
     """:class:`Counters` on a ``limits`` storage (Redis, memory).
@@ -23,13 +52,16 @@ class LimitsCounters:
     One call per key: ``limits`` storages have no batch operations.
 
     :param uri: a ``limits`` storage URI, e.g. ``redis://host:6379/0``.
+    :param options: the storage's keyword arguments, see :func:`storage_options`.
     """
 
     settles_in_database = False
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, options: t.Mapping[str, t.Any] | None = None) -> None:
         #: The ``limits`` storage.
-        self.storage = t.cast(Storage, storage_from_string(uri))
+        self.storage = t.cast(
+            Storage, storage_from_string(uri, **storage_options(uri, options or {}))
+        )
         if not isinstance(self.storage, RedisStorage | MemoryStorage):
             # Unlocking a username clears its keys by prefix (clear_prefix).
             raise ConfigurationError(
