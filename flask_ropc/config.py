@@ -4,7 +4,9 @@ Every key Flask-ROPC reads lives in :data:`DEFAULTS`; :meth:`ROPC.init_app`
 calls ``app.config.setdefault`` for each one so that ``app.config`` shows the
 values in effect, then reads them once into a :class:`Settings` object that is
 never re-read per request. A leaf: imports ``errors``, ``keys``,
-``key_encryption`` and ``scopes`` (to check values) only.
+``key_encryption`` and ``scopes`` (to check values) only. Besides ``ROPC_``
+keys it reads Flask's ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS``, from
+which the key that encrypts stored signing keys is derived by default.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import typing as t
 
 from .errors import ConfigurationError
 from .key_encryption import MIN_SECRET_LENGTH
+from .key_encryption import flask_secret_keys
+from .key_encryption import require_secret_key
 from .keys import import_signing_key
 from .scopes import check_scope_tokens
 
@@ -46,8 +50,12 @@ DEFAULTS: dict[str, t.Any] = {
     # kept in the database and managed with `flask ropc keys`.
     "ROPC_SIGNING_KEYS": None,
     # Secrets (one, or a list; the first encrypts) under which signing keys
-    # kept in the database are encrypted. None stores them unencrypted.
+    # kept in the database are encrypted. None: a key derived from SECRET_KEY.
     "ROPC_KEY_ENCRYPTION_KEYS": None,
+    # With neither SECRET_KEY nor ROPC_KEY_ENCRYPTION_KEYS, init_app refuses
+    # to keep signing keys in the database unless this is True (then they
+    # are stored unencrypted, with a warning at start-up).
+    "ROPC_ALLOW_PLAINTEXT_KEYS": False,
     # Algorithm of keys we generate: ES256, RS256 or EdDSA.
     "ROPC_SIGNING_ALG": "ES256",
     # Cache-Control max-age of the JWKS and discovery documents, in seconds.
@@ -123,6 +131,10 @@ class Settings:
     audience: str | None
     signing_keys: tuple[t.Any, ...]
     key_encryption_keys: tuple[str, ...] = dataclasses.field(repr=False)
+    allow_plaintext_keys: bool
+    #: ``SECRET_KEY`` then ``SECRET_KEY_FALLBACKS``, when SECRET_KEY is long
+    #: enough to derive the key-encryption key from; else empty.
+    secret_keys: tuple[str | bytes, ...] = dataclasses.field(repr=False)
     signing_alg: str
     jwks_max_age: int
     offline_access_scope: str
@@ -150,6 +162,12 @@ class Settings:
     event_username: str
     openapi_enabled: bool
 
+    @property
+    def stores_plaintext_keys(self) -> bool:
+        """Whether database signing keys are stored unencrypted (only with
+        ``ROPC_ALLOW_PLAINTEXT_KEYS``)."""
+        return not (self.signing_keys or self.key_encryption_keys or self.secret_keys)
+
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> Settings:
         """Read and check every ``ROPC_`` key of ``config``.
@@ -165,6 +183,12 @@ class Settings:
         database_uri = config["ROPC_DATABASE_URI"]
         if database_uri is not None and not isinstance(database_uri, str):
             raise ConfigurationError("ROPC_DATABASE_URI must be a string or None")
+        signing_keys = _signing_keys(config)
+        key_encryption_keys = _key_encryption_keys(config)
+        allow_plaintext_keys = _bool(config, "ROPC_ALLOW_PLAINTEXT_KEYS")
+        secret_keys = flask_secret_keys(config)
+        if not (signing_keys or key_encryption_keys or allow_plaintext_keys):
+            require_secret_key(config, secret_keys)
         return cls(
             url_prefix=prefix.rstrip("/"),
             database_uri=database_uri,
@@ -177,8 +201,10 @@ class Settings:
             ),
             issuer=_issuer(config),
             audience=_optional_str(config, "ROPC_AUDIENCE"),
-            signing_keys=_signing_keys(config),
-            key_encryption_keys=_key_encryption_keys(config),
+            signing_keys=signing_keys,
+            key_encryption_keys=key_encryption_keys,
+            allow_plaintext_keys=allow_plaintext_keys,
+            secret_keys=secret_keys,
             signing_alg=_choice(
                 config, "ROPC_SIGNING_ALG", ("ES256", "RS256", "EdDSA")
             ),
