@@ -49,7 +49,8 @@ def keys_list(as_json: bool) -> None:
         return
     if not keys:
         click.echo(
-            "No signing keys yet: one is generated on first use, or run "
+            "No signing keys yet: 'flask ropc init-db' makes the first one "
+            "(else the first token or JWKS request does), as does "
             "'flask ropc keys generate'."
         )
         return

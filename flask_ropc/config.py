@@ -15,7 +15,7 @@ import dataclasses
 import typing as t
 
 from .errors import ConfigurationError
-from .key_encryption import MIN_SECRET_LENGTH
+from .key_encryption import explicit_secrets
 from .key_encryption import flask_secret_keys
 from .key_encryption import require_secret_key
 from .keys import import_signing_key
@@ -183,13 +183,7 @@ class Settings:
         database_uri = config["ROPC_DATABASE_URI"]
         if database_uri is not None and not isinstance(database_uri, str):
             raise ConfigurationError("ROPC_DATABASE_URI must be a string or None")
-        signing_keys = _signing_keys(config)
-        key_encryption_keys = _key_encryption_keys(config)
-        allow_plaintext_keys = _bool(config, "ROPC_ALLOW_PLAINTEXT_KEYS")
-        secret_keys = flask_secret_keys(config)
-        if not (signing_keys or key_encryption_keys or allow_plaintext_keys):
-            require_secret_key(config, secret_keys)
-        return cls(
+        settings = cls(
             url_prefix=prefix.rstrip("/"),
             database_uri=database_uri,
             access_token_lifetime=_positive_int(config, "ROPC_ACCESS_TOKEN_LIFETIME"),
@@ -201,10 +195,10 @@ class Settings:
             ),
             issuer=_issuer(config),
             audience=_optional_str(config, "ROPC_AUDIENCE"),
-            signing_keys=signing_keys,
-            key_encryption_keys=key_encryption_keys,
-            allow_plaintext_keys=allow_plaintext_keys,
-            secret_keys=secret_keys,
+            signing_keys=_signing_keys(config),
+            key_encryption_keys=explicit_secrets(config),
+            allow_plaintext_keys=_bool(config, "ROPC_ALLOW_PLAINTEXT_KEYS"),
+            secret_keys=flask_secret_keys(config),
             signing_alg=_choice(
                 config, "ROPC_SIGNING_ALG", ("ES256", "RS256", "EdDSA")
             ),
@@ -255,6 +249,10 @@ class Settings:
             event_username=_choice(config, "ROPC_EVENT_USERNAME", ("hash", "plain")),
             openapi_enabled=_bool(config, "ROPC_OPENAPI_ENABLED"),
         )
+        # Last, so that a wrong value of any other key is named first.
+        if settings.stores_plaintext_keys and not settings.allow_plaintext_keys:
+            require_secret_key(config)
+        return settings
 
 
 def _positive_int(config: t.Mapping[str, t.Any], key: str) -> int:
@@ -316,30 +314,6 @@ def _signing_keys(config: t.Mapping[str, t.Any]) -> tuple[t.Any, ...]:
             "ROPC_SIGNING_KEYS must be a PEM string, a JWK, or a list of them"
         )
     return tuple(import_signing_key(item) for item in value)
-
-
-def _key_encryption_keys(config: t.Mapping[str, t.Any]) -> tuple[str, ...]:
-    value = config["ROPC_KEY_ENCRYPTION_KEYS"]
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if (
-        not isinstance(value, list | tuple)
-        or not value
-        or not all(isinstance(item, str) for item in value)
-    ):
-        raise ConfigurationError(
-            "ROPC_KEY_ENCRYPTION_KEYS must be a string or a list of strings"
-        )
-    if any(len(item) < MIN_SECRET_LENGTH for item in value):
-        # The value itself is never quoted: it is a secret.
-        raise ConfigurationError(
-            f"every ROPC_KEY_ENCRYPTION_KEYS entry must be at least "
-            f"{MIN_SECRET_LENGTH} random characters, e.g. from "
-            "'python -c \"import secrets; print(secrets.token_urlsafe(32))\"'"
-        )
-    return tuple(value)
 
 
 def _key_prefix(config: t.Mapping[str, t.Any]) -> str:

@@ -122,6 +122,34 @@ def open_stored(
     return stored
 
 
+def explicit_secrets(config: Mapping[str, t.Any]) -> tuple[str, ...]:
+    """``ROPC_KEY_ENCRYPTION_KEYS`` as a tuple (empty when unset).
+
+    :raises ConfigurationError: not strings, or one is too short (never
+        quoted: it is a secret).
+    """
+    value = config["ROPC_KEY_ENCRYPTION_KEYS"]
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if (
+        not isinstance(value, list | tuple)
+        or not value
+        or not all(isinstance(item, str) for item in value)
+    ):
+        raise ConfigurationError(
+            "ROPC_KEY_ENCRYPTION_KEYS must be a string or a list of strings"
+        )
+    if any(len(item) < MIN_SECRET_LENGTH for item in value):
+        raise ConfigurationError(
+            f"every ROPC_KEY_ENCRYPTION_KEYS entry must be at least "
+            f"{MIN_SECRET_LENGTH} random characters, e.g. from "
+            "'python -c \"import secrets; print(secrets.token_urlsafe(32))\"'"
+        )
+    return tuple(value)
+
+
 def flask_secret_keys(config: Mapping[str, t.Any]) -> tuple[str | bytes, ...]:
     """``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS`` to derive keys from.
 
@@ -138,19 +166,15 @@ def flask_secret_keys(config: Mapping[str, t.Any]) -> tuple[str | bytes, ...]:
     return (secret_key, *(item for item in fallbacks if _long_enough(item)))
 
 
-def require_secret_key(
-    config: Mapping[str, t.Any], secret_keys: Sequence[str | bytes]
-) -> None:
+def require_secret_key(config: Mapping[str, t.Any]) -> t.NoReturn:
     """Refuse to keep private keys in the database without encryption.
 
     Called by ``Settings`` when signing keys live in the database and
-    neither ``ROPC_KEY_ENCRYPTION_KEYS`` nor ``ROPC_ALLOW_PLAINTEXT_KEYS``
-    is set. The secret is never quoted.
+    neither a usable ``SECRET_KEY``, ``ROPC_KEY_ENCRYPTION_KEYS`` nor
+    ``ROPC_ALLOW_PLAINTEXT_KEYS`` is set. The secret is never quoted.
 
-    :raises ConfigurationError: ``SECRET_KEY`` is missing or too short.
+    :raises ConfigurationError: always; it names all three settings.
     """
-    if secret_keys:
-        return
     problem = (
         "SECRET_KEY is not set"
         if not config.get("SECRET_KEY")

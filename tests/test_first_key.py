@@ -34,14 +34,18 @@ import flask
 import pytest
 import requests
 import sqlalchemy as sa
+from flask_sqlalchemy import SQLAlchemy
 from joserfc.jwk import ECKey
 from keys_server import PASSWORD
 from test_deployment import _free_port
 from test_deployment import _wait_until_serving
 
+from flask_ropc import ROPC
+
 from conftest import PG_URL
 from conftest import SECRET_KEY
 from conftest import OAuthClient
+from conftest import Validator
 from conftest import basic_auth
 from conftest import bearer
 from conftest import build_app
@@ -223,6 +227,54 @@ def test_concurrent_keys_generate_makes_one_active_and_the_rest_pending(
     with workers[0].app_context():
         stored = sorted(key.status for key in ropc_of(workers[0]).keys.list())
     assert stored == sorted(statuses)
+
+
+def test_first_key_race_on_app_engines_that_begin_their_own_sqlite_transactions(
+    tmp_path: Path,
+) -> None:
+    """Apps whose own Flask-SQLAlchemy engine emits BEGIN itself (SQLAlchemy's
+    pysqlite recipe): the driver is already in a transaction, so the key lock
+    is taken by a write instead of BEGIN IMMEDIATE; still one key."""
+    uri = f"sqlite:///{tmp_path / 'own.sqlite3'}"
+    setup = build_app(uri, str(tmp_path / "setup"))  # tables (WAL), no key
+    client = new_client(setup)
+    workers = []
+    for i in range(4):
+        app = flask.Flask(f"own_begin_{i}", instance_path=str(tmp_path / f"i{i}"))
+        app.config.update(
+            SECRET_KEY=SECRET_KEY,
+            SQLALCHEMY_DATABASE_URI=uri,
+            SQLALCHEMY_ENGINE_OPTIONS={
+                "connect_args": {"isolation_level": None, "timeout": 30}
+            },
+            ROPC_SIGNING_ALG="RS256",
+            ROPC_THROTTLE_ENABLED=False,
+        )
+        db = SQLAlchemy(app)
+        with app.app_context():
+            sa.event.listen(
+                db.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN")
+            )
+        ropc = ROPC(app, db=db)
+        ropc.password_validator(Validator())
+        workers.append((app, db))
+
+    def first_token(i: int) -> t.Any:
+        http = workers[i % 4][0].test_client()
+        return http.post(
+            "/oauth/token", data=password_form(), headers=basic_auth(*client)
+        )
+
+    try:
+        responses = race(8, first_token)
+        assert [r.status_code for r in responses] == [200] * 8
+        [kid] = active_kids(setup)
+        assert {kid_of(r.json["access_token"]) for r in responses} == {kid}
+    finally:
+        for app, db in workers:
+            with app.app_context():
+                db.engine.dispose()
+        dispose_app(setup)
 
 
 # -- 15, live: gunicorn with two workers on a fresh database -------------------------
