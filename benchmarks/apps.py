@@ -235,6 +235,7 @@ def ropc_app(uri: str) -> tuple[Flask, ROPC]:
 
     app = Flask("bench_ropc")
     app.config.update(
+        SECRET_KEY="benchmark-secret-key-not-for-production",
         ROPC_DATABASE_URI=uri,
         ROPC_ISSUER=ISSUER,
         ROPC_THROTTLE_ENABLED=True,

@@ -4,12 +4,14 @@ Run it with ``python examples/minimal_app.py`` (or ``bash scripts/serve-example`
 On start it creates its tables in ``instance/ropc.sqlite3`` (next to
 ``examples/``), makes sure an "Example app" client exists, gives it a fresh
 secret and prints a ``curl`` command that gets a token. Set ``PORT`` to use
-another port than 5000.
+another port than 5000, ``SECRET_KEY`` to choose the app's secret (else one is
+made on the first run and kept in ``instance/secret_key``).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 
 from flask import Flask
 from werkzeug.security import check_password_hash
@@ -19,6 +21,23 @@ from flask_ropc import ROPC
 from flask_ropc import GrantResult
 from flask_ropc import PasswordRequest
 from flask_ropc import current_token
+
+
+def instance_secret(app: Flask) -> str:
+    """A SECRET_KEY kept in the instance folder, made on the first run.
+
+    It must not change between runs: it also encrypts the signing keys that
+    Flask-ROPC keeps in the database. In production set ``SECRET_KEY``.
+    """
+    path = os.path.join(app.instance_path, "secret_key")
+    os.makedirs(app.instance_path, exist_ok=True)
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(32))
+    with open(path) as file:
+        return file.read().strip()
+
 
 #: username -> (user id, password hash, role). A real app reads its database.
 USERS = {
@@ -30,6 +49,7 @@ USERS = {
 DUMMY_HASH = generate_password_hash("not a real password")
 
 app = Flask(__name__)
+app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or instance_secret(app)
 ropc = ROPC(app)
 
 

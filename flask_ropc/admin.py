@@ -14,6 +14,7 @@ import typing as t
 from collections.abc import Callable
 
 from .errors import ConfigurationError
+from .keyring import ensure_stored_key
 from .keyring import generate_stored_key
 from .keyring import retire_stored_key
 from .keyring import rotate_stored_keys
@@ -212,14 +213,24 @@ class KeyAdmin:
 
     def encrypt(self) -> int:
         """(Re-)encrypt every stored key with the first
-        ``ROPC_KEY_ENCRYPTION_KEYS`` secret; return how many.
+        ``ROPC_KEY_ENCRYPTION_KEYS`` secret, else with the key derived from
+        ``SECRET_KEY``; return how many.
 
-        :raises ValueError: ``ROPC_KEY_ENCRYPTION_KEYS`` is not set.
+        :raises ValueError: neither is set (``ROPC_ALLOW_PLAINTEXT_KEYS``).
+        :raises ConfigurationError: a key cannot be decrypted (its ``kid``
+            and the fix are named); nothing was changed.
         """
         state, rows = self._database_keys()
         count = rows.encrypt_all()
         state.keyring.reload()
         return count
+
+    def encrypted_with(self) -> str | None:
+        """The setting whose secret encrypts stored keys now:
+        ``"ROPC_KEY_ENCRYPTION_KEYS"``, ``"SECRET_KEY"``, or ``None``
+        (``ROPC_ALLOW_PLAINTEXT_KEYS``)."""
+        cipher = self._state().store.keys.cipher
+        return None if cipher is None else cipher.source
 
     def _database_keys(self) -> tuple[State, KeyStore]:
         state = self._state()
@@ -229,6 +240,21 @@ class KeyAdmin:
                 "instead (the database key set is not used)"
             )
         return state, state.store.keys
+
+
+def create_all(state: State) -> KeyInfo | None:
+    """Create our tables, then the first signing key if there is none.
+
+    Only for keys kept in the database (not ``ROPC_SIGNING_KEYS``): the
+    JWKS then lists the signer before the first token is issued. Existing
+    rows are kept. Returns the key created, or ``None``.
+    """
+    state.store.create_all()
+    if state.settings.signing_keys:
+        return None
+    row, created = ensure_stored_key(state.store.keys, state.settings.signing_alg)
+    state.keyring.reload()
+    return KeyInfo.from_row(row) if created else None
 
 
 def revoke(

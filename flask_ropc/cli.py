@@ -25,9 +25,12 @@ ropc_cli.add_command(keys_cli)
 
 @ropc_cli.command("init-db")
 def init_db() -> None:
-    """Create Flask-ROPC's tables; existing tables and clients are kept."""
-    get_state().store.create_all()
+    """Create Flask-ROPC's tables, and the first signing key if the database
+    keeps the keys; existing tables, clients and keys are kept."""
+    created = admin.create_all(get_state())
     click.echo("Flask-ROPC tables are ready.")
+    if created is not None:
+        click.echo(f"Generated the first signing key {created.kid} ({created.alg}).")
 
 
 @ropc_cli.command("cleanup")

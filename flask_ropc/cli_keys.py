@@ -49,7 +49,8 @@ def keys_list(as_json: bool) -> None:
         return
     if not keys:
         click.echo(
-            "No signing keys yet: one is generated on first use, or run "
+            "No signing keys yet: 'flask ropc init-db' makes the first one "
+            "(else the first token or JWKS request does), as does "
             "'flask ropc keys generate'."
         )
         return
@@ -81,13 +82,17 @@ def keys_retire(kid: str) -> None:
 @keys_cli.command("encrypt")
 def keys_encrypt() -> None:
     """Encrypt the stored signing keys with the first ROPC_KEY_ENCRYPTION_KEYS
-    secret (again after adding a new secret in front)."""
+    secret, else with SECRET_KEY (again after a new secret or SECRET_KEY,
+    with the old one in SECRET_KEY_FALLBACKS)."""
     try:
         count = _keys.encrypt()
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     noun = "key" if count == 1 else "keys"
-    click.echo(
-        f"Encrypted {count} signing {noun} with the first "
-        "ROPC_KEY_ENCRYPTION_KEYS secret."
+    source = _keys.encrypted_with()
+    secret = (
+        "the first ROPC_KEY_ENCRYPTION_KEYS secret"
+        if source == "ROPC_KEY_ENCRYPTION_KEYS"
+        else "the key derived from SECRET_KEY"
     )
+    click.echo(f"Encrypted {count} signing {noun} with {secret}.")

@@ -4,7 +4,9 @@ Every key Flask-ROPC reads lives in :data:`DEFAULTS`; :meth:`ROPC.init_app`
 calls ``app.config.setdefault`` for each one so that ``app.config`` shows the
 values in effect, then reads them once into a :class:`Settings` object that is
 never re-read per request. A leaf: imports ``config_values``, ``errors``,
-``keys``, ``key_encryption`` and ``scopes`` (to check values) only.
+``keys``, ``key_encryption`` and ``scopes`` (to check values) only. Besides
+``ROPC_`` keys it reads Flask's ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS``,
+from which the key that encrypts stored signing keys is derived by default.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from .config_values import optional_str as _optional_str
 from .config_values import positive_int as _positive_int
 from .config_values import seconds
 from .errors import ConfigurationError
-from .key_encryption import MIN_SECRET_LENGTH
+from .key_encryption import explicit_secrets
+from .key_encryption import flask_secret_keys
+from .key_encryption import require_secret_key
 from .keys import import_signing_key
 from .scopes import check_scope_tokens
 
@@ -53,8 +57,12 @@ DEFAULTS: dict[str, t.Any] = {
     # kept in the database and managed with `flask ropc keys`.
     "ROPC_SIGNING_KEYS": None,
     # Secrets (one, or a list; the first encrypts) under which signing keys
-    # kept in the database are encrypted. None stores them unencrypted.
+    # kept in the database are encrypted. None: a key derived from SECRET_KEY.
     "ROPC_KEY_ENCRYPTION_KEYS": None,
+    # With neither SECRET_KEY nor ROPC_KEY_ENCRYPTION_KEYS, init_app refuses
+    # to keep signing keys in the database unless this is True (then they
+    # are stored unencrypted, with a warning at start-up).
+    "ROPC_ALLOW_PLAINTEXT_KEYS": False,
     # Algorithm of keys we generate: ES256, RS256 or EdDSA.
     "ROPC_SIGNING_ALG": "ES256",
     # Cache-Control max-age of the JWKS and discovery documents, in seconds.
@@ -137,6 +145,10 @@ class Settings:
     audience: str | None
     signing_keys: tuple[t.Any, ...]
     key_encryption_keys: tuple[str, ...] = dataclasses.field(repr=False)
+    allow_plaintext_keys: bool
+    #: ``SECRET_KEY`` then ``SECRET_KEY_FALLBACKS``, when SECRET_KEY is long
+    #: enough to derive the key-encryption key from; else empty.
+    secret_keys: tuple[str | bytes, ...] = dataclasses.field(repr=False)
     signing_alg: str
     jwks_max_age: int
     offline_access_scope: str
@@ -167,6 +179,12 @@ class Settings:
     event_username: str
     openapi_enabled: bool
 
+    @property
+    def stores_plaintext_keys(self) -> bool:
+        """Whether database signing keys are stored unencrypted (only with
+        ``ROPC_ALLOW_PLAINTEXT_KEYS``)."""
+        return not (self.signing_keys or self.key_encryption_keys or self.secret_keys)
+
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> Settings:
         """Read and check every ``ROPC_`` key of ``config``.
@@ -182,7 +200,7 @@ class Settings:
         database_uri = config["ROPC_DATABASE_URI"]
         if database_uri is not None and not isinstance(database_uri, str):
             raise ConfigurationError("ROPC_DATABASE_URI must be a string or None")
-        return cls(
+        settings = cls(
             url_prefix=prefix.rstrip("/"),
             database_uri=database_uri,
             access_token_lifetime=_positive_int(config, "ROPC_ACCESS_TOKEN_LIFETIME"),
@@ -195,7 +213,9 @@ class Settings:
             issuer=_issuer(config),
             audience=_optional_str(config, "ROPC_AUDIENCE"),
             signing_keys=_signing_keys(config),
-            key_encryption_keys=_key_encryption_keys(config),
+            key_encryption_keys=explicit_secrets(config),
+            allow_plaintext_keys=_bool(config, "ROPC_ALLOW_PLAINTEXT_KEYS"),
+            secret_keys=flask_secret_keys(config),
             signing_alg=_choice(
                 config, "ROPC_SIGNING_ALG", ("ES256", "RS256", "EdDSA")
             ),
@@ -251,6 +271,10 @@ class Settings:
             event_username=_choice(config, "ROPC_EVENT_USERNAME", ("hash", "plain")),
             openapi_enabled=_bool(config, "ROPC_OPENAPI_ENABLED"),
         )
+        # Last, so that a wrong value of any other key is named first.
+        if settings.stores_plaintext_keys and not settings.allow_plaintext_keys:
+            require_secret_key(config)
+        return settings
 
 
 def _reuse_interval(config: t.Mapping[str, t.Any]) -> int:
@@ -288,30 +312,6 @@ def _signing_keys(config: t.Mapping[str, t.Any]) -> tuple[t.Any, ...]:
             "ROPC_SIGNING_KEYS must be a PEM string, a JWK, or a list of them"
         )
     return tuple(import_signing_key(item) for item in value)
-
-
-def _key_encryption_keys(config: t.Mapping[str, t.Any]) -> tuple[str, ...]:
-    value = config["ROPC_KEY_ENCRYPTION_KEYS"]
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if (
-        not isinstance(value, list | tuple)
-        or not value
-        or not all(isinstance(item, str) for item in value)
-    ):
-        raise ConfigurationError(
-            "ROPC_KEY_ENCRYPTION_KEYS must be a string or a list of strings"
-        )
-    if any(len(item) < MIN_SECRET_LENGTH for item in value):
-        # The value itself is never quoted: it is a secret.
-        raise ConfigurationError(
-            f"every ROPC_KEY_ENCRYPTION_KEYS entry must be at least "
-            f"{MIN_SECRET_LENGTH} random characters, e.g. from "
-            "'python -c \"import secrets; print(secrets.token_urlsafe(32))\"'"
-        )
-    return tuple(value)
 
 
 def _key_prefix(config: t.Mapping[str, t.Any]) -> str:

@@ -152,8 +152,15 @@ class ROPC:
 
     def _store(self, app: flask.Flask, settings: Settings) -> Store:
         cipher = None
-        if settings.key_encryption_keys:
-            cipher = KeyCipher(settings.key_encryption_keys)
+        if settings.key_encryption_keys or settings.secret_keys:
+            cipher = KeyCipher(settings.key_encryption_keys, settings.secret_keys)
+        if settings.stores_plaintext_keys:  # only with ROPC_ALLOW_PLAINTEXT_KEYS
+            log.warning(
+                "ROPC_ALLOW_PLAINTEXT_KEYS is on: private signing keys are "
+                "stored in the database unencrypted. Set SECRET_KEY or "
+                "ROPC_KEY_ENCRYPTION_KEYS to encrypt them, then run "
+                "'flask ropc keys encrypt'."
+            )
         timeouts = Timeouts(
             settings.database_lock_timeout, settings.database_statement_timeout
         )
@@ -229,9 +236,12 @@ class ROPC:
     def create_all(self) -> None:
         """Create any of our tables that do not exist yet; keeps existing rows.
 
-        With Alembic (Flask-Migrate), use its migrations instead.
+        With keys kept in the database, also the first signing key if no key
+        is active, so that the JWKS lists it before the first token. With
+        Alembic (Flask-Migrate), use its migrations instead (the first key
+        is then made by the first token or JWKS request).
         """
-        get_state().store.create_all()
+        admin.create_all(get_state())
 
     def drop_all(self) -> None:
         """Drop our tables with every client and token in them.

@@ -101,8 +101,10 @@ class DatabaseKeyRing:
     key's state with the token row (see :meth:`TokenStore.find_access
     <flask_ropc.store.tokens.TokenStore.find_access>`).
 
-    With no usable key at all, the first signer request generates one (of
-    ``default_alg``) and logs that it did.
+    With no active key at all, the first signer or JWKS request generates
+    one (of ``default_alg``) and logs that it did; the store's key lock
+    makes that one key however many workers race to it. ``init-db`` and
+    ``ROPC.create_all`` make it ahead of time (:func:`ensure_stored_key`).
     """
 
     def __init__(
@@ -148,24 +150,40 @@ class DatabaseKeyRing:
         if self._signer is None:
             with self._lock:
                 self._load()
-                if self._signer is None:
-                    created = add_key(self._rows, self._default_alg, ACTIVE)
-                    log.warning(
-                        "No signing key was configured: generated a new %s key "
-                        "(kid %s) and stored it in the database. Manage keys "
-                        "with 'flask ropc keys' or set ROPC_SIGNING_KEYS.",
-                        created.alg,
-                        created.kid,
-                    )
-                    self._load()
+                self._ensure_signer()
         assert self._signer is not None
         return self._signer
 
     def published_keys(self) -> list[SigningKey]:
-        """Pending, active and not yet expired previous keys."""
+        """Pending, active and not yet expired previous keys.
+
+        Never empty: with no active key, one is generated first, so the
+        JWKS an API fetches at start-up already lists the key that will
+        sign our first tokens.
+        """
         with self._lock:
             self._load()
+            self._ensure_signer()
             return list(self._keys.values())
+
+    def _ensure_signer(self) -> None:
+        """Make the first key if no key is active (``self._lock`` held).
+
+        The store takes a database lock and re-reads: of several workers
+        arriving here at once, one creates the key, the others load it.
+        """
+        if self._signer is not None:
+            return
+        row, created = self._rows.ensure_active(lambda: new_key(self._default_alg))
+        if created:
+            log.warning(
+                "No signing key was configured: generated a new %s key "
+                "(kid %s) and stored it in the database. Manage keys "
+                "with 'flask ropc keys' or set ROPC_SIGNING_KEYS.",
+                row.alg,
+                row.kid,
+            )
+        self._load()
 
     def key_for(self, kid: str) -> SigningKey | None:
         """A published key by ``kid``; an id new to this process is looked up.
@@ -210,22 +228,36 @@ def _from_row(row: t.Any, rows: KeyStore) -> SigningKey:
     )
 
 
-def add_key(rows: KeyStore, alg: str, status: str) -> t.Any:
-    """Generate a private key of ``alg`` and store it in ``status``."""
+def new_key(alg: str) -> tuple[str, str, str]:
+    """Generate a private key of ``alg``: its ``kid``, ``alg`` and JWK JSON."""
     key: Key = generate_key(alg)
     kid = key.kid or key.thumbprint()
-    private_jwk = json.dumps(key.as_dict(private=True, kid=kid))
-    return rows.add(kid, alg, private_jwk, status)
+    return kid, alg, json.dumps(key.as_dict(private=True, kid=kid))
+
+
+def add_key(rows: KeyStore, alg: str, status: str) -> t.Any:
+    """Generate a private key of ``alg`` and store it in ``status``."""
+    return rows.add(*new_key(alg), status)
+
+
+def ensure_stored_key(rows: KeyStore, alg: str) -> tuple[t.Any, bool]:
+    """The active database key, made (of ``alg``) if there is none.
+
+    What ``init-db`` and ``ROPC.create_all`` do after creating the tables,
+    so that the JWKS lists the signer before the first token is issued.
+    Returns the row and whether it was created.
+    """
+    return rows.ensure_active(lambda: new_key(alg))
 
 
 def generate_stored_key(rows: KeyStore, alg: str) -> t.Any:
     """Add a database key: ``active`` if none is, else ``pending``.
 
     A pending key is published at once, so APIs that cache the JWKS learn it
-    before ``rotate`` makes it the signer.
+    before ``rotate`` makes it the signer. Which of the two is decided under
+    the store's key lock, so concurrent runs never make two keys active.
     """
-    statuses = {row.status for row in rows.list()}
-    return add_key(rows, alg, PENDING if ACTIVE in statuses else ACTIVE)
+    return rows.add_signer_or_pending(lambda: new_key(alg))
 
 
 def rotate_stored_keys(rows: KeyStore, alg: str, longest_lifetime: int) -> t.Any:

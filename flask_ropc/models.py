@@ -176,8 +176,8 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("kid", sa.String(64), nullable=False, unique=True),
         sa.Column("alg", sa.String(16), nullable=False),
-        # The private key as JWK JSON, encrypted when ROPC_KEY_ENCRYPTION_KEYS
-        # is set (see key_encryption.py).
+        # The private key as JWK JSON, encrypted under ROPC_KEY_ENCRYPTION_KEYS
+        # or SECRET_KEY (see key_encryption.py; plain only by opt-out).
         sa.Column("private_jwk", sa.Text, nullable=False),
         # One of KEY_STATUSES.
         sa.Column("status", sa.String(16), nullable=False),

@@ -165,7 +165,15 @@ class _Endpoints:
         except UNAVAILABLE_ERRORS:
             log_exception("database unavailable at the JWKS endpoint")
             return self._error(TemporarilyUnavailableError())
+        except Exception:  # e.g. a stored key no configured secret decrypts
+            log_exception("unexpected error at the JWKS endpoint")
+            return self._error(ServerError())
         response = flask.jsonify({"keys": [key.public_jwk() for key in published]})
+        if not published:
+            # Never let a cache keep "no keys" for max-age seconds: an API
+            # that fetched it would reject our first tokens meanwhile.
+            response.headers["Cache-Control"] = "no-store"
+            return response
         response.cache_control.public = True
         response.cache_control.max_age = self.state.settings.jwks_max_age
         return response

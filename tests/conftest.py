@@ -22,6 +22,7 @@ from urllib.parse import quote_plus
 import flask
 import pytest
 import sqlalchemy as sa
+from joserfc.jwk import ECKey
 from werkzeug.serving import make_server
 
 from flask_ropc import ROPC
@@ -37,6 +38,11 @@ USERS = {
 }
 
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+#: The SECRET_KEY of every test app, from which the key that encrypts stored
+#: signing keys is derived. One per run: apps on one database share it, as
+#: the workers of one deployment do.
+SECRET_KEY = secrets.token_urlsafe(32)
 
 
 def _pg_admin_url() -> sa.URL:
@@ -77,9 +83,14 @@ TABLES = (
 
 
 def _schema_app(uri: str, instance_path: str) -> tuple[flask.Flask, ROPC]:
-    """An app whose only job is to create our tables on ``uri``."""
+    """An app whose only job is to create our tables on ``uri``: its signing
+    key comes from configuration, so ``create_all`` stores no key row."""
     app = flask.Flask("ropc_schema", instance_path=instance_path)
-    app.config.update(ROPC_DATABASE_URI=uri, ROPC_ISSUER="https://schema.test")
+    app.config.update(
+        ROPC_DATABASE_URI=uri,
+        ROPC_ISSUER="https://schema.test",
+        ROPC_SIGNING_KEYS=ECKey.generate_key("P-256").as_dict(private=True),
+    )
     return app, ROPC(app)
 
 
@@ -208,7 +219,8 @@ class Clock:
 def build_app(database_uri: str, instance_path: str, **config: t.Any) -> flask.Flask:
     """A small app protected by Flask-ROPC, with tables created."""
     app = flask.Flask("ropc_test_app", instance_path=instance_path)
-    app.config.update(TESTING=True, ROPC_DATABASE_URI=database_uri, **config)
+    app.config.update(TESTING=True, ROPC_DATABASE_URI=database_uri)
+    app.config.update({"SECRET_KEY": SECRET_KEY, **config})
     clock = Clock()
     ropc = ROPC(app, clock=clock)
     app.extensions["test_ropc"] = ropc
@@ -237,8 +249,12 @@ def build_app(database_uri: str, instance_path: str, **config: t.Any) -> flask.F
     def admin() -> dict[str, t.Any]:
         return {"sub": current_token.subject}
 
-    with app.app_context():
-        ropc.create_all()
+    # Tables only, as a deployment that ran init-db before signing keys were
+    # made up front: the first token (or JWKS request) still makes the key.
+    schema, schema_ropc = _schema_app(database_uri, instance_path)
+    with schema.app_context():
+        schema_ropc.create_all()
+        schema_ropc.dispose()
     return app
 
 

@@ -16,6 +16,7 @@ from flask_ropc import GrantResult
 from flask_ropc import hashing
 from flask_ropc.cli import ropc_cli
 
+from conftest import SECRET_KEY
 from conftest import USERS
 from conftest import basic_auth
 from conftest import client_snapshot
@@ -130,7 +131,7 @@ def fresh_app(tmp_path: t.Any) -> Iterator[flask.Flask]:
     """An app on a new SQLite file whose tables were never created."""
     app = flask.Flask("ropc_fresh_app", instance_path=str(tmp_path / "instance"))
     uri = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
-    app.config.update(TESTING=True, ROPC_DATABASE_URI=uri)
+    app.config.update(TESTING=True, ROPC_DATABASE_URI=uri, SECRET_KEY=SECRET_KEY)
     ext = ROPC(app)
     ext.password_validator(_validator)
     app.extensions["test_ropc"] = ext  # what ropc_of() and count_rows() read

@@ -44,6 +44,8 @@ from flask_ropc.cli import ropc_cli
 # documented settings with the defaults the extension actually applies.
 from flask_ropc.config import DEFAULTS
 
+from conftest import SECRET_KEY
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 if str(ROOT) not in sys.path:
@@ -134,6 +136,9 @@ def test_python_blocks_of_the_page_run(
 ) -> None:
     """Each page's Python blocks run in order, sharing one namespace."""
     monkeypatch.chdir(tmp_path)
+    # What the pages' app.config.from_prefixed_env() reads, as a reader's
+    # deployment sets it.
+    monkeypatch.setenv("FLASK_SECRET_KEY", SECRET_KEY)
     # A module of its own, as if the page were a file the reader runs.
     module = types.ModuleType(f"docs_{page.stem.replace('-', '_')}")
     monkeypatch.setitem(sys.modules, module.__name__, module)
@@ -239,6 +244,7 @@ def live_server(tmp_path: Path) -> Iterator[tuple[str, flask.Flask]]:
     server_app.config.update(
         ROPC_DATABASE_URI=f"sqlite:///{tmp_path / 'live.sqlite3'}",
         ROPC_ISSUER=issuer,
+        SECRET_KEY=SECRET_KEY,
     )
     ropc = ROPC(server_app)
     hashed = generate_password_hash("live-password")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SECRET_KEY
 from conftest import basic_auth
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +96,10 @@ def factory_app(tmp_path: Path) -> t.Any:
     finally:
         sys.path.remove(str(ROOT))
     app = create_app(
-        {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'factory.sqlite3'}"}
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'factory.sqlite3'}",
+            "SECRET_KEY": SECRET_KEY,
+        }
     )
     yield app
     with app.app_context():

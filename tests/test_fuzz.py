@@ -56,6 +56,7 @@ from flask_ropc import ROPC
 from flask_ropc.views import BODY_ONLY_PARAMETERS
 
 from conftest import BACKENDS
+from conftest import SECRET_KEY
 from conftest import USERS
 from conftest import basic_auth
 from conftest import build_app
@@ -1008,6 +1009,7 @@ def test_regression_discovery_database_outage_is_503(tmp_path: t.Any) -> None:
     app = flask.Flask("outage", instance_path=str(tmp_path))
     app.config["ROPC_DATABASE_URI"] = "postgresql+psycopg://postgres@127.0.0.1:1/x"
     app.config["ROPC_ISSUER"] = ISSUER
+    app.config["SECRET_KEY"] = SECRET_KEY
     ROPC(app)
     response = app.test_client().get("/.well-known/oauth-authorization-server")
     assert response.status_code == 503

@@ -37,6 +37,7 @@ import flask_ropc
 from flask_ropc import ConfigurationError
 from flask_ropc import GrantResult
 from flask_ropc import hashing
+from flask_ropc.state import get_state
 
 from conftest import Clock
 from conftest import basic_auth
@@ -113,15 +114,26 @@ class Signer(t.NamedTuple):
     key: t.Any
 
 
+def _private_jwk(app: flask.Flask, row: t.Any) -> dict[str, t.Any]:
+    """The private JWK of a stored key row, as the app decrypts it.
+
+    Stored keys are encrypted (under a key derived from SECRET_KEY), and the
+    admin API never hands out a private key: this reaches into the key row
+    store (``get_state(app).store.keys``) on purpose.
+    """
+    return t.cast(
+        dict[str, t.Any], json.loads(get_state(app).store.keys.private_jwk(row))
+    )
+
+
 def _signer(app: flask.Flask) -> Signer:
-    """Our real signing key. The admin API never hands out a private key, so
-    it is read from the stored row (plain JWK JSON: no key encryption here)."""
+    """Our real signing key, read from its stored row (see :func:`_private_jwk`)."""
     with app.app_context():
         current = ropc_of(app).keys.current()
     (row,) = [
         row for row in table_rows(app, "ropc_signing_keys") if row.kid == current.kid
     ]
-    private = jwk.import_key(json.loads(row.private_jwk))
+    private = jwk.import_key(_private_jwk(app, row))
     return Signer(current.kid, current.alg, private)
 
 
@@ -773,10 +785,10 @@ def test_jwks_lists_public_keys_only_with_kid_alg_and_use(
     assert len(keys) == 2
     rows = table_rows(app, "ropc_signing_keys")
     secrets_ = [
-        json.loads(row.private_jwk)[member]
+        _private_jwk(app, row)[member]
         for row in rows
         for member in PRIVATE_MEMBERS
-        if member in json.loads(row.private_jwk)
+        if member in _private_jwk(app, row)
     ]
     assert secrets_, "the stored keys should hold private members"
     body = http.get(JWKS_URL).get_data(as_text=True)
@@ -1073,7 +1085,7 @@ def test_keys_commands_never_print_private_key_material(
     text = "\n".join(outputs)
     for row in rows:
         assert row.kid in outputs[-1]
-        private = json.loads(row.private_jwk)
+        private = _private_jwk(app, row)
         for member in PRIVATE_MEMBERS:
             if member in private:
                 assert private[member] not in text

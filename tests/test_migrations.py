@@ -21,6 +21,7 @@ from flask_ropc import ROPC
 from flask_ropc import GrantResult
 
 from conftest import PG_URL
+from conftest import SECRET_KEY
 from conftest import basic_auth
 from conftest import password_form
 
@@ -71,6 +72,7 @@ def _app_with_migrate(
 ) -> tuple[flask.Flask, SQLAlchemy, ROPC]:
     app = flask.Flask("migrated_app", instance_path=str(directory / "instance"))
     app.config["SQLALCHEMY_DATABASE_URI"] = uri
+    app.config["SECRET_KEY"] = SECRET_KEY
     db = SQLAlchemy()
     db.init_app(app)
     ropc = ROPC(app, db=db)

@@ -26,6 +26,7 @@ from referencing.jsonschema import DRAFT202012
 from flask_ropc import ROPC
 from flask_ropc import GrantResult
 
+from conftest import SECRET_KEY
 from conftest import OAuthClient
 from conftest import basic_auth
 from conftest import introspect
@@ -69,6 +70,7 @@ def outage_app(tmp_path: t.Any) -> flask.Flask:
     application.config.update(
         ROPC_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:1/x",
         ROPC_ISSUER="https://auth.example.com",
+        SECRET_KEY=SECRET_KEY,
     )
     ropc = ROPC(application)
     ropc.password_validator(lambda req: "someone")

@@ -9,6 +9,7 @@ import pytest
 
 from flask_ropc import ROPC
 
+from conftest import SECRET_KEY
 from conftest import bearer
 from conftest import clock_shifted
 from conftest import issue_token
@@ -147,6 +148,7 @@ def test_token_lookup_with_database_down_is_503(tmp_path: t.Any) -> None:
     """A store outage while checking a token is 503, not a 500 page."""
     app = flask.Flask("outage", instance_path=str(tmp_path))
     app.config["ROPC_DATABASE_URI"] = "postgresql+psycopg://postgres@127.0.0.1:1/x"
+    app.config["SECRET_KEY"] = SECRET_KEY
     ropc = ROPC(app)
 
     @app.get("/api")

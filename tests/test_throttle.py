@@ -23,6 +23,7 @@ from flask_ropc import ROPC
 from flask_ropc import ConfigurationError
 from flask_ropc import GrantResult
 
+from conftest import SECRET_KEY
 from conftest import USERS
 from conftest import Clock
 from conftest import OAuthClient
@@ -857,5 +858,6 @@ def test_memcached_counter_storage_is_refused_at_start_up(tmp_path: t.Any) -> No
     """memcached cannot decrement: giving a place back would fail every time."""
     app = flask.Flask(__name__, instance_path=str(tmp_path))
     app.config["ROPC_RATELIMIT_STORAGE_URI"] = "memcached://127.0.0.1:11211"
+    app.config["SECRET_KEY"] = SECRET_KEY
     with pytest.raises(ConfigurationError, match="memcached cannot decrement"):
         ROPC(app)

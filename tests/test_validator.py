@@ -20,6 +20,7 @@ from flask_ropc import ROPC
 from flask_ropc import GrantResult
 from flask_ropc import PasswordRequest
 
+from conftest import SECRET_KEY
 from conftest import USERS
 from conftest import OAuthClient
 from conftest import Validator
@@ -414,7 +415,9 @@ def test_validator_returning_an_invalid_value_is_a_logged_500(
 def app_without_validator(database_uri: str, tmp_path: t.Any) -> Iterator[flask.Flask]:
     """An app with ROPC set up and tables created, but no password validator."""
     application = flask.Flask("no_validator", instance_path=str(tmp_path / "inst"))
-    application.config.update(TESTING=True, ROPC_DATABASE_URI=database_uri)
+    application.config.update(
+        TESTING=True, ROPC_DATABASE_URI=database_uri, SECRET_KEY=SECRET_KEY
+    )
     ropc = ROPC(application)
     application.extensions["test_ropc"] = ropc  # what ropc_of() reads
     with application.app_context():
@@ -457,7 +460,9 @@ def app_without_database(
         "postgresql-closed-port": "postgresql+psycopg://postgres@127.0.0.1:1/test",
     }[request.param]
     application = flask.Flask("no_database", instance_path=str(tmp_path / "inst"))
-    application.config.update(TESTING=True, ROPC_DATABASE_URI=uri)
+    application.config.update(
+        TESTING=True, ROPC_DATABASE_URI=uri, SECRET_KEY=SECRET_KEY
+    )
     ropc = ROPC(application)
     validator = Validator()
     ropc.password_validator(validator)

@@ -28,6 +28,8 @@ def create_app() -> flask.Flask:
     env = os.environ
     app = flask.Flask("throttle_server")
     app.config.update(
+        # Both processes share the database, so they share the secret.
+        SECRET_KEY="throttle-server-test-secret-not-secret",
         ROPC_DATABASE_URI=env["ROPC_SERVER_DATABASE_URI"],
         ROPC_ISSUER="http://127.0.0.1",
         ROPC_RATELIMIT_STORAGE_URI=env.get("ROPC_SERVER_STORAGE_URI") or None,

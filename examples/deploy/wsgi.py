@@ -7,6 +7,8 @@ Redis; ``gunicorn.conf.py`` beside this file sets the workers::
     export REDIS_URL=redis://redis.internal:6379/0
     export ROPC_ISSUER=https://auth.example.com
     export ROPC_SIGNING_KEY="$(cat /run/secrets/ropc-signing-key.pem)"
+    # or, for keys kept (encrypted) in the database, one secret for all:
+    # export SECRET_KEY="$(cat /run/secrets/flask-secret-key)"
     flask --app examples.deploy.wsgi ropc init-db      # or your migrations
     gunicorn -c examples/deploy/gunicorn.conf.py examples.deploy.wsgi:app
 
@@ -42,6 +44,7 @@ def create_app() -> Flask:
     """Build the app from environment variables (see the module docstring)."""
     app = Flask(__name__)
     app.config.update(
+        SECRET_KEY=os.environ.get("SECRET_KEY"),
         ROPC_DATABASE_URI=os.environ["DATABASE_URL"],
         ROPC_ISSUER=os.environ["ROPC_ISSUER"],
         ROPC_RATELIMIT_STORAGE_URI=os.environ.get("REDIS_URL"),

@@ -5,6 +5,7 @@ and metadata as ``User`` (and the app's migrations see them). Passwords are
 hashed with Werkzeug (scrypt). Try it::
 
     export FLASK_APP=examples.factory_app
+    export FLASK_SECRET_KEY="$(python -c 'import secrets; print(secrets.token_hex())')"
     flask create-user ann         # creates the users table, asks a password
     flask ropc init-db            # creates the ropc_* tables beside it
     flask ropc create-client "Desktop tool" --scope "api"
@@ -83,6 +84,8 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides the defaults (e.g. in tests)."""
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///factory_app.sqlite3"
+    # FLASK_SECRET_KEY: Flask's sessions and the encryption of signing keys.
+    app.config.from_prefixed_env()
     app.config.update(config or {})
     db.init_app(app)
     ropc.init_app(app)
