@@ -5,11 +5,16 @@ On start it creates its tables in ``instance/ropc.sqlite3`` (next to
 ``examples/``), makes sure an "Example app" client exists, gives it a fresh
 secret and prints a ``curl`` command that gets a token. Set ``PORT`` to use
 another port than 5000.
+
+``flask --app examples/minimal_app.py ropc ...`` manages the same database:
+the app names its instance folder itself, so the file is the same whichever
+way, and from whichever directory, the example is started.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from flask import Flask
 from werkzeug.security import check_password_hash
@@ -29,7 +34,12 @@ USERS = {
 # time as a wrong password and response times do not reveal who exists.
 DUMMY_HASH = generate_password_hash("not a real password")
 
-app = Flask(__name__)
+# Flask would derive the instance folder from how the module was loaded: the
+# working directory for ``python examples/minimal_app.py``, ``examples/`` for
+# ``flask --app examples/minimal_app.py``. One explicit place instead.
+INSTANCE_PATH = Path(__file__).resolve().parent.parent / "instance"
+
+app = Flask(__name__, instance_path=str(INSTANCE_PATH))
 ropc = ROPC(app)
 
 
