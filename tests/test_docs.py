@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import linecache
 import os
@@ -413,6 +414,50 @@ def test_every_ropc_name_in_the_docs_is_a_real_setting() -> None:
     for page in [*MARKDOWN_PAGES, *DOCS.glob("*.rst")]:
         for name in re.findall(r"\bROPC_[A-Z0-9_]*[A-Z0-9]\b", page.read_text("utf-8")):
             assert name in DEFAULTS or name in NOT_SETTINGS, f"{page.name}: {name}"
+
+
+# -- Drift: our tables ------------------------------------------------------------
+
+
+def _tables_created_by_create_all(tmp_path: Path) -> set[str]:
+    """The tables a fresh ``ropc.create_all()`` makes, read from the database."""
+    import sqlite3
+
+    from flask_ropc import ROPC
+
+    app = flask.Flask("docs_tables", instance_path=str(tmp_path / "instance"))
+    database = tmp_path / "tables.sqlite3"
+    app.config["ROPC_DATABASE_URI"] = f"sqlite:///{database}"
+    ropc = ROPC(app)
+    with app.app_context():
+        ropc.create_all()
+        ropc.dispose()
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        rows = connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+    return {name for (name,) in rows}
+
+
+@pytest.mark.parametrize(
+    ("path", "heading"),
+    [
+        (ROOT / "README.md", "### Where the tables live"),
+        (DOCS / "quickstart.md", "## Where the tables live"),
+    ],
+    ids=["README", "quickstart"],
+)
+def test_where_the_tables_live_names_exactly_the_tables_we_create(
+    path: Path, heading: str, tmp_path: Path
+) -> None:
+    created = _tables_created_by_create_all(tmp_path)
+    assert created, "create_all made no tables"
+    # The section, up to the next heading of any level.
+    section = path.read_text("utf-8").split(f"\n{heading}\n", 1)[1]
+    section = re.split(r"^#{1,6} ", section, maxsplit=1, flags=re.MULTILINE)[0]
+    named = set(re.findall(r"`(ropc_[a-z_]+)`", section))
+    assert named == created, f"{path.name} names {named}, create_all made {created}"
 
 
 # -- Drift: CLI, signals, security checklist ------------------------------------
