@@ -147,6 +147,7 @@ def _flask_cli(cwd: Path, app: str, *args: str) -> subprocess.CompletedProcess[s
     )
 
 
+@pytest.mark.live
 def test_minimal_app_keeps_one_database_however_it_is_started(tmp_path: Path) -> None:
     """``python examples/minimal_app.py`` (what scripts/serve-example runs) and
     ``flask --app examples/minimal_app.py ropc ...`` use one SQLite file, from
