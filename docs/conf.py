@@ -33,7 +33,7 @@ root_doc = "index"
 exclude_patterns = ["_build", "_scripts", "Thumbs.db", ".DS_Store"]
 
 # -- MyST ---------------------------------------------------------------------
-myst_enable_extensions = ["colon_fence", "deflist"]
+myst_enable_extensions = ["colon_fence", "deflist", "tasklist"]
 # Anchors for "#section" links within and between pages.
 myst_heading_anchors = 3
 

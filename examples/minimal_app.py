@@ -6,12 +6,17 @@ On start it creates its tables in ``instance/ropc.sqlite3`` (next to
 secret and prints a ``curl`` command that gets a token. Set ``PORT`` to use
 another port than 5000, ``SECRET_KEY`` to choose the app's secret (else one is
 made on the first run and kept in ``instance/secret_key``).
+
+``flask --app examples/minimal_app.py ropc ...`` manages the same database:
+the app names its instance folder itself, so the file is the same whichever
+way, and from whichever directory, the example is started.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 
 from flask import Flask
 from werkzeug.security import check_password_hash
@@ -48,7 +53,12 @@ USERS = {
 # time as a wrong password and response times do not reveal who exists.
 DUMMY_HASH = generate_password_hash("not a real password")
 
-app = Flask(__name__)
+# Flask would derive the instance folder from how the module was loaded: the
+# working directory for ``python examples/minimal_app.py``, ``examples/`` for
+# ``flask --app examples/minimal_app.py``. One explicit place instead.
+INSTANCE_PATH = Path(__file__).resolve().parent.parent / "instance"
+
+app = Flask(__name__, instance_path=str(INSTANCE_PATH))
 app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or instance_secret(app)
 ropc = ROPC(app)
 

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import linecache
 import os
@@ -421,6 +422,50 @@ def test_every_ropc_name_in_the_docs_is_a_real_setting() -> None:
             assert name in DEFAULTS or name in NOT_SETTINGS, f"{page.name}: {name}"
 
 
+# -- Drift: our tables ------------------------------------------------------------
+
+
+def _tables_created_by_create_all(tmp_path: Path) -> set[str]:
+    """The tables a fresh ``ropc.create_all()`` makes, read from the database."""
+    import sqlite3
+
+    from flask_ropc import ROPC
+
+    app = flask.Flask("docs_tables", instance_path=str(tmp_path / "instance"))
+    database = tmp_path / "tables.sqlite3"
+    app.config["ROPC_DATABASE_URI"] = f"sqlite:///{database}"
+    ropc = ROPC(app)
+    with app.app_context():
+        ropc.create_all()
+        ropc.dispose()
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        rows = connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+    return {name for (name,) in rows}
+
+
+@pytest.mark.parametrize(
+    ("path", "heading"),
+    [
+        (ROOT / "README.md", "### Where the tables live"),
+        (DOCS / "quickstart.md", "## Where the tables live"),
+    ],
+    ids=["README", "quickstart"],
+)
+def test_where_the_tables_live_names_exactly_the_tables_we_create(
+    path: Path, heading: str, tmp_path: Path
+) -> None:
+    created = _tables_created_by_create_all(tmp_path)
+    assert created, "create_all made no tables"
+    # The section, up to the next heading of any level.
+    section = path.read_text("utf-8").split(f"\n{heading}\n", 1)[1]
+    section = re.split(r"^#{1,6} ", section, maxsplit=1, flags=re.MULTILINE)[0]
+    named = set(re.findall(r"`(ropc_[a-z_]+)`", section))
+    assert named == created, f"{path.name} names {named}, create_all made {created}"
+
+
 # -- Drift: CLI, signals, security checklist ------------------------------------
 
 
@@ -580,6 +625,147 @@ def test_sphinx_build_passes_with_warnings_as_errors(built_html: Path) -> None:
     assert "Unreleased" in changelog
 
 
+def _chromium() -> str:
+    """The headless browser; in CI (``CI=true``, set by .ci/run, which
+    installs Debian's chromium) its absence is a failure, not a skip."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but no chromium: .ci/run installs Debian's chromium")
+        pytest.skip("no headless chromium to take a screenshot with")
+    return browser
+
+
+# Run in the page after its stylesheets (a script at the end of <body> waits for
+# them): what the reader sees, as JSON in the DOM that --dump-dom prints.
+_MEASURE = """<script>
+(function () {
+  var article = document.querySelector("article");
+  var blocks = [];
+  article.querySelectorAll("pre").forEach(function (pre) {
+    var box = pre.getBoundingClientRect();
+    var holder = pre.closest("div[class*='highlight-']");
+    blocks.push({
+      start: pre.textContent.slice(0, 50),
+      console: holder !== null && /highlight-(console|text)\\b/.test(holder.className),
+      scrollWidth: pre.scrollWidth,
+      clientWidth: pre.clientWidth,
+      overflowX: getComputedStyle(pre).overflowX,
+      left: box.left,
+      right: box.right
+    });
+  });
+  var out = document.createElement("script");
+  out.type = "application/json";
+  out.id = "ropc-measure";
+  out.textContent = JSON.stringify({
+    viewport: document.documentElement.clientWidth,
+    text: article.innerText,
+    checkboxes: article.querySelectorAll("input[type=checkbox]").length,
+    blocks: blocks
+  });
+  document.body.appendChild(out);
+})();
+</script>"""
+
+
+def _look_at(
+    browser: str, page: Path, out: Path, width: int = 1280
+) -> tuple[dict[str, t.Any], bytes]:
+    """Open ``page`` in headless chromium ``width`` px wide; return what
+    ``_MEASURE`` found and a screenshot (PNG) of the page (the added script
+    shows nothing), both from one run of the browser."""
+    import json
+
+    html = page.read_text("utf-8")
+    base = f'<head><base href="{page.parent.as_uri()}/">'
+    probe = out / f"measure-{page.name}"
+    probe.write_text(
+        html.replace("<head>", base, 1).replace("</body>", _MEASURE + "</body>", 1),
+        "utf-8",
+    )
+    common = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={out / 'profile'}",
+        f"--window-size={width},1600",
+    ]
+    shot = out / f"{page.stem}.png"
+    dom = subprocess.run(
+        [*common, f"--screenshot={shot}", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    found = re.search(
+        r'<script type="application/json" id="ropc-measure">(.*?)</script>',
+        dom.stdout,
+        re.S,
+    )
+    assert found is not None, f"no measurement from chromium: {dom.stderr[-2000:]}"
+    assert shot.is_file(), "chromium wrote no screenshot"
+    measured: dict[str, t.Any] = json.loads(found.group(1))
+    return measured, shot.read_bytes()
+
+
+@docs_mark
+def test_built_pages_show_checkboxes_and_whole_code_lines_at_1280px(
+    built_html: Path, tmp_path: Path
+) -> None:
+    """What a reader sees at 1280 px, measured in headless chromium.
+
+    The pages are opened as built, with a script added at the end that reads
+    the laid-out DOM (so the check does not depend on fonts or colours, as a
+    pixel comparison would):
+
+    * Deploying: the checklist shows checkboxes, one per ``- [ ]`` item of the
+      Markdown, and the text a reader sees (``innerText``) holds no ``[ ]``.
+    * Quickstart and Deploying: every code block lies inside the viewport,
+      and every source block shows its whole lines: its ``scrollWidth`` is
+      not more than its ``clientWidth``, that is nothing is hidden behind a
+      horizontal scroll (overlay scroll bars may not even show that there is
+      more). Console sessions keep their columns unwrapped; they must then
+      scroll (``overflow-x`` auto or scroll), never be cut off.
+
+    Screenshots of both pages are checked to be 1280 px wide PNGs, and kept
+    in ``$ROPC_DOCS_SCREENSHOT_DIR`` when that is set, to look at.
+    """
+    browser = _chromium()
+    keep = os.environ.get("ROPC_DOCS_SCREENSHOT_DIR")
+    items = re.findall(
+        r"^- \[ \] ", (DOCS / "deploying.md").read_text("utf-8"), re.MULTILINE
+    )
+    assert len(items) >= 5
+    for name in ("deploying", "quickstart"):
+        seen, png = _look_at(browser, built_html / f"{name}.html", tmp_path)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        assert int.from_bytes(png[16:20], "big") == 1280  # IHDR width
+        if keep:
+            shutil.copy(tmp_path / f"{name}.png", Path(keep) / f"{name}.png")
+        if name == "deploying":
+            assert "[ ]" not in seen["text"], "the checklist shows literal [ ]"
+            assert seen["checkboxes"] == len(items)
+        assert seen["blocks"], f"{name}: no code blocks measured"
+        for block in seen["blocks"]:
+            where = f"{name}: block starting {block['start']!r}"
+            assert 0 <= block["left"] and block["right"] <= seen["viewport"], where
+            if block["console"]:
+                assert block["scrollWidth"] <= block["clientWidth"] + 1 or block[
+                    "overflowX"
+                ] in {"auto", "scroll"}, where
+            else:
+                assert block["scrollWidth"] <= block["clientWidth"] + 1, (
+                    f"{where} is cut off: {block['scrollWidth']} px of text in "
+                    f"{block['clientWidth']} px"
+                )
+
+
 @docs_mark
 def test_sphinx_build_renders_the_quickstart_token_request(
     built_html: Path, tmp_path: Path
@@ -589,9 +775,7 @@ def test_sphinx_build_renders_the_quickstart_token_request(
     assert "curl -u" in text and "-d grant_type=password" in text
     assert "flask ropc create-client" in text
 
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("no headless chromium to take a screenshot with")
+    browser = _chromium()
     shot = tmp_path / "quickstart.png"
     subprocess.run(
         [

@@ -5,13 +5,14 @@
 #   bash docs/_scripts/cli-session.sh /tmp/ropc-session > /tmp/session.txt
 #
 # It copies examples/ into a fresh directory, runs `flask ropc ...` against
-# examples/minimal_app.py (its own SQLite file there), serves the app with
-# `flask run` on port 5077 and calls it with curl. Needs curl and .venv.
+# examples/minimal_app.py (its SQLite file is instance/ropc.sqlite3 there),
+# serves the app with `flask run` on port 5077 and calls it with curl. Needs
+# curl and .venv.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${1:?usage: cli-session.sh EMPTY_DIR}
 mkdir -p "$WORK" && cd "$WORK" || exit 1
-rm -rf examples && cp -r "$ROOT/examples" . && rm -rf examples/instance
+rm -rf examples instance && cp -r "$ROOT/examples" .
 export FLASK_APP=examples/minimal_app.py PATH="$ROOT/.venv/bin:$PATH"
 PORT=5077 URL=http://127.0.0.1:5077
 
