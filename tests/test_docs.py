@@ -434,6 +434,7 @@ def _tables_created_by_create_all(tmp_path: Path) -> set[str]:
     app = flask.Flask("docs_tables", instance_path=str(tmp_path / "instance"))
     database = tmp_path / "tables.sqlite3"
     app.config["ROPC_DATABASE_URI"] = f"sqlite:///{database}"
+    app.config["SECRET_KEY"] = "docs-tables-" + "x" * 32
     ropc = ROPC(app)
     with app.app_context():
         ropc.create_all()
