@@ -22,6 +22,7 @@ from flask.cli import with_appcontext
 from .errors import ClientNotFoundError
 from .errors import ConfigurationError
 from .errors import KeysChangedError
+from .errors import SecretChangedError
 from .models import GRANT_TYPES
 from .models import Client
 from .store import DatabaseError
@@ -62,6 +63,7 @@ class ROPCGroup(AppGroup):
             ClientNotFoundError,
             ConfigurationError,
             KeysChangedError,
+            SecretChangedError,
             LookupError,
         ) as error:
             raise click.ClickException(str(error)) from None

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from .. import hashing
 from ..errors import ClientNotFoundError
+from ..errors import SecretChangedError
 from ..models import AUTH_METHODS
 from ..models import Client
 from ..models import Tables
@@ -275,12 +276,20 @@ class ClientStore:
 
         :raises ClientNotFoundError: no such client.
         :raises ValueError: the client is public and has no secret.
+        :raises SecretChangedError: another rotation changed the secret first.
         """
         client = self.require(client_id)
         if client.is_public:
             raise ValueError("a public client has no secret to rotate")
         plain = hashing.generate_secret()
-        self._update(client_id, {"secret_digest": hashing.digest(plain)})
+        # Compare-and-swap on the digest read: of two rotations at once, one
+        # changes nothing and says so, rather than print a dead secret.
+        unchanged = self._tables.clients.c.secret_digest == client.secret_digest
+        try:
+            self._update(client_id, {"secret_digest": hashing.digest(plain)}, unchanged)
+        except ClientNotFoundError:
+            self.require(client_id)  # raises again if it was deleted meanwhile
+            raise SecretChangedError(client_id) from None
         return self.require(client_id), plain
 
     def delete(self, client_id: str) -> None:
@@ -301,13 +310,13 @@ class ClientStore:
             if result.rowcount != 1:
                 raise ClientNotFoundError(client_id)
 
-    def _update(self, client_id: str, changes: dict[str, t.Any]) -> None:
+    def _update(self, client_id: str, changes: dict[str, t.Any], *where: t.Any) -> None:
         clients = self._tables.clients
         with self._db.begin() as conn:
             if changes:
                 result = conn.execute(
                     clients.update()
-                    .where(clients.c.client_id == client_id)
+                    .where(clients.c.client_id == client_id, *where)
                     .values(**changes)
                 )
                 found = result.rowcount == 1
