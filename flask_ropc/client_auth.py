@@ -28,6 +28,30 @@ from .models import Client
 
 QueryClient = Callable[[str], "Client | None"]
 
+# What an unknown client id's secret is checked against, so that it costs
+# what a wrong secret costs: no digest (never matches), not enabled.
+_DECOY = Client(
+    client_id="",
+    name="",
+    token_endpoint_auth_method="client_secret_basic",  # noqa: S106 (a method name)
+    scopes=(),
+    grant_types=(),
+    access_token_lifetime=None,
+    refresh_token_sliding_lifetime=None,
+    refresh_token_absolute_lifetime=None,
+    enabled=False,
+    access_token_format=None,
+    audience=None,
+    is_resource_server=False,
+    trusted_backend=False,
+    password_grant_count=0,
+    sunset_at=None,
+    deprecated_at=None,
+    created_at=0,
+    last_used_at=None,
+    secret_digest=None,
+)
+
 
 def parse_basic_authorization(header: str | None) -> tuple[str, str] | None:
     """Decode an ``Authorization: Basic`` header into client id and secret.
@@ -98,14 +122,17 @@ def authenticate_none(query_client: QueryClient, request: t.Any) -> Client | Non
 def _check_secret(
     query_client: QueryClient, client_id: str, secret: str, *, method: str
 ) -> Client:
+    """The client ``client_id`` names, if ``secret`` is its secret.
+
+    An unknown id is checked against a decoy, so that a wrong secret and an
+    unknown id do the same work (the store builds a client for an unknown
+    id too, see :meth:`~flask_ropc.store.clients.ClientStore.get`).
+    """
     client = query_client(client_id) if client_id else None
-    if client is None:
-        # Same work as a wrong secret, so timing does not reveal unknown ids.
-        hashing.burn_secret_check(secret)
-        raise InvalidClientAuthError()
-    secret_ok = hashing.verify_secret(secret, client.secret_digest)
-    method_ok = client.token_endpoint_auth_method == method
-    if not (secret_ok and method_ok and client.enabled):
+    candidate = client if client is not None else _DECOY
+    secret_ok = hashing.verify_secret(secret, candidate.secret_digest)
+    method_ok = candidate.token_endpoint_auth_method == method
+    if client is None or not (secret_ok & method_ok & candidate.enabled):
         raise InvalidClientAuthError()
     return client
 

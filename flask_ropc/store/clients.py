@@ -7,6 +7,7 @@ session.
 
 from __future__ import annotations
 
+import collections
 import functools
 import typing as t
 from collections.abc import Iterable
@@ -79,6 +80,12 @@ class ClientStore:
     def __init__(self, database: Database, tables: Tables) -> None:
         self._db = database
         self._tables = tables
+        columns = tables.clients.c.keys()
+        # get() reads a known row and the decoy alike into this (no stand-in
+        # costs what an SQLAlchemy Row's attributes cost).
+        row_type: t.Any = collections.namedtuple("_ClientRow", columns)  # type: ignore[misc]
+        self._make_row: t.Callable[[t.Iterable[t.Any]], t.Any] = row_type._make
+        self._decoy = tuple(values.DECOY_ROW.get(name) for name in columns)
 
     def create(
         self,
@@ -163,13 +170,16 @@ class ClientStore:
         """Return the client with ``client_id``, or ``None``.
 
         An id that no client can have is not looked up at all (see
-        :func:`~.client_values.plausible_client_id`).
+        :func:`~.client_values.plausible_client_id`). An unknown id builds a
+        decoy client too, so that timing does not tell it from a known one.
         """
         if not values.plausible_client_id(client_id):
             return None
         with self._db.autocommit() as conn:
             row = conn.execute(self._by_id, {"cid": client_id}).first()
-        return Client.from_row(row) if row is not None else None
+        read: t.Any = self._decoy if row is None else row
+        client = Client.from_row(self._make_row(read))
+        return None if row is None else client
 
     def require(self, client_id: str) -> Client:
         """Like :meth:`get` but raise for an unknown id.
