@@ -31,7 +31,7 @@ def init_db() -> None:
     created = admin.create_all(get_state())
     click.echo("Flask-ROPC tables are ready.")
     if created is not None:
-        click.echo(f"Generated the first signing key {created.kid} ({created.alg}).")
+        echo(f"Generated the first signing key {created.kid} ({created.alg}).")
 
 
 @ropc_cli.command("cleanup")
