@@ -137,6 +137,9 @@ class ClientAdmin:
 
         :raises ClientNotFoundError: no such client.
         :raises ValueError: the client is public and has no secret.
+        :raises SecretChangedError: another rotation changed the secret after
+            this one read it; nothing was changed, and only the other
+            rotation's secret works.
         """
         return self._state().store.clients.rotate_secret(client_id)
 

@@ -15,6 +15,7 @@ from . import admin
 from .cli_clients import CLIENT_COMMANDS
 from .cli_keys import keys_cli
 from .cli_output import ROPCGroup
+from .cli_output import echo
 from .state import get_state
 
 ropc_cli = ROPCGroup("ropc", help="Manage Flask-ROPC's database and OAuth clients.")
@@ -30,7 +31,7 @@ def init_db() -> None:
     created = admin.create_all(get_state())
     click.echo("Flask-ROPC tables are ready.")
     if created is not None:
-        click.echo(f"Generated the first signing key {created.kid} ({created.alg}).")
+        echo(f"Generated the first signing key {created.kid} ({created.alg}).")
 
 
 @ropc_cli.command("cleanup")
@@ -71,9 +72,9 @@ def revoke(subject: str | None, client_id: str | None) -> None:
         raise click.UsageError("give exactly one of --subject and --client")
     count = admin.revoke(get_state(), subject=subject, client_id=client_id)
     if subject is not None:
-        click.echo(f"Revoked {count} tokens of subject {subject}.")
+        echo(f"Revoked {count} tokens of subject {subject}.")
     else:
-        click.echo(f"Revoked {count} tokens of client {client_id}.")
+        echo(f"Revoked {count} tokens of client {client_id}.")
 
 
 @ropc_cli.command("unlock")
@@ -82,4 +83,4 @@ def unlock(username: str) -> None:
     """Clear the failed attempts and lock of USERNAME (case-insensitive)."""
     if not admin.unlock(get_state(), username):
         raise click.ClickException("throttling is off (ROPC_THROTTLE_ENABLED)")
-    click.echo(f"Unlocked {username.strip()}.")
+    echo(f"Unlocked {username.strip()}.")

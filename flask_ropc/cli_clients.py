@@ -16,9 +16,12 @@ from .admin import ClientAdmin
 from .cli_output import app_command
 from .cli_output import client_options
 from .cli_output import describe
+from .cli_output import echo
 from .cli_output import json_option
 from .cli_output import parse_sunset
 from .cli_output import print_json
+from .cli_output import print_table
+from .cli_output import safe_text
 from .cli_output import split_scopes
 from .cli_output import when
 from .models import AUTH_METHODS
@@ -170,10 +173,7 @@ def list_clients(as_json: bool) -> None:
         used = when(c.last_used_at)
         logins = str(c.password_grant_count)
         rows.append((c.client_id, c.name, kind, enabled, scopes, logins, used, sunset))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-        click.echo("  ".join(cells).rstrip())
+    print_table(rows)
 
 
 @app_command("show-client")
@@ -318,7 +318,7 @@ def rotate_secret(client_id: str, as_json: bool) -> None:
     if as_json:
         print_json({"client_id": client.client_id, "client_secret": plain})
         return
-    click.echo(f"client_id:     {client.client_id}")
+    echo(f"client_id:     {client.client_id}")
     click.echo(f"client_secret: {plain}")
     click.echo("\nStore this secret now: it is not shown again.")
 
@@ -331,11 +331,11 @@ def delete_client(client_id: str, yes: bool) -> None:
     client = _clients.require(client_id)
     if not yes:
         click.confirm(
-            f"Delete client {client.client_id} ({client.name}) and all its tokens?",
+            safe_text(f"Delete client {client_id} ({client.name}) and all its tokens?"),
             abort=True,
         )
     _clients.delete(client_id)
-    click.echo(f"Deleted client {client_id}.")
+    echo(f"Deleted client {client_id}.")
 
 
 #: Every command of this module, in the order ``flask ropc --help`` lists them.

@@ -10,6 +10,7 @@ import click
 
 from .admin import KeyAdmin
 from .cli_output import ROPCGroup
+from .cli_output import echo
 from .cli_output import json_option
 from .cli_output import print_json
 from .cli_output import when
@@ -32,7 +33,7 @@ def keys_generate(alg: str | None) -> None:
     """Add a signing key: the signer if there is none, else published ahead
     of the next 'keys rotate'."""
     key = _keys.generate(alg)
-    click.echo(f"Generated {key.alg} key {key.kid} ({key.status}).")
+    echo(f"Generated {key.alg} key {key.kid} ({key.status}).")
 
 
 @keys_cli.command("list")
@@ -57,7 +58,7 @@ def keys_list(as_json: bool) -> None:
     for key in keys:
         until = key.publish_until
         extra = f", published until {when(until)}" if until else ""
-        click.echo(f"{key.kid}  {key.alg:<6} {key.status}{extra}")
+        echo(f"{key.kid}  {key.alg:<6} {key.status}{extra}")
 
 
 @keys_cli.command("rotate")
@@ -66,7 +67,7 @@ def keys_rotate(alg: str | None) -> None:
     """Make a new key the signer; the old one stays published until the
     tokens it signed have expired."""
     key = _keys.rotate(alg)
-    click.echo(f"Key {key.kid} ({key.alg}) now signs new tokens.")
+    echo(f"Key {key.kid} ({key.alg}) now signs new tokens.")
 
 
 # A kid is an RFC 7638 thumbprint, base64url: one in 64 starts with "-",
@@ -76,7 +77,7 @@ def keys_rotate(alg: str | None) -> None:
 def keys_retire(kid: str) -> None:
     """Stop publishing and accepting the key KID; tokens it signed stop working."""
     _keys.retire(kid)
-    click.echo(f"Retired key {kid}.")
+    echo(f"Retired key {kid}.")
 
 
 @keys_cli.command("encrypt")

@@ -1,8 +1,10 @@
 """What the ``flask ropc`` commands share: group, error mapping, options, output.
 
 :class:`ROPCGroup` turns expected failures into a clear message and a
-non-zero exit, for every command in one place. Imports ``admin``, ``store``
-(its error class) and leaves.
+non-zero exit, for every command in one place. Human output never carries a
+character a terminal would act on: :func:`safe_text` escapes them in every
+stored string and every quoted input (``--json`` output stays exact).
+Imports ``admin``, ``store`` (its error class) and leaves.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import datetime
 import json
 import typing as t
 from collections.abc import Callable
+from collections.abc import Sequence
 
 import click
 from flask.cli import AppGroup
@@ -19,6 +22,7 @@ from flask.cli import with_appcontext
 from .errors import ClientNotFoundError
 from .errors import ConfigurationError
 from .errors import KeysChangedError
+from .errors import SecretChangedError
 from .models import GRANT_TYPES
 from .models import Client
 from .store import DatabaseError
@@ -34,14 +38,32 @@ class ROPCGroup(AppGroup):
     (:class:`click.UsageError`); a database error exits 1 and says so.
     """
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse the group's own arguments; an error quoting them is escaped."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.ClickException as error:
+            raise _escaped(error) from None
+
     def invoke(self, ctx: click.Context) -> t.Any:
-        """Run the command, mapping our errors to click's."""
+        """Run the command, mapping our errors to click's, their text escaped.
+
+        The text of every error (ours, and click's for bad arguments) can
+        quote what was typed or stored, so it goes through :func:`safe_text`.
+        """
+        try:
+            return self._invoke(ctx)
+        except click.ClickException as error:
+            raise _escaped(error) from None
+
+    def _invoke(self, ctx: click.Context) -> t.Any:
         try:
             return super().invoke(ctx)
         except (
             ClientNotFoundError,
             ConfigurationError,
             KeysChangedError,
+            SecretChangedError,
             LookupError,
         ) as error:
             raise click.ClickException(str(error)) from None
@@ -52,6 +74,16 @@ class ROPCGroup(AppGroup):
                 f"database error ({type(error).__name__}); "
                 "has 'flask ropc init-db' been run on this database?"
             ) from None
+
+
+def _escaped(error: click.ClickException) -> click.ClickException:
+    """``error``, or the same error with its text escaped by :func:`safe_text`."""
+    text = error.format_message()
+    if safe_text(text) == text:
+        return error
+    if isinstance(error, click.UsageError):  # exit 2, with the usage line
+        return click.UsageError(safe_text(text), error.ctx)
+    return click.ClickException(safe_text(text))
 
 
 def app_command(name: str) -> Callable[[Callable[..., t.Any]], click.Command]:
@@ -131,8 +163,55 @@ def split_scopes(values: tuple[str, ...]) -> list[str]:
 
 
 def print_json(data: t.Any) -> None:
-    """Print ``data`` as one JSON object."""
+    """Print ``data`` as one JSON object (exact: JSON escapes what it must)."""
     click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+#: Short escapes, as Python writes them; other characters become ``\xNN``,
+#: ``\uNNNN`` or ``\UNNNNNNNN``.
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def safe_text(text: str) -> str:
+    """``text`` with every character a terminal could act on escaped.
+
+    Escaped is every character Python does not call printable: C0 and C1
+    controls and DEL (escape sequences: OSC titles, hyperlinks, cursor
+    moves), format characters (bidi overrides, zero-width characters),
+    line and paragraph separators, spaces other than U+0020, surrogates,
+    private-use and unassigned code points. So a client name can neither
+    start a line of its own (forging ``client_secret:``) nor drive the
+    terminal, even when the output is piped to one later. Backslashes stay:
+    the JSON output (``--json``) is the exact value.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def echo(text: str) -> None:
+    """Print one line of human output, escaped with :func:`safe_text`."""
+    click.echo(safe_text(text))
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Print rows as aligned columns (the first is the header), escaped."""
+    cells = [tuple(safe_text(cell) for cell in row) for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    for row in cells:
+        aligned = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        click.echo("  ".join(aligned).rstrip())
 
 
 def when(timestamp: int | None) -> str:
@@ -157,7 +236,8 @@ def parse_sunset(value: str | None) -> int | None:
 
 
 def describe(client: Client) -> str:
-    """A client's settings as human-readable lines (never its secret)."""
+    """A client's settings as human-readable lines (never its secret), each
+    escaped with :func:`safe_text`."""
     lifetime = client.access_token_lifetime
     lines = [
         f"client_id:             {client.client_id}",
@@ -181,4 +261,4 @@ def describe(client: Client) -> str:
         f"created:               {when(client.created_at)}",
         f"last used:             {when(client.last_used_at)}",
     ]
-    return "\n".join(lines)
+    return "\n".join(safe_text(line) for line in lines)

@@ -8,6 +8,17 @@ credentials with ``unquote`` rather than the form-urlencoding RFC 6749 §2.3.1
 prescribes (so ``+`` is not a space). Ours answer every failure with the same
 :class:`~flask_ropc.errors.InvalidClientAuthError`.
 
+Basic credentials are form-decoded as §2.3.1 says, but the value as sent is
+accepted too: ``requests`` and ``requests-oauthlib`` (and many others) put
+the id and secret into the header without encoding them, so an imported
+secret with ``+`` or ``%`` would otherwise never work with them. Both forms
+are always checked, each in constant time, so the timing does not say which
+matched; accepting two spellings of one secret costs an attacker nothing
+that matters against a secret of 20 characters or more. An unknown id does
+the same work as a known one: the store builds a client for it too (see
+:meth:`~flask_ropc.store.clients.ClientStore.get`), and the secret is
+checked against a decoy.
+
 A leaf: imports ``hashing``, ``errors`` and ``models`` only.
 
 Each function returns ``None`` when the request does not use its method, the
@@ -20,6 +31,7 @@ import base64
 import binascii
 import typing as t
 from collections.abc import Callable
+from collections.abc import Sequence
 from urllib.parse import unquote_plus
 
 from . import hashing
@@ -28,13 +40,51 @@ from .models import Client
 
 QueryClient = Callable[[str], "Client | None"]
 
+# What an unknown client id's secret is checked against, so that it costs
+# what a wrong secret costs: no digest (never matches), not enabled.
+_DECOY = Client(
+    client_id="",
+    name="",
+    token_endpoint_auth_method="client_secret_basic",  # noqa: S106 (a method name)
+    scopes=(),
+    grant_types=(),
+    access_token_lifetime=None,
+    refresh_token_sliding_lifetime=None,
+    refresh_token_absolute_lifetime=None,
+    enabled=False,
+    access_token_format=None,
+    audience=None,
+    is_resource_server=False,
+    trusted_backend=False,
+    password_grant_count=0,
+    sunset_at=None,
+    deprecated_at=None,
+    created_at=0,
+    last_used_at=None,
+    secret_digest=None,
+)
 
-def parse_basic_authorization(header: str | None) -> tuple[str, str] | None:
-    """Decode an ``Authorization: Basic`` header into client id and secret.
 
-    Returns ``None`` when there is no header or it uses another scheme.
-    Per RFC 6749 §2.3.1 both parts were form-urlencoded before base64, so
-    they are decoded with :func:`urllib.parse.unquote_plus`.
+class BasicCredentials(t.NamedTuple):
+    """The client id and secret of an ``Authorization: Basic`` header."""
+
+    #: The id, form-decoded (RFC 6749 §2.3.1).
+    client_id: str
+    #: The secret, form-decoded.
+    secret: str
+    #: The id as sent, for clients that do not form-encode.
+    raw_client_id: str
+    #: The secret as sent.
+    raw_secret: str
+
+
+def basic_credentials(header: str | None) -> BasicCredentials | None:
+    """Decode an ``Authorization: Basic`` header into client id and secret,
+    both form-decoded and as sent.
+
+    Returns ``None`` when there is no header or it uses another scheme. A
+    part whose percent-escapes do not decode to UTF-8 cannot have been
+    form-encoded, so its decoded form is the value as sent.
 
     :raises InvalidClientAuthError: the header is Basic but undecodable: bad
         base64, no colon, not UTF-8, or an empty client id.
@@ -49,25 +99,44 @@ def parse_basic_authorization(header: str | None) -> tuple[str, str] | None:
     except (binascii.Error, ValueError):
         # ValueError covers UnicodeDecodeError and non-ASCII base64 input.
         raise InvalidClientAuthError() from None
-    client_id, colon, secret = decoded.partition(":")
-    if not colon:
+    raw_id, colon, raw_secret = decoded.partition(":")
+    if not colon or not raw_id:
         raise InvalidClientAuthError()
-    try:
-        client_id = unquote_plus(client_id, errors="strict")
-        secret = unquote_plus(secret, errors="strict")
-    except UnicodeDecodeError:
-        raise InvalidClientAuthError() from None
+    client_id = _form_decoded(raw_id)
     if not client_id:
         raise InvalidClientAuthError()
-    return client_id, secret
+    return BasicCredentials(client_id, _form_decoded(raw_secret), raw_id, raw_secret)
+
+
+def _form_decoded(value: str) -> str:
+    try:
+        return unquote_plus(value, errors="strict")
+    except UnicodeDecodeError:
+        return value
+
+
+def parse_basic_authorization(header: str | None) -> tuple[str, str] | None:
+    """The form-decoded client id and secret of a Basic header, or ``None``.
+
+    See :func:`basic_credentials`, which also gives them as sent.
+    """
+    credentials = basic_credentials(header)
+    if credentials is None:
+        return None
+    return credentials.client_id, credentials.secret
 
 
 def authenticate_basic(query_client: QueryClient, request: t.Any) -> Client | None:
     """``client_secret_basic``: id and secret in the ``Authorization`` header."""
-    credentials = parse_basic_authorization(request.headers.get("Authorization"))
+    credentials = basic_credentials(request.headers.get("Authorization"))
     if credentials is None:
         return None
-    return _check_secret(query_client, *credentials, method="client_secret_basic")
+    return _check_secret(
+        query_client,
+        (credentials.client_id, credentials.raw_client_id),
+        (credentials.secret, credentials.raw_secret),
+        method="client_secret_basic",
+    )
 
 
 def authenticate_post(query_client: QueryClient, request: t.Any) -> Client | None:
@@ -76,8 +145,11 @@ def authenticate_post(query_client: QueryClient, request: t.Any) -> Client | Non
     if "client_secret" not in form:
         return None
     client_id = form.get("client_id") or ""
+    secret = form["client_secret"]
+    # The body was form-decoded by Werkzeug: there is no other spelling, so
+    # the one secret is checked twice, for the same work as Basic.
     return _check_secret(
-        query_client, client_id, form["client_secret"], method="client_secret_post"
+        query_client, (client_id,), (secret, secret), method="client_secret_post"
     )
 
 
@@ -96,16 +168,27 @@ def authenticate_none(query_client: QueryClient, request: t.Any) -> Client | Non
 
 
 def _check_secret(
-    query_client: QueryClient, client_id: str, secret: str, *, method: str
+    query_client: QueryClient,
+    client_ids: Sequence[str],
+    presented: tuple[str, str],
+    *,
+    method: str,
 ) -> Client:
-    client = query_client(client_id) if client_id else None
-    if client is None:
-        # Same work as a wrong secret, so timing does not reveal unknown ids.
-        hashing.burn_secret_check(secret)
-        raise InvalidClientAuthError()
-    secret_ok = hashing.verify_secret(secret, client.secret_digest)
-    method_ok = client.token_endpoint_auth_method == method
-    if not (secret_ok and method_ok and client.enabled):
+    """The client of the first id that names one, if a secret matches.
+
+    Every distinct id is looked up and both secrets are always checked, each
+    in constant time, against the client or a decoy: a wrong secret, an
+    unknown id and a right one do the same work.
+    """
+    client = None
+    for client_id in dict.fromkeys(client_ids):
+        found = query_client(client_id)
+        client = found if client is None else client
+    candidate = client if client is not None else _DECOY
+    first_ok = hashing.verify_secret(presented[0], candidate.secret_digest)
+    second_ok = hashing.verify_secret(presented[1], candidate.secret_digest)
+    method_ok = candidate.token_endpoint_auth_method == method
+    if client is None or not ((first_ok | second_ok) & method_ok & candidate.enabled):
         raise InvalidClientAuthError()
     return client
 

@@ -8,7 +8,8 @@ import Authlib; the others take Authlib's error classes from here.
     ROPCError                      programmer or deployment mistakes
     ├── ConfigurationError         a bad ROPC_* value, a missing validator
     ├── ClientNotFoundError        the admin API was given an unknown client id
-    └── KeysChangedError           another key command changed the keys meanwhile
+    ├── KeysChangedError           another key command changed the keys meanwhile
+    └── SecretChangedError         another rotation changed the secret meanwhile
 
     Throttled                      internal: an attempt refused before the validator
     RefreshTokenReused             internal: a refresh token was exchanged first
@@ -69,6 +70,23 @@ class ClientNotFoundError(ROPCError, LookupError):
 
 class KeysChangedError(ROPCError):
     """Another key command changed the signing keys while this one ran."""
+
+
+class SecretChangedError(ROPCError):
+    """Another rotation changed a client's secret while this one ran.
+
+    Nothing was changed: the secret the other rotation set is the one that
+    works.
+    """
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(
+            f"the secret of client {client_id!r} was changed by another "
+            "rotation at the same time; nothing was changed, and the secret "
+            "that rotation printed is the one that works"
+        )
+        #: The client whose secret was being rotated.
+        self.client_id = client_id
 
 
 class Throttled(Exception):

@@ -13,7 +13,7 @@ import traceback
 
 import flask
 
-from .client_auth import parse_basic_authorization
+from .client_auth import basic_credentials
 from .errors import InvalidClientAuthError
 from .store import UNAVAILABLE_ERRORS as UNAVAILABLE_ERRORS
 
@@ -47,10 +47,10 @@ def request_secrets(request: flask.Request) -> list[str]:
     if header:
         found.append(header.partition(" ")[2])
         try:
-            basic = parse_basic_authorization(header)
+            basic = basic_credentials(header)
         except InvalidClientAuthError:
             basic = None
-        if basic is not None and basic[1]:
-            found.append(basic[1])
+        if basic is not None:
+            found.extend((basic.secret, basic.raw_secret))
     # Longest first, so a secret that contains another is replaced whole.
     return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)

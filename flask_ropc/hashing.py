@@ -26,7 +26,8 @@ TOKEN_BYTES = 32
 MIN_IMPORTED_SECRET_LENGTH = 20
 
 # A digest no presented secret can match. Comparing against it when the client
-# is unknown or public keeps the cost of a failed check equal to a real one.
+# is unknown (a decoy without digest) or public keeps the cost of a failed
+# check equal to a real one.
 _UNMATCHABLE_DIGEST = "0" * 64
 
 
@@ -75,12 +76,3 @@ def verify_secret(presented: str, stored_digest: str | None) -> bool:
     expected = stored_digest if stored_digest is not None else _UNMATCHABLE_DIGEST
     matched = hmac.compare_digest(digest(presented), expected)
     return matched and stored_digest is not None
-
-
-def burn_secret_check(presented: str) -> None:
-    """Spend the cost of a secret check when there is nothing to check against.
-
-    Used for an unknown client id, so that it takes the same path as a wrong
-    secret.
-    """
-    verify_secret(presented, None)

@@ -21,7 +21,7 @@ import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Rule
 
-from .client_auth import parse_basic_authorization
+from .client_auth import basic_credentials
 from .config import Settings
 from .errors import InvalidRequestError
 from .errors import MethodNotAllowedError
@@ -262,13 +262,15 @@ def check_form_request(
             raise InvalidRequestError(
                 f"The '{_printable(name)}' parameter is repeated (RFC 6749 3.2)."
             )
-    basic = parse_basic_authorization(request.headers.get("Authorization"))
+    basic = basic_credentials(request.headers.get("Authorization"))
     if basic is not None:
         # RFC 6749 §2.3: a client MUST NOT use more than one authentication
         # method per request. A body client_id that merely repeats the Basic
-        # one is tolerated, since common client libraries send it.
+        # one (form-decoded or as sent) is tolerated, since common client
+        # libraries send it.
         body_id = form.get("client_id")
-        if "client_secret" in form or (body_id is not None and body_id != basic[0]):
+        other_id = body_id not in (None, basic.client_id, basic.raw_client_id)
+        if "client_secret" in form or other_id:
             raise InvalidRequestError(
                 "The client used more than one authentication method."
             )

@@ -1,17 +1,37 @@
 """Checks of the values a client is created or updated with.
 
 Pure functions, shared by :mod:`.clients`; each raises :class:`ValueError`
-with a message fit for the CLI. Imports only leaves.
+with a message fit for the CLI. Also the decoy row read for unknown ids.
+Imports only leaves.
 """
 
 from __future__ import annotations
 
+import typing as t
 from collections.abc import Iterable
 
 from .. import hashing
 from ..models import GRANT_TYPES
 from ..models import TOKEN_FORMATS
 from ..scopes import check_scope_tokens
+
+#: The column values of a client that no id names: ``ClientStore.get`` builds
+#: a client from them (and drops it) for an unknown id, so that an unknown id
+#: costs what a known one does. Columns not named are ``None``.
+DECOY_ROW: dict[str, t.Any] = {
+    "id": 0,
+    "client_id": "",
+    "name": "",
+    "secret_digest": None,
+    "token_endpoint_auth_method": "client_secret_basic",
+    "scopes": "",
+    "grant_types": "",
+    "enabled": False,
+    "is_resource_server": False,
+    "trusted_backend": False,
+    "password_grant_count": 0,
+    "created_at": 0,
+}
 
 
 def plausible_client_id(client_id: str) -> bool:

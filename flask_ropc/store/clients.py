@@ -7,6 +7,7 @@ session.
 
 from __future__ import annotations
 
+import collections
 import functools
 import typing as t
 from collections.abc import Iterable
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 
 from .. import hashing
 from ..errors import ClientNotFoundError
+from ..errors import SecretChangedError
 from ..models import AUTH_METHODS
 from ..models import Client
 from ..models import Tables
@@ -78,6 +80,12 @@ class ClientStore:
     def __init__(self, database: Database, tables: Tables) -> None:
         self._db = database
         self._tables = tables
+        columns = tables.clients.c.keys()
+        # get() reads a known row and the decoy alike into this (no stand-in
+        # costs what an SQLAlchemy Row's attributes cost).
+        row_type: t.Any = collections.namedtuple("_ClientRow", columns)  # type: ignore[misc]
+        self._make_row: t.Callable[[t.Iterable[t.Any]], t.Any] = row_type._make
+        self._decoy = tuple(values.DECOY_ROW.get(name) for name in columns)
 
     def create(
         self,
@@ -162,13 +170,16 @@ class ClientStore:
         """Return the client with ``client_id``, or ``None``.
 
         An id that no client can have is not looked up at all (see
-        :func:`~.client_values.plausible_client_id`).
+        :func:`~.client_values.plausible_client_id`). An unknown id builds a
+        decoy client too, so that timing does not tell it from a known one.
         """
         if not values.plausible_client_id(client_id):
             return None
         with self._db.autocommit() as conn:
             row = conn.execute(self._by_id, {"cid": client_id}).first()
-        return Client.from_row(row) if row is not None else None
+        read: t.Any = self._decoy if row is None else row
+        client = Client.from_row(self._make_row(read))
+        return None if row is None else client
 
     def require(self, client_id: str) -> Client:
         """Like :meth:`get` but raise for an unknown id.
@@ -275,12 +286,20 @@ class ClientStore:
 
         :raises ClientNotFoundError: no such client.
         :raises ValueError: the client is public and has no secret.
+        :raises SecretChangedError: another rotation changed the secret first.
         """
         client = self.require(client_id)
         if client.is_public:
             raise ValueError("a public client has no secret to rotate")
         plain = hashing.generate_secret()
-        self._update(client_id, {"secret_digest": hashing.digest(plain)})
+        # Compare-and-swap on the digest read: of two rotations at once, one
+        # changes nothing and says so, rather than print a dead secret.
+        unchanged = self._tables.clients.c.secret_digest == client.secret_digest
+        try:
+            self._update(client_id, {"secret_digest": hashing.digest(plain)}, unchanged)
+        except ClientNotFoundError:
+            self.require(client_id)  # raises again if it was deleted meanwhile
+            raise SecretChangedError(client_id) from None
         return self.require(client_id), plain
 
     def delete(self, client_id: str) -> None:
@@ -301,13 +320,13 @@ class ClientStore:
             if result.rowcount != 1:
                 raise ClientNotFoundError(client_id)
 
-    def _update(self, client_id: str, changes: dict[str, t.Any]) -> None:
+    def _update(self, client_id: str, changes: dict[str, t.Any], *where: t.Any) -> None:
         clients = self._tables.clients
         with self._db.begin() as conn:
             if changes:
                 result = conn.execute(
                     clients.update()
-                    .where(clients.c.client_id == client_id)
+                    .where(clients.c.client_id == client_id, *where)
                     .values(**changes)
                 )
                 found = result.rowcount == 1
