@@ -3,16 +3,20 @@
 Every key Flask-ROPC reads lives in :data:`DEFAULTS`; :meth:`ROPC.init_app`
 calls ``app.config.setdefault`` for each one so that ``app.config`` shows the
 values in effect, then reads them once into a :class:`Settings` object that is
-never re-read per request. A leaf: imports ``config_values``, ``errors``,
-``keys``, ``key_encryption`` and ``scopes`` (to check values) only. Besides
-``ROPC_`` keys it reads Flask's ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS``,
-from which the key that encrypts stored signing keys is derived by default.
+never re-read per request. A leaf: imports ``config_values``, ``config_checks``,
+``errors``, ``keys``, ``key_encryption`` and ``scopes`` (to check values)
+only. Besides ``ROPC_`` keys it reads Flask's ``SECRET_KEY`` and
+``SECRET_KEY_FALLBACKS``, from which the key that encrypts stored signing
+keys is derived by default.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing as t
+
+from .config_checks import check_bounds
+from .config_checks import warn_unknown_keys
 
 # The generic checks, under the names every line below uses.
 from .config_values import boolean as _bool
@@ -189,9 +193,12 @@ class Settings:
     def from_config(cls, config: t.Mapping[str, t.Any]) -> Settings:
         """Read and check every ``ROPC_`` key of ``config``.
 
-        :raises ConfigurationError: a value has the wrong type or range; the
-            message names the key.
+        Warns (``UserWarning``) about an unknown ``ROPC_*`` key.
+
+        :raises ConfigurationError: a value has the wrong type or range, or
+            contradicts another; the message names the key.
         """
+        warn_unknown_keys(config, DEFAULTS)
         prefix = config["ROPC_URL_PREFIX"]
         if not isinstance(prefix, str) or (prefix and not prefix.startswith("/")):
             raise ConfigurationError(
@@ -271,6 +278,7 @@ class Settings:
             event_username=_choice(config, "ROPC_EVENT_USERNAME", ("hash", "plain")),
             openapi_enabled=_bool(config, "ROPC_OPENAPI_ENABLED"),
         )
+        check_bounds(config)
         # Last, so that a wrong value of any other key is named first.
         if settings.stores_plaintext_keys and not settings.allow_plaintext_keys:
             require_secret_key(config)
