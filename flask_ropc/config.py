@@ -29,7 +29,7 @@ from .errors import ConfigurationError
 from .key_encryption import explicit_secrets
 from .key_encryption import flask_secret_keys
 from .key_encryption import require_secret_key
-from .keys import import_signing_key
+from .keys import import_signing_keys
 from .scopes import check_scope_tokens
 
 #: Every configuration key with its default. The README's configuration table
@@ -310,16 +310,7 @@ def _issuer(config: t.Mapping[str, t.Any]) -> str | None:
 
 
 def _signing_keys(config: t.Mapping[str, t.Any]) -> tuple[t.Any, ...]:
-    value = config["ROPC_SIGNING_KEYS"]
-    if value is None:
-        return ()
-    if isinstance(value, str | dict):
-        value = [value]
-    if not isinstance(value, list | tuple) or not value:
-        raise ConfigurationError(
-            "ROPC_SIGNING_KEYS must be a PEM string, a JWK, or a list of them"
-        )
-    return tuple(import_signing_key(item) for item in value)
+    return import_signing_keys(config["ROPC_SIGNING_KEYS"], "ROPC_SIGNING_KEYS")
 
 
 def _key_prefix(config: t.Mapping[str, t.Any]) -> str:

@@ -8,10 +8,12 @@ contradict each other, must stop the app at start-up with a
 
 from __future__ import annotations
 
+import json
 import typing as t
 
 import flask
 import pytest
+from joserfc.jwk import ECKey
 
 import flask_ropc
 from flask_ropc import ConfigurationError
@@ -133,3 +135,32 @@ def test_equal_pairs_are_consistent(tmp_path: t.Any) -> None:
         ROPC_THROTTLE_LOCKOUT_MAX=600,
     )
     assert "ropc" in app.extensions
+
+
+# -- signing keys that are not keys ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("not a key", id="plain-text"),
+        pytest.param(["not a key"], id="in-a-list"),
+        pytest.param('{"kty": "EC", "crv": ', id="broken-json"),
+        pytest.param("[1, 2]", id="json-not-an-object"),
+        pytest.param([42], id="not-a-string"),
+    ],
+)
+def test_a_signing_key_that_is_neither_pem_nor_jwk_names_the_key(
+    tmp_path: t.Any, value: t.Any
+) -> None:
+    with pytest.raises(ConfigurationError, match="^ROPC_SIGNING_KEYS: ") as caught:
+        _init(tmp_path, ROPC_SIGNING_KEYS=value)
+    # The value is a would-be private key: never quoted back.
+    assert "not a key" not in str(caught.value)
+    assert '"kty"' not in str(caught.value)
+
+
+def test_the_bad_entry_of_a_key_list_is_named(tmp_path: t.Any) -> None:
+    good = json.dumps(ECKey.generate_key("P-256").as_dict(private=True))
+    with pytest.raises(ConfigurationError, match="^ROPC_SIGNING_KEYS, entry 2: "):
+        _init(tmp_path, ROPC_SIGNING_KEYS=[good, "not a key"])
