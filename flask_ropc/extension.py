@@ -146,6 +146,7 @@ class ROPC:
             )
         server = ROPCAuthorizationServer(state)
         app.extensions[EXTENSION_KEY] = state
+        app.before_request(state.check_first_request)
         app.register_blueprint(create_blueprint(server))
         app.register_blueprint(create_discovery_blueprint(server))
         app.cli.add_command(ropc_cli)
