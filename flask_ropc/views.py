@@ -204,8 +204,11 @@ class _Endpoints:
             "introspection_endpoint": f"{base}/introspect",
             "revocation_endpoint": f"{base}/revoke",
             "grant_types_supported": self.server.grant_types(),
-            # No authorization endpoint: the password grant needs none.
-            "response_types_supported": [],
+            # No authorization endpoint: the password grant needs none. RFC
+            # 8414 still requires a non-empty list; "none" (OAuth 2.0
+            # Multiple Response Type Encoding Practices §4) is the response
+            # type that returns nothing, so no client expects a flow here.
+            "response_types_supported": ["none"],
             "token_endpoint_auth_methods_supported": [*client_auth, "none"],
             "introspection_endpoint_auth_methods_supported": client_auth,
             "revocation_endpoint_auth_methods_supported": [*client_auth, "none"],
