@@ -3,16 +3,20 @@
 Every key Flask-ROPC reads lives in :data:`DEFAULTS`; :meth:`ROPC.init_app`
 calls ``app.config.setdefault`` for each one so that ``app.config`` shows the
 values in effect, then reads them once into a :class:`Settings` object that is
-never re-read per request. A leaf: imports ``config_values``, ``errors``,
-``keys``, ``key_encryption`` and ``scopes`` (to check values) only. Besides
-``ROPC_`` keys it reads Flask's ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS``,
-from which the key that encrypts stored signing keys is derived by default.
+never re-read per request. A leaf: imports ``config_values``, ``config_checks``,
+``errors``, ``keys``, ``key_encryption`` and ``scopes`` (to check values)
+only. Besides ``ROPC_`` keys it reads Flask's ``SECRET_KEY`` and
+``SECRET_KEY_FALLBACKS``, from which the key that encrypts stored signing
+keys is derived by default.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing as t
+
+from .config_checks import check_bounds
+from .config_checks import warn_unknown_keys
 
 # The generic checks, under the names every line below uses.
 from .config_values import boolean as _bool
@@ -25,7 +29,7 @@ from .errors import ConfigurationError
 from .key_encryption import explicit_secrets
 from .key_encryption import flask_secret_keys
 from .key_encryption import require_secret_key
-from .keys import import_signing_key
+from .keys import import_signing_keys
 from .scopes import check_scope_tokens
 
 #: Every configuration key with its default. The README's configuration table
@@ -189,9 +193,12 @@ class Settings:
     def from_config(cls, config: t.Mapping[str, t.Any]) -> Settings:
         """Read and check every ``ROPC_`` key of ``config``.
 
-        :raises ConfigurationError: a value has the wrong type or range; the
-            message names the key.
+        Warns (``UserWarning``) about an unknown ``ROPC_*`` key.
+
+        :raises ConfigurationError: a value has the wrong type or range, or
+            contradicts another; the message names the key.
         """
+        warn_unknown_keys(config, DEFAULTS)
         prefix = config["ROPC_URL_PREFIX"]
         if not isinstance(prefix, str) or (prefix and not prefix.startswith("/")):
             raise ConfigurationError(
@@ -271,6 +278,7 @@ class Settings:
             event_username=_choice(config, "ROPC_EVENT_USERNAME", ("hash", "plain")),
             openapi_enabled=_bool(config, "ROPC_OPENAPI_ENABLED"),
         )
+        check_bounds(config)
         # Last, so that a wrong value of any other key is named first.
         if settings.stores_plaintext_keys and not settings.allow_plaintext_keys:
             require_secret_key(config)
@@ -302,16 +310,7 @@ def _issuer(config: t.Mapping[str, t.Any]) -> str | None:
 
 
 def _signing_keys(config: t.Mapping[str, t.Any]) -> tuple[t.Any, ...]:
-    value = config["ROPC_SIGNING_KEYS"]
-    if value is None:
-        return ()
-    if isinstance(value, str | dict):
-        value = [value]
-    if not isinstance(value, list | tuple) or not value:
-        raise ConfigurationError(
-            "ROPC_SIGNING_KEYS must be a PEM string, a JWK, or a list of them"
-        )
-    return tuple(import_signing_key(item) for item in value)
+    return import_signing_keys(config["ROPC_SIGNING_KEYS"], "ROPC_SIGNING_KEYS")
 
 
 def _key_prefix(config: t.Mapping[str, t.Any]) -> str:

@@ -59,6 +59,8 @@ H = t.TypeVar("H", bound=RefreshHook)
 ExemptionCheck = Callable[[ThrottleRequest], t.Any]
 E = t.TypeVar("E", bound=ExemptionCheck)
 F = t.TypeVar("F", bound=Callable[..., t.Any])
+P = t.ParamSpec("P")
+R = t.TypeVar("R")
 
 
 class ROPC:
@@ -146,6 +148,7 @@ class ROPC:
             )
         server = ROPCAuthorizationServer(state)
         app.extensions[EXTENSION_KEY] = state
+        app.before_request(state.check_first_request)
         app.register_blueprint(create_blueprint(server))
         app.register_blueprint(create_discovery_blueprint(server))
         app.cli.add_command(ropc_cli)
@@ -288,15 +291,24 @@ class ROPC:
         (the embedded database); an app's own engine is left alone."""
         get_state().store.db.dispose()
 
+    @t.overload
+    def require_token(self, scope: Callable[P, R]) -> Callable[P, R]: ...
+
+    @t.overload
     def require_token(
-        self, scope: str | t.Sequence[str] | None | Callable[..., t.Any] = None
-    ) -> t.Any:
+        self, scope: str | t.Sequence[str] | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+    def require_token(
+        self, scope: str | t.Sequence[str] | None | Callable[P, R] = None
+    ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
         """Protect a view with a bearer token (RFC 6750).
 
         ``@ropc.require_token("api")`` requires a live token granted the
         ``api`` scope (several space-separated scopes: all of them);
         ``@ropc.require_token()`` or bare ``@ropc.require_token`` any live
         token. Inside the view, :data:`~flask_ropc.current_token` describes it.
+        The decorated view keeps its signature for type checkers.
         """
         if callable(scope):
             return self._protector.protect(None)(scope)

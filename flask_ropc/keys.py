@@ -89,13 +89,36 @@ def import_signing_key(value: str | Mapping[str, t.Any]) -> SigningKey:
     if isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
         key = _import_pem(value)
     else:
-        data = json.loads(value) if isinstance(value, str) else dict(value)
-        key = _import_jwk(data)
+        key = _import_jwk(_jwk_data(value))
     alg = _algorithm_of(key)
     if not key.is_private:
         raise ConfigurationError("a signing key must be a private key")
     kid = key.kid or key.thumbprint()
     return SigningKey(kid=kid, alg=alg, key=key)
+
+
+def import_signing_keys(value: object, setting: str) -> tuple[SigningKey, ...]:
+    """The keys of the ``setting`` configuration value: ``None`` (none), one
+    key (PEM text or a JWK) or a list of them; see :func:`import_signing_key`.
+
+    :raises ConfigurationError: naming ``setting`` (and the entry of a list);
+        never quoting the value, which is a private key.
+    """
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str | Mapping) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ConfigurationError(
+            f"{setting} must be a PEM string, a JWK, or a list of them"
+        )
+    keys = []
+    for number, item in enumerate(items, 1):
+        try:
+            keys.append(import_signing_key(item))
+        except ConfigurationError as error:
+            where = f", entry {number}" if len(items) > 1 else ""
+            raise ConfigurationError(f"{setting}{where}: {error}") from None
+    return tuple(keys)
 
 
 def _import_pem(pem: str) -> Key:
@@ -115,6 +138,24 @@ def _import_pem(pem: str) -> Key:
     if isinstance(private, ed25519.Ed25519PrivateKey):
         return OKPKey.import_key(pem)
     raise ConfigurationError("unsupported PEM key type; use P-256, RSA or Ed25519")
+
+
+def _jwk_data(value: object) -> dict[str, t.Any]:
+    """A JWK as a dict, from a mapping or JSON text; never quotes the value."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ConfigurationError(
+                "a signing key must be PEM text (-----BEGIN PRIVATE KEY-----) "
+                "or a JWK (a dict, or JSON text); this is neither"
+            ) from None
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            "a signing key must be PEM text or a JWK (a dict, or JSON text), "
+            f"got {type(value).__name__}"
+        )
+    return dict(value)
 
 
 def _import_jwk(data: dict[str, t.Any]) -> Key:

@@ -7,7 +7,8 @@ replaced:
   (RFC 6750 §3.1), where Authlib sends its own ``missing_authorization``;
 * insufficient scope → 403 with ``error="insufficient_scope"`` and the needed
   ``scope`` in ``WWW-Authenticate`` (§3.1), which Authlib leaves out;
-* a store outage → 503 ``temporarily_unavailable`` instead of a 500.
+* a store outage → 503 ``temporarily_unavailable`` instead of a 500, and
+  missing tables a JSON 500 ``server_error`` (see :mod:`flask_ropc.guards`).
 
 One of the three modules that import Authlib. Imports ``token_service``,
 ``guards``, ``state`` and leaves.
@@ -29,9 +30,8 @@ from werkzeug.local import LocalProxy
 from .errors import InsufficientScopeError
 from .errors import InvalidBearerTokenError
 from .errors import MissingTokenError
-from .errors import TemporarilyUnavailableError
-from .guards import UNAVAILABLE_ERRORS
-from .guards import log_exception
+from .guards import DatabaseError
+from .guards import failure_error
 from .state import get_state
 from .token_service import load_access_token
 from .tokens import AccessToken
@@ -115,9 +115,10 @@ class BearerProtector(ResourceProtector):
             token: AccessToken = self.acquire_token([" ".join(scopes)])
         except OAuth2Error as error:
             self.raise_error_response(error)
-        except UNAVAILABLE_ERRORS:
-            log_exception("database unavailable while checking a bearer token")
-            self.raise_error_response(TemporarilyUnavailableError())
+        except DatabaseError as error:
+            self.raise_error_response(
+                failure_error(error, "while checking a bearer token")
+            )
         flask.g.ropc_token = token
         return token
 

@@ -11,6 +11,7 @@ it). Imports the services below it (``keyring``, ``throttle``), ``store``,
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing as t
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -30,6 +31,14 @@ from .validation import normalise_result
 
 #: Where the state lives in ``app.extensions``.
 EXTENSION_KEY = "ropc"
+
+#: What is wrong, and how to fix it, when no validator is registered.
+NO_VALIDATOR = (
+    "no password validator is registered: decorate a function with "
+    "@ropc.password_validator"
+)
+
+log = logging.getLogger("flask_ropc")
 
 
 @dataclasses.dataclass
@@ -51,12 +60,19 @@ class Callbacks:
         :raises ConfigurationError: no validator is registered.
         """
         if self.validator is None:
-            raise ConfigurationError(
-                "no password validator is registered: decorate a function "
-                "with @ropc.password_validator"
-            )
+            raise ConfigurationError(NO_VALIDATOR)
         verdict = flask.current_app.ensure_sync(self.validator)(request)
-        return normalise_result(verdict)
+        try:
+            return normalise_result(verdict)
+        except TypeError:
+            log.warning(
+                "the function decorated with @ropc.password_validator (%s) "
+                "returned %s; it must return a GrantResult, a non-empty subject "
+                "string or None. Every password grant answers 500 until it does.",
+                getattr(self.validator, "__qualname__", repr(self.validator)),
+                type(verdict).__name__,
+            )
+            raise
 
     def run_throttle_exempt(self, request: ThrottleRequest) -> bool:
         """Ask the app's ``throttle_exempt`` hook, if any (default: no)."""
@@ -110,6 +126,19 @@ class State:
     callbacks: Callbacks
     #: Brute-force protection, or ``None`` when ROPC_THROTTLE_ENABLED is off.
     throttle: Throttle | None = None
+    #: Whether :meth:`check_first_request` has run.
+    first_request_checked: bool = False
+
+    def check_first_request(self) -> None:
+        """Run before the app's first request: warn if no password validator
+        is registered. The decorators run after ``init_app``, so the first
+        request is the first moment a missing one is known; without this,
+        the first sign would be a 500 at the first login."""
+        if self.first_request_checked:
+            return
+        self.first_request_checked = True
+        if self.callbacks.validator is None:
+            log.warning("%s; until then every password grant answers 500", NO_VALIDATOR)
 
     def issuer(self) -> str:
         """``ROPC_ISSUER``, else the current request's base URL.

@@ -50,6 +50,7 @@ from .normalise import ip_bucket
 from .normalise import normalise_username
 from .store.counters import Counters
 from .store.counters import DatabaseCounters
+from .store.database import is_missing_schema
 from .throttle_window import Window
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -124,7 +125,9 @@ class Throttle:
             return action()
         except Throttled:
             raise
-        except Exception:
+        except Exception as error:
+            if is_missing_schema(error):
+                raise  # not an outage: a 500 naming the fix (see guards)
             if self.settings.throttle_on_storage_error == "open":
                 log.exception(
                     "throttling storage failed; ROPC_THROTTLE_ON_STORAGE_ERROR=open "

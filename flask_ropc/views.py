@@ -26,11 +26,9 @@ from .config import Settings
 from .errors import InvalidRequestError
 from .errors import MethodNotAllowedError
 from .errors import OAuth2Error
-from .errors import ServerError
-from .errors import TemporarilyUnavailableError
 from .errors import UnsupportedGrantTypeError
-from .guards import UNAVAILABLE_ERRORS
-from .guards import log_exception
+from .guards import DatabaseError
+from .guards import failure_error
 from .keys import SUPPORTED_ALGORITHMS
 from .server import ROPCAuthorizationServer
 from .server import request_is_secure
@@ -149,12 +147,8 @@ class _Endpoints:
             return handle()
         except OAuth2Error as error:
             return self._error(error)
-        except UNAVAILABLE_ERRORS:
-            log_exception(f"database unavailable at the {name}")
-            return self._error(TemporarilyUnavailableError())
-        except Exception:
-            log_exception(f"unexpected error at the {name}")
-            return self._error(ServerError())
+        except Exception as error:
+            return self._error(failure_error(error, f"at the {name}"))
 
     def jwks(self) -> flask.Response:
         """``GET {prefix}/jwks``: the public halves of our published keys."""
@@ -162,12 +156,8 @@ class _Endpoints:
             return self._error(MethodNotAllowedError(GET_METHODS))
         try:
             published = self.state.keyring.published_keys()
-        except UNAVAILABLE_ERRORS:
-            log_exception("database unavailable at the JWKS endpoint")
-            return self._error(TemporarilyUnavailableError())
-        except Exception:  # e.g. a stored key no configured secret decrypts
-            log_exception("unexpected error at the JWKS endpoint")
-            return self._error(ServerError())
+        except Exception as error:  # also a stored key no secret decrypts
+            return self._error(failure_error(error, "at the JWKS endpoint"))
         response = flask.jsonify({"keys": [key.public_jwk() for key in published]})
         if not published:
             # Never let a cache keep "no keys" for max-age seconds: an API
@@ -202,9 +192,8 @@ class _Endpoints:
             return self._error(MethodNotAllowedError(GET_METHODS))
         try:
             scopes = self.state.store.clients.all_scopes()
-        except UNAVAILABLE_ERRORS:
-            log_exception("database unavailable at the discovery endpoint")
-            return self._error(TemporarilyUnavailableError())
+        except DatabaseError as error:
+            return self._error(failure_error(error, "at the discovery endpoint"))
         issuer = self.state.issuer()
         base = issuer + self.state.settings.url_prefix
         client_auth = ["client_secret_basic", "client_secret_post"]
@@ -215,8 +204,11 @@ class _Endpoints:
             "introspection_endpoint": f"{base}/introspect",
             "revocation_endpoint": f"{base}/revoke",
             "grant_types_supported": self.server.grant_types(),
-            # No authorization endpoint: the password grant needs none.
-            "response_types_supported": [],
+            # No authorization endpoint: the password grant needs none. RFC
+            # 8414 still requires a non-empty list; "none" (OAuth 2.0
+            # Multiple Response Type Encoding Practices §4) is the response
+            # type that returns nothing, so no client expects a flow here.
+            "response_types_supported": ["none"],
             "token_endpoint_auth_methods_supported": [*client_auth, "none"],
             "introspection_endpoint_auth_methods_supported": client_auth,
             "revocation_endpoint_auth_methods_supported": [*client_auth, "none"],

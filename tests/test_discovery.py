@@ -19,6 +19,7 @@ import flask
 import jwt
 import pytest
 import requests
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from werkzeug.serving import make_server
 
 from conftest import basic_auth
@@ -109,7 +110,8 @@ def test_document_describes_the_password_grant_server(
     assert document["introspection_endpoint"] == "http://localhost/oauth/introspect"
     assert document["revocation_endpoint"] == "http://localhost/oauth/revoke"
     assert "password" in document["grant_types_supported"]
-    assert document["response_types_supported"] == []
+    # RFC 8414 requires a non-empty list; "none": no authorization endpoint.
+    assert document["response_types_supported"] == ["none"]
     assert "authorization_endpoint" not in document
     assert set(document["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",
@@ -126,6 +128,19 @@ def test_document_describes_the_password_grant_server(
         "client_secret_post",
         "none",
     }
+
+
+@pytest.mark.parametrize("app_config", [{"ROPC_ISSUER": "https://auth.example.com"}])
+@pytest.mark.parametrize("path", DISCOVERY_PATHS)
+def test_document_passes_authlibs_rfc8414_validator(
+    http: t.Any, oauth_client: t.Any, path: str
+) -> None:
+    """Authlib's own metadata class, which an Authlib client would use to
+    check our document, finds nothing wrong with it (RFC 8414 §2)."""
+    response = http.get(path, base_url="https://auth.example.com")
+    document = AuthorizationServerMetadata(response.get_json())
+    document.validate()
+    assert document["issuer"] == "https://auth.example.com"
 
 
 def test_scopes_supported_is_the_union_of_the_clients_scopes(

@@ -447,6 +447,56 @@ def test_missing_validator_is_a_500_naming_password_validator(
     assert "password_validator" in caplog.text
 
 
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_a_missing_validator_is_warned_about_at_the_first_request(
+    app_without_validator: flask.Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any first request, before anyone tries to log in: the decorators run
+    after ``ROPC(app)``, so that is the first moment we know. Once only."""
+    http = app_without_validator.test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_ropc"):
+        assert http.get("/oauth/jwks").status_code == 200
+    assert [w for w in _warnings(caplog) if "@ropc.password_validator" in w] == [
+        "no password validator is registered: decorate a function with "
+        "@ropc.password_validator; until then every password grant answers 500"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="flask_ropc"):
+        http.get("/oauth/jwks")
+    assert not [w for w in _warnings(caplog) if "password_validator" in w]
+
+
+def test_an_app_with_a_validator_gets_no_first_request_warning(
+    app: flask.Flask, http: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="flask_ropc"):
+        assert http.get("/oauth/jwks").status_code == 200
+    assert not [w for w in _warnings(caplog) if "password_validator" in w]
+
+
+def test_a_validator_returning_a_wrong_type_is_warned_naming_the_decorator(
+    app: flask.Flask,
+    http: t.Any,
+    oauth_client: OAuthClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def check_password(req: PasswordRequest) -> t.Any:
+        return 42
+
+    use_validator(app, check_password)
+    with caplog.at_level(logging.WARNING, logger="flask_ropc"):
+        response = token_request(http, oauth_client)
+
+    assert_server_error(response)
+    warned = [w for w in _warnings(caplog) if "@ropc.password_validator" in w]
+    assert len(warned) == 1
+    assert "check_password" in warned[0]
+    assert "returned int" in warned[0]
+
+
 # -- database unavailable ---------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from .database import Database as Database
 from .database import DatabaseError as DatabaseError
 from .database import Timeouts as Timeouts
 from .database import create_engine as create_engine
+from .database import is_missing_schema as is_missing_schema
 from .keys import KeyStore
 from .limits_storage import LimitsCounters
 from .tokens import TokenStore

@@ -1,9 +1,10 @@
 """Engines and connections: the one place that knows about dialects.
 
 Owns :func:`create_engine` (the embedded database's engine and its SQLite
-pragmas), :class:`Timeouts` (how long our statements may wait) and
-:class:`Database`, which every other ``store`` module uses for its
-connections and its clock. Imports nothing of ours.
+pragmas), :class:`Timeouts` (how long our statements may wait), which
+errors are outages (:data:`UNAVAILABLE_ERRORS`) and which a missing schema
+(:func:`is_missing_schema`), and :class:`Database`, which every other
+``store`` module uses for its connections and its clock. Imports nothing of ours.
 """
 
 from __future__ import annotations
@@ -29,6 +30,29 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 
 #: Every error the database layer raises.
 DatabaseError = sqlalchemy.exc.SQLAlchemyError
+
+#: PostgreSQL's SQLSTATE for "relation does not exist" (``UndefinedTable``).
+UNDEFINED_TABLE = "42P01"
+
+
+def is_missing_schema(error: BaseException) -> bool:
+    """Whether ``error`` says a table we query does not exist.
+
+    That is a permanent misconfiguration (``flask ropc init-db`` or the
+    migrations were never run on this database), not an outage: retrying
+    cannot help. PostgreSQL says so with SQLSTATE 42P01 (a
+    ``ProgrammingError``); SQLite with "no such table" (an
+    ``OperationalError``, the class of its outages too).
+    """
+    if not isinstance(error, sqlalchemy.exc.DBAPIError):
+        return False
+    original = error.orig
+    # psycopg 3 names it sqlstate, psycopg2 pgcode.
+    code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if code == UNDEFINED_TABLE:
+        return True
+    return str(original).startswith("no such table")
+
 
 #: A callable returning the current Unix time; injectable for tests.
 Clock = Callable[[], float]
