@@ -110,16 +110,20 @@ def verify_jwt(
 ) -> Mapping[str, t.Any] | None:
     """Return the claims of a valid access token, or ``None``.
 
-    Checks, in order: compact JWS syntax; ``typ`` is ``at+jwt``; the ``kid``
-    is one of our published keys and ``alg`` is that key's algorithm (no
-    algorithm confusion, no ``none``, no HS256 signed with a public key); the
-    signature; then ``iss``, ``aud``, ``exp``, ``nbf``, ``iat`` and the
-    claims RFC 9068 §2.2 makes mandatory. ``audience=None`` requires an
-    ``aud`` but accepts any value.
+    Checks, in order: compact JWS syntax, with a JSON object as header;
+    ``typ`` is ``at+jwt``; the ``kid`` is one of our published keys and
+    ``alg`` is that key's algorithm (no algorithm confusion, no ``none``, no
+    HS256 signed with a public key); the signature; then ``iss``, ``aud``,
+    ``exp``, ``nbf``, ``iat`` and the claims RFC 9068 §2.2 makes mandatory.
+    ``audience=None`` requires an ``aud`` but accepts any value.
     """
     try:
         header = jws.extract_compact(value.encode("ascii")).headers()
     except (JoseError, ValueError, UnicodeError):
+        return None
+    if not isinstance(header, dict):
+        # Valid JSON that is not an object ("alg", [1], 5) is no JOSE header
+        # (RFC 7515 §4); joserfc hands it back as it is.
         return None
     if header.get("typ") not in ACCESS_TOKEN_TYPES:
         return None

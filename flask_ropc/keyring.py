@@ -35,6 +35,7 @@ from .errors import ConfigurationError
 from .keys import SigningKey
 from .keys import generate_key
 from .keys import import_signing_key
+from .keys import is_valid_kid
 from .models import ACTIVE
 from .models import PENDING
 from .models import PREVIOUS
@@ -83,7 +84,9 @@ class ConfigKeyRing:
         return list(self._keys)
 
     def key_for(self, kid: str) -> SigningKey | None:
-        """A configured key by ``kid``."""
+        """A configured key by ``kid``; an id of the wrong shape finds none."""
+        if not is_valid_kid(kid):
+            return None
         return self._by_kid.get(kid)
 
     def reload(self) -> None:
@@ -190,12 +193,15 @@ class DatabaseKeyRing:
 
         The lookup is one indexed query, like the token row check that
         follows anyway, so a key another worker just generated is accepted
-        at once.
+        at once. An id that cannot be ours (:func:`~flask_ropc.keys.is_valid_kid`:
+        NUL, lone surrogates, too long) is refused before any lookup.
         """
+        if not is_valid_kid(kid):
+            return None
         key = self._keys.get(kid)
         if key is not None:
             return key
-        row = self._rows.find(kid) if len(kid) <= 64 else None
+        row = self._rows.find(kid)
         if row is None or row.status == RETIRED:
             return None
         if row.status == PREVIOUS and (row.publish_until or 0) <= self._rows.now():

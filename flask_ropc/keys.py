@@ -32,6 +32,9 @@ SUPPORTED_ALGORITHMS = ("ES256", "RS256", "EdDSA")
 #: Smallest RSA modulus we sign with (RFC 7518 §3.3 requires 2048 bits).
 MIN_RSA_BITS = 2048
 
+#: Longest key id: the ``kid`` columns hold 64 characters.
+MAX_KID_LENGTH = 64
+
 
 @dataclasses.dataclass(frozen=True)
 class SigningKey:
@@ -55,6 +58,17 @@ class SigningKey:
         data = dict(self.key.as_dict(private=False))
         data.update(kid=self.kid, alg=self.alg, use="sig")
         return data
+
+
+def is_valid_kid(kid: object) -> bool:
+    """Whether ``kid`` could name one of our keys: 1 to 64 printable characters.
+
+    A token's header is attacker-controlled JSON, whose strings may hold NUL
+    or lone surrogates (``"\\ud800"``) that no database can store or even be
+    asked about; such an id is refused before any lookup. Our own ids are
+    thumbprints (43 base64url characters); configured ones must pass too.
+    """
+    return isinstance(kid, str) and 0 < len(kid) <= MAX_KID_LENGTH and kid.isprintable()
 
 
 def generate_key(alg: str = "ES256") -> Key:
@@ -84,7 +98,9 @@ def import_signing_key(value: str | Mapping[str, t.Any]) -> SigningKey:
     more) → RS256, Ed25519 → EdDSA. A ``kid`` in the JWK is kept; otherwise
     the thumbprint is used.
 
-    :raises ConfigurationError: not a private key of a supported type.
+    :raises ConfigurationError: not a private key of a supported type, or a
+        ``kid`` that :func:`is_valid_kid` refuses (tokens it signed could
+        never be verified).
     """
     if isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
         key = _import_pem(value)
@@ -94,6 +110,10 @@ def import_signing_key(value: str | Mapping[str, t.Any]) -> SigningKey:
     if not key.is_private:
         raise ConfigurationError("a signing key must be a private key")
     kid = key.kid or key.thumbprint()
+    if not is_valid_kid(kid):
+        raise ConfigurationError(
+            f"a signing key's kid must be 1 to {MAX_KID_LENGTH} printable characters"
+        )
     return SigningKey(kid=kid, alg=alg, key=key)
 
 
