@@ -26,6 +26,7 @@ import Authlib; the others take Authlib's error classes from here.
     ├── ValidatorError             whatever error a validator chose to return
     ├── MissingTokenError          401 with a bare Bearer challenge (RFC 6750)
     ├── InvalidBearerTokenError    401 invalid_token
+    ├── InvalidBearerRequestError  400 invalid_request at a protected view
     └── InsufficientScopeError     403 insufficient_scope
 
 Wire errors reuse Authlib's :class:`~authlib.oauth2.OAuth2Error` so that its
@@ -295,6 +296,22 @@ class InvalidBearerTokenError(OAuth2Error):
                 f'Bearer error="invalid_token", error_description="{self.description}"',
             )
         )
+        return headers
+
+
+class InvalidBearerRequestError(OAuth2Error):
+    """400 ``invalid_request`` at a protected view: a malformed request
+    (RFC 6750 §3.1), such as a Host header Werkzeug cannot use."""
+
+    error = "invalid_request"
+    status_code = 400
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        challenge = 'Bearer error="invalid_request"'
+        if self.description:
+            challenge += f', error_description="{self.description}"'
+        headers.append(("WWW-Authenticate", challenge))
         return headers
 
 

@@ -8,10 +8,13 @@ replaced:
 * insufficient scope → 403 with ``error="insufficient_scope"`` and the needed
   ``scope`` in ``WWW-Authenticate`` (§3.1), which Authlib leaves out;
 * a store outage → 503 ``temporarily_unavailable`` instead of a 500, and
-  missing tables a JSON 500 ``server_error`` (see :mod:`flask_ropc.guards`).
+  missing tables a JSON 500 ``server_error`` (see :mod:`flask_ropc.guards`);
+* a Host header Werkzeug cannot use → 400 ``invalid_request`` with its
+  ``WWW-Authenticate`` (§3.1), where Werkzeug and Authlib answer with an HTML
+  400 or a 500 (see :mod:`~flask_ropc.hosts`).
 
 One of the three modules that import Authlib. Imports ``token_service``,
-``guards``, ``state`` and leaves.
+``guards``, ``state`` and leaves (``hosts``).
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ from authlib.oauth2.rfc6749.resource_protector import TokenValidator
 from werkzeug.local import LocalProxy
 
 from .errors import InsufficientScopeError
+from .errors import InvalidBearerRequestError
 from .errors import InvalidBearerTokenError
 from .errors import MissingTokenError
 from .guards import DatabaseError
 from .guards import failure_error
+from .hosts import answers_bad_host
+from .hosts import host_problem
 from .state import get_state
 from .token_service import load_access_token
 from .tokens import AccessToken
@@ -103,12 +109,25 @@ class BearerProtector(ResourceProtector):
                 self.authenticate(scopes)
                 return flask.current_app.ensure_sync(view)(*args, **kwargs)
 
-            return t.cast(F, wrapper)
+            # The blueprint's host check answers for us, even when routing
+            # failed on the host and this wrapper never runs.
+            return t.cast(F, answers_bad_host(wrapper, self._refuse_host))
 
         return decorator
 
+    def _refuse_host(self, problem: str) -> None:
+        """Raise the 400 ``invalid_request`` for an unusable host."""
+        self.raise_error_response(InvalidBearerRequestError(problem))
+
     def authenticate(self, scopes: list[str]) -> AccessToken:
         """Validate the current request's token or raise an HTTP error."""
+        # Again here for views whose decorators hid the mark (no
+        # functools.wraps, a decorated MethodView method): Authlib reads
+        # request.url, which raises on such a host.
+        needs_host = get_state().settings.issuer is None
+        problem = host_problem(flask.request, needs_host=needs_host)
+        if problem is not None:
+            self._refuse_host(problem)
         try:
             # Authlib ORs list items and ANDs words within one item: one item
             # holding every required scope means "all of them".

@@ -7,8 +7,11 @@ plain ``http://`` to a remote host into a 500. :func:`check_form_request`
 rejects all of that with RFC 6749 §5.2 errors before Authlib sees the request.
 
 The views are closures over one app's state and server, made by
-:func:`create_blueprint` in ``init_app``. Imports ``server``, ``guards``,
-``state`` and leaves.
+:func:`create_blueprint` in ``init_app``. The blueprint also checks the Host
+of every request for one of our views (and for views decorated with
+``require_token``) before routing's errors or the view see it: see
+:mod:`~flask_ropc.hosts`. Imports ``server``, ``guards``, ``state`` and
+leaves.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from .errors import OAuth2Error
 from .errors import UnsupportedGrantTypeError
 from .guards import DatabaseError
 from .guards import failure_error
+from .hosts import answers_bad_host
+from .hosts import bad_host_answer
+from .hosts import host_problem
+from .hosts import view_for
 from .keys import SUPPORTED_ALGORITHMS
 from .server import ROPCAuthorizationServer
 from .server import request_is_secure
@@ -79,11 +86,12 @@ def create_blueprint(server: ROPCAuthorizationServer) -> flask.Blueprint:
     endpoints = _Endpoints(server)
     prefix = server.state.settings.url_prefix
     bp = flask.Blueprint("ropc", __name__, url_prefix=prefix or None)
-    _any_method(bp, "/token", "token", endpoints.token)
-    _any_method(bp, "/introspect", "introspect", endpoints.introspect)
-    _any_method(bp, "/revoke", "revoke", endpoints.revoke)
-    _any_method(bp, "/jwks", "jwks", endpoints.jwks)
-    _any_method(bp, "/openapi.json", "openapi", endpoints.openapi)
+    bp.before_app_request(endpoints.refuse_unusable_host)
+    _any_method(bp, "/token", "token", endpoints.owned(endpoints.token))
+    _any_method(bp, "/introspect", "introspect", endpoints.owned(endpoints.introspect))
+    _any_method(bp, "/revoke", "revoke", endpoints.owned(endpoints.revoke))
+    _any_method(bp, "/jwks", "jwks", endpoints.owned(endpoints.jwks))
+    _any_method(bp, "/openapi.json", "openapi", endpoints.owned(endpoints.openapi))
     return bp
 
 
@@ -92,7 +100,9 @@ def create_discovery_blueprint(server: ROPCAuthorizationServer) -> flask.Bluepri
     endpoints = _Endpoints(server)
     bp = flask.Blueprint("ropc_discovery", __name__)
     for path in ("oauth-authorization-server", "openid-configuration"):
-        _any_method(bp, f"/.well-known/{path}", path, endpoints.discovery)
+        _any_method(
+            bp, f"/.well-known/{path}", path, endpoints.owned(endpoints.discovery)
+        )
     return bp
 
 
@@ -107,6 +117,30 @@ class _Endpoints:
         """``error`` as Authlib renders OAuth errors: JSON, no-store headers."""
         response: flask.Response = self.server.handle_error_response(None, error)
         return response
+
+    def owned(self, view: View) -> View:
+        """``view`` marked as ours for :meth:`refuse_unusable_host`."""
+
+        def ours() -> flask.Response:
+            return view()
+
+        return answers_bad_host(
+            ours, lambda problem: self._error(InvalidRequestError(problem))
+        )
+
+    def refuse_unusable_host(self) -> t.Any:
+        """Before every request of the app: answer a request for one of our
+        views whose host Werkzeug cannot use, or let it through.
+
+        Routing has already run (and may have failed on the host); the view
+        has not. Other views are left to the app.
+        """
+        answer = bad_host_answer(view_for(flask.current_app, flask.request))
+        if answer is None:
+            return None
+        needs_host = self.state.settings.issuer is None
+        problem = host_problem(flask.request, needs_host=needs_host)
+        return None if problem is None else answer(problem)
 
     def token(self) -> flask.Response:
         """``POST {prefix}/token``: RFC 6749 §3.2."""
