@@ -5,8 +5,14 @@ and PostgreSQL when ``ROPC_TEST_DATABASE_URL`` is set): near-valid requests
 with a few mutations, arbitrary form bodies (repeated keys, empty, huge and
 NUL values, invalid UTF-8, invalid percent-encoding), arbitrary content
 types, methods, query strings and ``Authorization`` headers (bad base64, no
-colon, latin-1, enormous), and truncated or tampered real tokens. Every
-answer must keep the promises of the README:
+colon, latin-1, enormous), truncated or tampered real tokens, forged JWTs
+whose JOSE header is any JSON value (a string, an array, ...) or an object
+with members of any type and kids of any Unicode (lone surrogates, NUL, very
+long), and Host and X-Forwarded-Host values from an RFC 3986 / IDNA grammar
+with invalid variants (labels over 63 characters, empty labels, bad
+Punycode, bad IPv6 literals, bad characters and ports). The apps run behind
+werkzeug's ``ProxyFix``, as deployed. Every answer must keep the promises of
+the README:
 
 * no 5xx but a designed 503 ``temporarily_unavailable``;
 * a JSON body; for errors an object whose ``error`` comes from the
@@ -21,7 +27,11 @@ answer must keep the promises of the README:
   reused refresh token may only revoke its family, RFC 9700 §4.14.2);
   introspection, the JWKS and bearer checks never write at all;
 * no submitted password, client secret, credential or token comes back in
-  the body or the headers.
+  the body or the headers;
+* a host Werkzeug cannot use gets 400 ``invalid_request`` from every route
+  we own, and only such a host does; without ``ROPC_ISSUER`` a usable host
+  names the issuer of the discovery document and the tokens, and one
+  Werkzeug drops is refused too.
 
 ``ROPC_FUZZ_EXAMPLES`` (default 200) sets the examples per test and backend.
 One app per backend serves the whole module, so that examples cost a request
@@ -29,7 +39,9 @@ rather than an app.
 
 Bugs found by fuzzing (HTML 405 pages for methods Flask does not list, a 500
 from discovery during a database outage) are kept at the end as regression
-tests.
+tests; those of issue 13 (JOSE headers, kids, hosts) in
+``test_hostile_requests.py``. Requests go through ``conftest.wsgi_open``:
+the test client itself raises on some hosts.
 """
 
 from __future__ import annotations
@@ -51,6 +63,8 @@ from hypothesis import event
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.urls import iri_to_uri
 
 from flask_ropc import ROPC
 from flask_ropc.views import BODY_ONLY_PARAMETERS
@@ -59,9 +73,12 @@ from conftest import BACKENDS
 from conftest import SECRET_KEY
 from conftest import USERS
 from conftest import basic_auth
+from conftest import bearer
 from conftest import build_app
 from conftest import dispose_app
+from conftest import password_form
 from conftest import ropc_of
+from conftest import wsgi_open
 
 FUZZ = settings(
     max_examples=int(os.environ.get("ROPC_FUZZ_EXAMPLES", "200")),
@@ -222,7 +239,10 @@ def env(
         # Generated usernames are many and come from one IP: keep the per-IP
         # budget out of the way. Per-username locks stay on (429 happens).
         ROPC_THROTTLE_IP_LIMIT=1_000_000_000,
+        ROPC_OPENAPI_ENABLED=True,
     )
+    # Behind a proxy, as deployed: X-Forwarded-Host and -Proto count.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
     ropc = ropc_of(app)
     with app.app_context():
         engine = ropc.engine
@@ -299,8 +319,13 @@ class Request:
     form: list[tuple[str, str]] | None = None
     #: Submitted values that must not come back.
     secrets: list[Secret] = dataclasses.field(default_factory=list)
+    #: What Werkzeug makes of the host sent (see :class:`HostCase`), or
+    #: ``None`` for the default ``localhost``.
+    host_kind: str | None = None
 
-    def send(self, http: t.Any) -> t.Any:
+    def send(self, app: flask.Flask) -> t.Any:
+        """Send the request as a server would (the test client itself raises
+        on some hosts)."""
         kwargs: dict[str, t.Any] = {
             "method": self.method,
             "headers": self.headers,
@@ -309,7 +334,7 @@ class Request:
         }
         if self.content_type is not None:
             kwargs["content_type"] = self.content_type
-        return http.open(self.path, **kwargs)
+        return wsgi_open(app, self.path, base_url="http://localhost", **kwargs)
 
     def form_value(self, name: str) -> str | None:
         """The value of a parameter sent exactly once, else ``None``."""
@@ -425,6 +450,7 @@ def token_values(pool: Pool) -> st.SearchStrategy[str]:
     return one_of_weighted(
         (4, st.sampled_from(pool.all).map(TokenLike)),
         (4, mutated(pool.all)),
+        (4, forged_jwts(pool)),
         (1, any_text),
         (1, nasty_text),
         (1, huge_text),
@@ -522,7 +548,8 @@ def form_requests(
     encoded: urlencoded mostly, else raw bytes, invalid percent-encoding or
     an oversized body. Two in three requests are "clean" (POST, the right content
     type, urlencoded, no query string, at most one mutation), so that the
-    checks behind the request checks are reached often too.
+    checks behind the request checks are reached often too. One in four
+    carries a Host or X-Forwarded-Host (:func:`host_headers`).
     """
     clean = draw(st.sampled_from([True, True, False]))
     event(f"clean: {clean}")
@@ -576,8 +603,10 @@ def form_requests(
         form = [*pairs, ("pad", pad)]
         body = prefix + pad.encode()
     sent += [v for _, v in pairs if isinstance(v, Secret)]
+    host, host_kind = draw(host_headers())
+    headers = {**headers, **host}
     if clean:
-        return Request("POST", path, body, FORM, headers, [], form, sent)
+        return Request("POST", path, body, FORM, headers, [], form, sent, host_kind)
     return Request(
         method=draw(methods),
         path=path,
@@ -587,7 +616,268 @@ def form_requests(
         query=draw(queries),
         form=form,
         secrets=sent,
+        host_kind=host_kind,
     )
+
+
+# -- hosts ------------------------------------------------------------------------
+
+#: What Werkzeug makes of a host, and so what our routes must answer:
+#: "valid" (RFC 3986 / IDNA: served as usual), "unusable" (Werkzeug raises:
+#: refused with invalid_request everywhere we answer), "dropped" (Werkzeug
+#: treats it as absent: refused only where the issuer comes from the
+#: request), "odd" (invalid by the RFCs but taken by Werkzeug: either).
+HOST_KINDS = ("valid", "unusable", "dropped", "odd")
+HOST_ERROR = "The Host (or X-Forwarded-Host) header is not a valid host."
+
+#: Real IDNA labels (bücher, ☃, münchen, 日本, пример, ü) in their ACE form.
+IDN_LABELS = [
+    "xn--bcher-kva",
+    "xn--n3h",
+    "xn--mnchen-3ya",
+    "xn--wgv71a",
+    "xn--e1afmkfd",
+]
+#: ACE labels that are no valid Punycode.
+BAD_ACE_LABELS = ["xn--a", "xn--ab", "xn--", "xn--zz-", "xn--1", "xn---", "XN--A"]
+
+
+@dataclasses.dataclass(frozen=True)
+class HostCase:
+    value: str
+    kind: str
+
+
+ldh_label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", fullmatch=True).map(
+    # "--" in positions 3 and 4 is reserved (RFC 5891 §4.2.3.1; "xn--" marks
+    # IDNA labels): those come from IDN_LABELS and BAD_ACE_LABELS only.
+    lambda label: "x" + label if label[2:4] == "--" else label
+)
+dns_label = one_of_weighted(
+    (6, ldh_label),
+    (2, st.sampled_from(IDN_LABELS)),
+    (1, ldh_label.map(str.upper)),
+)
+reg_names = st.builds(
+    lambda labels, dot: ".".join(labels) + dot,
+    st.lists(dns_label, min_size=1, max_size=4),
+    st.sampled_from([""] * 5 + ["."]),
+)
+ports = st.sampled_from([None, None, 443, 80]) | st.integers(1, 65535)
+
+
+@st.composite
+def valid_hosts(draw: st.DrawFn) -> HostCase:
+    """A host by RFC 3986 §3.2.2 (a DNS name, IPv4, bracketed IPv6), with
+    an optional port."""
+    host = draw(
+        one_of_weighted(
+            (5, reg_names),
+            (1, st.ip_addresses(v=4).map(str)),
+            (1, st.ip_addresses(v=6).map(lambda a: f"[{a}]")),
+        )
+    )
+    port = draw(ports)
+    value = host if port is None else f"{host}:{port}"
+    # RFC 1035 §2.3.4: 253 characters at most; Werkzeug takes longer ones.
+    return HostCase(value, "valid" if len(host) <= 253 else "odd")
+
+
+@st.composite
+def hosts(draw: st.DrawFn) -> HostCase:
+    """A valid host, or one broken in a known way."""
+    if draw(st.integers(0, 2)) == 0:
+        return t.cast(HostCase, draw(valid_hosts()))
+    # Broken names are DNS names or IPv4 (one bracketed IPv6 with anything
+    # added is no host at all to Werkzeug).
+    name = draw(reg_names | st.ip_addresses(v=4).map(str))
+    port = draw(ports)
+    tail = "" if port is None else f":{port}"
+    mutation = draw(
+        st.sampled_from(
+            ["long label", "empty label", "bad ace", "bad literal", "bad char"]
+            + ["bad port", "unbracketed", "empty", "random ace", "hyphens"]
+        )
+    )
+    event(f"host mutation: {mutation}")
+    if mutation == "long label":
+        label = "a" * draw(st.integers(64, 100))
+        return HostCase(f"{label}.{name}{tail}", "unusable")
+    if mutation == "empty label":
+        broken = draw(st.sampled_from([f".{name}", f"a..{name}", f"{name}..b"]))
+        return HostCase(broken + tail, "unusable")
+    if mutation == "bad ace":
+        return HostCase(
+            f"{draw(st.sampled_from(BAD_ACE_LABELS))}.{name}{tail}", "unusable"
+        )
+    if mutation == "bad literal":
+        literal = draw(
+            st.sampled_from(["[1:2]", "[:::::]", "[1:2:3]", "[::1:2:3:4:5:6:7:8]"])
+        )
+        return HostCase(literal + tail, "unusable")
+    if mutation == "bad char":
+        # Inside the value, so that stripping by ProxyFix leaves it there.
+        char = draw(
+            st.sampled_from([" ", "_", "@", "/", "%", "\x00", "\t", "\x7f", "é", "*"])
+        )
+        return HostCase(f"{name}{char}x{tail}", "dropped")
+    if mutation == "bad port":
+        bad = draw(
+            st.sampled_from([":0", ":65536", ":99999", ":08", ":", ":http", ":-1"])
+        )
+        return HostCase(name + bad, "dropped")
+    if mutation == "unbracketed":
+        return HostCase(
+            draw(st.sampled_from(["::1", "[::1", "::1]", "[fe80::1%eth0]"])), "dropped"
+        )
+    if mutation == "empty":
+        return HostCase("", "dropped")
+    if mutation == "random ace":
+        return HostCase(f"xn--{draw(ldh_label)}.{name}{tail}", "odd")
+    return HostCase(f"-{name}-{tail}", "odd")
+
+
+@st.composite
+def host_headers(
+    draw: st.DrawFn, always: bool = False
+) -> tuple[dict[str, str], str | None]:
+    """Host and X-Forwarded-Host headers (in one request in four unless
+    ``always``), and the kind of the host Werkzeug ends up with (``None``:
+    the default ``localhost``).
+
+    The app runs behind ProxyFix(x_host=1): a non-empty X-Forwarded-Host
+    wins, and of a list the last value counts.
+    """
+    if not always and draw(st.integers(0, 3)) != 0:
+        return {}, None
+    headers: dict[str, str] = {
+        "X-Forwarded-Proto": draw(st.sampled_from(["https"] * 3 + ["http"]))
+    }
+    kind = None
+    if draw(st.booleans()):
+        host = draw(hosts())
+        headers["Host"], kind = host.value, host.kind
+    if draw(st.booleans()) or kind is None:
+        forwarded = draw(hosts())
+        if forwarded.value.strip():
+            before = draw(st.sampled_from(["", "proxy.internal, ", "xn--a, "]))
+            headers["X-Forwarded-Host"] = before + forwarded.value
+            kind = forwarded.kind
+    return headers, kind or "valid"
+
+
+# -- forged JWTs ------------------------------------------------------------------
+
+#: Characters of every category, lone surrogates and NUL included: JSON
+#: escapes them all (``"\ud800"``), so a token header can carry any.
+every_char = one_of_weighted(
+    (5, st.characters(exclude_categories=())),
+    (2, st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)),
+    (1, st.sampled_from(["\x00", "\x7f", "\u200b", "\ufeff", "\uffff"])),
+)
+every_text = st.text(every_char, max_size=20)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | every_text,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(every_text, children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def b64url_json(value: t.Any) -> str:
+    raw = json.dumps(value).encode()  # ensure_ascii: surrogates as \ud800
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+#: Key ids no database can be asked about: one lone surrogate (SQLite and
+#: PostgreSQL cannot encode it) or NUL (PostgreSQL refuses it) among other
+#: characters.
+hostile_kids = st.builds(
+    lambda before, char, after: before + char + after,
+    st.text(st.characters(exclude_categories=()), max_size=20),
+    one_of_weighted(
+        (1, st.just("\x00")),
+        (1, st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)),
+    ),
+    st.text(st.characters(exclude_categories=()), max_size=20),
+)
+
+
+@st.composite
+def jose_headers(draw: st.DrawFn, kids: list[str]) -> t.Any:
+    """A JOSE header: any JSON value but an object (a third of them), or an
+    object whose ``typ``, ``alg``, ``kid`` and other members are mostly
+    right (so that the checks behind them are reached) and else of any
+    JSON type, with kids of any Unicode."""
+    if draw(st.integers(0, 2)) == 0:
+        # A string, array, number, null, ... joserfc only asks whether
+        # "alg" is `in` the header, so strings and arrays holding it get by.
+        event("JOSE header: not an object")
+        return draw(
+            one_of_weighted(
+                (2, st.builds(lambda a, b: f"{a}alg{b}", every_text, every_text)),
+                (
+                    2,
+                    st.lists(json_values, max_size=3).flatmap(
+                        lambda items: st.permutations([*items, "alg"])
+                    ),
+                ),
+                (1, json_values),
+            )
+        )
+    header: dict[str, t.Any] = {}
+    members = {
+        "typ": st.sampled_from(["at+jwt"] * 3 + ["application/at+jwt", "JWT"]),
+        "alg": st.sampled_from(["ES256", "RS256", "EdDSA"] * 2 + ["none", "HS256"]),
+        "kid": one_of_weighted(
+            (2, st.sampled_from(kids)),
+            (2, every_text),
+            (3, hostile_kids),
+            (1, st.integers(65, 5000).map(lambda n: "k" * n)),
+        ),
+    }
+    for name, right in members.items():
+        choice = draw(st.sampled_from(["right"] * 8 + ["any", "missing"]))
+        if choice != "missing":
+            header[name] = draw(right if choice == "right" else json_values)
+    for name in draw(
+        st.lists(
+            st.sampled_from(["crit", "b64", "jku", "jwk", "x5c", "cty", "zip"]),
+            max_size=2,
+        )
+    ):
+        header[name] = draw(json_values)
+    kid = header.get("kid")
+    if isinstance(kid, str) and not (kid.isprintable() and len(kid) <= 64):
+        event("JOSE header: a kid that cannot be ours")
+    return header
+
+
+@st.composite
+def forged_jwts(draw: st.DrawFn, pool: Pool) -> TokenLike:
+    """A compact JWS with a hostile header, then a real, empty, any-JSON
+    or undecodable payload, and a real, empty or junk signature."""
+    real = [token.split(".") for token in pool.access if token.count(".") == 2]
+    kids = [
+        json.loads(base64.urlsafe_b64decode(h + "==")).get("kid") for h, _, _ in real
+    ]
+    _, payload, signature = draw(st.sampled_from(real))
+    header = b64url_json(draw(jose_headers([k for k in kids if isinstance(k, str)])))
+    payload = draw(
+        st.sampled_from([payload, "", "e30", "bnVsbA", "!!"])
+        | json_values.map(b64url_json)
+    )
+    signature = draw(
+        st.sampled_from([signature, "", "AAAA"])
+        | st.from_regex(r"[A-Za-z0-9_-]{0,90}", fullmatch=True)
+    )
+    return TokenLike(f"{header}.{payload}.{signature}")
 
 
 # -- invariants -----------------------------------------------------------------
@@ -631,18 +921,32 @@ def assert_not_echoed(response: t.Any, values: list[Secret]) -> None:
         assert escaped not in text, f"{value!r} echoed JSON-escaped in the body"
 
 
+def assert_host_answer(request: Request, response: t.Any, body: t.Any) -> None:
+    """A host Werkzeug cannot use is refused with invalid_request, and only
+    such a host (this app has ROPC_ISSUER: one Werkzeug drops is fine)."""
+    kind = request.host_kind
+    event(f"host: {kind}")
+    if kind == "unusable":
+        assert response.status_code == 400, (request.headers, response.get_data())
+        if body is not None:
+            assert body == {"error": "invalid_request", "error_description": HOST_ERROR}
+    elif kind != "odd" and isinstance(body, dict):
+        assert body.get("error_description") != HOST_ERROR, request.headers
+
+
 def check_form_endpoint(
     env: FuzzEnv, request: Request, registry: set[str], *, writes_on_success: bool
 ) -> t.Any:
     """Send ``request`` to a POST endpoint and check every invariant."""
     before = snapshot(env)
-    response = request.send(env.http)
+    response = request.send(env.app)
     after = snapshot(env)
     status = response.status_code
     event(f"status: {status}")
     assert status < 500 or status == 503, response.get_data()[:300]
     assert response.headers.get("Cache-Control") == "no-store"
     body = parse_body(request, response)
+    assert_host_answer(request, response, body)
     if status == 405:
         assert response.headers.get("Allow") == "POST"
     if status == 401:
@@ -873,31 +1177,70 @@ def get_requests(draw: st.DrawFn, path: str) -> Request:
         if draw(st.integers(0, 4)) == 0:
             headers[name] = draw(header_text)
     body = draw(st.just(b"") | st.binary(max_size=200))
+    host, host_kind = draw(host_headers())
     return Request(
         method=draw(st.sampled_from(["GET"] * 5 + ["HEAD"])),
         path=path,
         body=body,
         content_type=draw(st.none() | content_types) if body else None,
-        headers=headers,
+        headers={**headers, **host},
         query=draw(st.lists(st.tuples(any_text, any_text), max_size=3)),
+        host_kind=host_kind,
     )
+
+
+def check_get_endpoint(
+    env: FuzzEnv, request: Request, *, cacheable: bool = True
+) -> t.Any:
+    """Send a GET for a public document; its body, ``None`` for HEAD or when
+    refused for the host. An error is never cached."""
+    before = snapshot(env)
+    response = request.send(env.app)
+    assert snapshot(env) == before
+    body = parse_body(request, response)
+    assert_host_answer(request, response, body)
+    odd_refused = request.host_kind == "odd" and response.status_code == 400
+    if request.host_kind == "unusable" or odd_refused:
+        assert response.headers["Cache-Control"] == "no-store"
+        if body is not None:
+            assert_json_error(body, {"invalid_request"})
+        return None
+    assert response.status_code == 200, response.get_data()[:300]
+    if cacheable:
+        cache = response.headers["Cache-Control"]
+        assert re.fullmatch(r"public, max-age=\d+", cache)
+    return body
 
 
 @FUZZ
 @given(data=st.data())
 def test_jwks_endpoint(env: FuzzEnv, data: st.DataObject) -> None:
     request = data.draw(get_requests("/oauth/jwks"), label="request")
-    before = snapshot(env)
-    response = request.send(env.http)
-    assert snapshot(env) == before
-    assert response.status_code == 200, response.get_data()[:300]
-    assert re.fullmatch(r"public, max-age=\d+", response.headers["Cache-Control"])
-    body = parse_body(request, response)
+    body = check_get_endpoint(env, request)
     if body is not None:
         assert set(body) == {"keys"} and body["keys"]
         for key in body["keys"]:
             assert not PRIVATE_JWK_MEMBERS & set(key), key
             assert key["use"] == "sig"
+
+
+DISCOVERY_PATHS = [
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/openid-configuration",
+]
+
+
+@FUZZ
+@given(data=st.data())
+def test_discovery_documents(env: FuzzEnv, data: st.DataObject) -> None:
+    path = data.draw(st.sampled_from([*DISCOVERY_PATHS, "/oauth/openapi.json"]))
+    request = data.draw(get_requests(path), label="request")
+    body = check_get_endpoint(env, request, cacheable=path in DISCOVERY_PATHS)
+    if body is not None and path in DISCOVERY_PATHS:
+        assert body["issuer"] == ISSUER
+        assert body["token_endpoint"] == f"{ISSUER}/oauth/token"
+    elif body is not None:
+        assert body["servers"] == [{"url": f"{ISSUER}/oauth"}]
 
 
 # -- require_token ----------------------------------------------------------------
@@ -910,6 +1253,7 @@ def bearer_headers(draw: st.DrawFn, pool: Pool) -> dict[str, str]:
         one_of_weighted(
             (4, st.sampled_from(pool.access).map(TokenLike)),
             (5, mutated(pool.access)),
+            (6, forged_jwts(pool)),
             (1, st.sampled_from(pool.refresh).map(TokenLike)),
             (1, header_text),
             (1, st.integers(1, 20_000).map(lambda n: "e" * n)),
@@ -933,14 +1277,17 @@ def bearer_headers(draw: st.DrawFn, pool: Pool) -> dict[str, str]:
 def test_require_token(env: FuzzEnv, pool: Pool, data: st.DataObject) -> None:
     headers = data.draw(bearer_headers(pool), label="headers")
     path = data.draw(st.sampled_from(["/api/me"] * 3 + ["/api/any", "/api/admin"]))
+    host, host_kind = data.draw(host_headers(), label="host")
+    request = Request("GET", path, headers={**headers, **host}, host_kind=host_kind)
     before = snapshot(env)
-    response = env.http.get(path, headers=headers)
+    response = request.send(env.app)
     assert snapshot(env) == before
     status = response.status_code
     event(f"status: {status}")
-    assert status in (200, 401, 403), response.get_data()[:300]
+    assert status in (200, 400, 401, 403), response.get_data()[:300]
     assert response.mimetype == "application/json"
     body = response.get_json()
+    assert_host_answer(request, response, body)
     header = headers.get("Authorization", "")
     scheme, _, rest = header.strip().partition(" ")
     presented = rest.strip() if scheme.lower() == "bearer" else None
@@ -966,10 +1313,145 @@ def test_require_token(env: FuzzEnv, pool: Pool, data: st.DataObject) -> None:
                 (403, "insufficient_scope"),
                 (400, "invalid_request"),
             }
-    if presented in live_api:
+    if presented in live_api and host_kind in (None, "valid", "dropped"):
         assert status == (403 if path == "/api/admin" else 200)
     credential = TokenLike(rest.strip())
     assert_not_echoed(response, [credential] if presented is not None else [])
+
+
+# -- forged tokens ----------------------------------------------------------------
+
+
+@FUZZ
+@given(data=st.data())
+def test_forged_tokens_are_refused(
+    env: FuzzEnv, pool: Pool, data: st.DataObject
+) -> None:
+    """A JWT with a hostile header (any JSON type, kids of any Unicode) is
+    invalid at a protected view and inactive at introspection: never a 500."""
+    token = data.draw(forged_jwts(pool), label="token")
+    before = snapshot(env)
+    response = wsgi_open(env.app, "/api/any", headers=bearer(token))
+    assert response.status_code == 401, response.get_data()[:300]
+    assert response.get_json()["error"] == "invalid_token"
+    assert response.headers["WWW-Authenticate"].startswith(
+        'Bearer error="invalid_token"'
+    )
+    rs = env.resource_server
+    response = wsgi_open(
+        env.app,
+        "/oauth/introspect",
+        method="POST",
+        data={"token": token},
+        headers=basic_auth(rs.client_id, t.cast(str, rs.secret)),
+    )
+    assert response.status_code == 200, response.get_data()[:300]
+    assert response.get_json() == {"active": False}
+    assert snapshot(env) == before
+
+
+# -- hosts, with the issuer taken from the request ----------------------------------
+
+
+@dataclasses.dataclass
+class OpenEnv:
+    """An app without ROPC_ISSUER behind ProxyFix, and one client."""
+
+    app: flask.Flask
+    client: Client
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def open_env(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_database: sa.URL | None,
+) -> Iterator[OpenEnv]:
+    tmp = tmp_path_factory.mktemp("fuzz_hosts")
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp / 'fuzz.sqlite3'}"
+    else:
+        assert pg_database is not None
+        uri = pg_database.render_as_string(hide_password=False)
+    app = build_app(uri, str(tmp / "instance"), ROPC_THROTTLE_IP_LIMIT=1_000_000_000)
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
+    with app.app_context():
+        made, secret = ropc_of(app).clients.create("Hosts", scopes=["api"])
+        ropc_of(app).keys.generate()  # the JWKS lists it from the start
+    yield OpenEnv(app, Client(made.client_id, secret))
+    dispose_app(app)
+
+
+def expected_issuer(headers: dict[str, str]) -> str:
+    """The base URL Werkzeug builds for a usable host, as a URI."""
+    host = headers.get("X-Forwarded-Host", "").rpartition(", ")[2]
+    host = host or headers.get("Host", "localhost")
+    scheme = headers["X-Forwarded-Proto"]
+    default = {"https": ":443", "http": ":80"}[scheme]
+    return f"{scheme}://{host.lower().removesuffix(default)}"
+
+
+@FUZZ
+@given(data=st.data())
+def test_hosts_when_the_issuer_comes_from_the_request(
+    open_env: OpenEnv, data: st.DataObject
+) -> None:
+    """Without ROPC_ISSUER, a usable host names the issuer everywhere; one
+    Werkzeug raises on or drops is refused everywhere."""
+    app, client = open_env.app, open_env.client
+    host, kind = data.draw(host_headers(always=True), label="host")
+    route = data.draw(st.sampled_from(["discovery", "jwks", "token", "api"]))
+    credentials = basic_auth(client.client_id, t.cast(str, client.secret))
+
+    def token_request(headers: dict[str, str]) -> Request:
+        body = urlencode(password_form()).encode()
+        return Request("POST", "/oauth/token", body, FORM, {**headers, **credentials})
+
+    if route == "discovery":
+        request = Request("GET", DISCOVERY_PATHS[0], headers=host)
+    elif route == "jwks":
+        request = Request("GET", "/oauth/jwks", headers=host)
+    elif route == "token":
+        request = token_request(host)
+    else:
+        # A token issued at this very host, or (if refused there) at the
+        # default one.
+        issued = token_request(host).send(app)
+        if issued.status_code != 200:
+            issued = token_request({}).send(app)
+        token = issued.get_json()["access_token"]
+        request = Request("GET", "/api/me", headers={**host, **bearer(token)})
+    response = request.send(app)
+    event(f"{route}: {kind} {response.status_code}")
+    assert response.status_code < 500, response.get_data()[:300]
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    if kind in ("unusable", "dropped"):
+        assert response.status_code == 400, (host, body)
+        assert body == {"error": "invalid_request", "error_description": HOST_ERROR}
+        if route == "api":
+            challenge = response.headers["WWW-Authenticate"]
+            assert challenge.startswith('Bearer error="invalid_request"')
+        return
+    if response.status_code >= 400:
+        assert_json_error(body, TOKEN_ERRORS | BEARER_ERRORS)
+    if kind != "valid":
+        return
+    secure = host["X-Forwarded-Proto"] == "https"
+    if route == "discovery":
+        assert response.status_code == 200
+        assert iri_to_uri(body["issuer"]) == expected_issuer(request.headers)
+    elif route == "jwks":
+        assert response.status_code == 200 and body["keys"]
+    elif route == "token" and secure:
+        assert response.status_code == 200, body
+        claims = json.loads(
+            base64.urlsafe_b64decode(body["access_token"].split(".")[1] + "==")
+        )
+        assert iri_to_uri(claims["iss"]) == expected_issuer(request.headers)
+    elif route == "api" and secure:
+        assert response.status_code == 200, body
+        assert body["sub"] == USERS["ann"][1]
 
 
 # -- regressions: bugs found by fuzzing, not fixed yet ------------------------------

@@ -218,7 +218,7 @@ def test_x_forwarded_host_through_proxyfix_is_checked_like_host(
     app: flask.Flask, host: str
 ) -> None:
     # Wrapped after init_app, as the ProxyFix documentation shows.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
     forwarded = {"X-Forwarded-Host": host, "X-Forwarded-Proto": "https"}
     for route in OUR_ROUTES[:4] + OUR_ROUTES[-1:]:
         response = wsgi_open(
@@ -235,7 +235,7 @@ def test_a_usable_forwarded_host_becomes_the_issuer_without_ropc_issuer(
     make_app: t.Any,
 ) -> None:
     app = make_app(ROPC_ISSUER=None)
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
     for host in ["auth.example.org", "xn--n3h.example.org:8443", "[2001:db8::1]"]:
         response = wsgi_open(
             app,
