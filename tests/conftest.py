@@ -437,8 +437,9 @@ def wsgi_open(
     For requests with a Host header Werkzeug cannot decode: the test client
     rebuilds every request's URL afterwards, for its cookie jar, and raises
     on such a host itself. ``kwargs`` are ``EnvironBuilder``'s (``method``,
-    ``headers``, ``data``...).
+    ``headers``, ``data``...); the client address is 127.0.0.1, as there.
     """
+    kwargs.setdefault("environ_base", {"REMOTE_ADDR": "127.0.0.1"})
     builder = EnvironBuilder(path=path, base_url=base_url, **kwargs)
     try:
         environ = builder.get_environ()
