@@ -1377,7 +1377,6 @@ def open_env(
     app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
     with app.app_context():
         made, secret = ropc_of(app).clients.create("Hosts", scopes=["api"])
-        ropc_of(app).keys.generate()  # the JWKS lists it from the start
     yield OpenEnv(app, Client(made.client_id, secret))
     dispose_app(app)
 
