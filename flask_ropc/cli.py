@@ -12,6 +12,7 @@ from __future__ import annotations
 import click
 
 from . import admin
+from . import migrations
 from .cli_clients import CLIENT_COMMANDS
 from .cli_keys import keys_cli
 from .cli_output import ROPCGroup
@@ -32,6 +33,34 @@ def init_db() -> None:
     click.echo("Flask-ROPC tables are ready.")
     if created is not None:
         echo(f"Generated the first signing key {created.kid} ({created.alg}).")
+
+
+@ropc_cli.command("migration")
+@click.option(
+    "--remove",
+    is_flag=True,
+    help="Write a revision that drops Flask-ROPC's tables (the app's stay).",
+)
+def migration(remove: bool) -> None:
+    """Write Flask-ROPC's revisions into the app's migrations/versions.
+
+    Only the revisions the app's history lacks are written, on top of its
+    current head; run 'flask db upgrade' next. Needs Flask-Migrate.
+    """
+    try:
+        written = migrations.write_revisions(
+            migrations.app_script_directory(), remove=remove
+        )
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from None
+    for path in written:
+        click.echo(f"Wrote {path}")
+    if written:
+        click.echo("Now run 'flask db upgrade'.")
+    elif remove:
+        click.echo("Flask-ROPC's tables are not in the migration history.")
+    else:
+        click.echo("Flask-ROPC's revisions are already in the migration history.")
 
 
 @ropc_cli.command("cleanup")

@@ -1,10 +1,17 @@
 """Our Alembic revisions build exactly the tables the models describe, and
-join an app's own Flask-Migrate history as a branch of their own."""
+join an app's own Flask-Migrate history through ``flask ropc migration``:
+the plain ``flask db`` commands then never write the app's revisions into
+our package, never have two heads, and never touch the app's tables when
+ours are removed."""
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import subprocess
+import sys
+import textwrap
 import typing as t
 from pathlib import Path
 
@@ -19,6 +26,7 @@ from flask_sqlalchemy import SQLAlchemy
 import flask_ropc.migrations
 from flask_ropc import ROPC
 from flask_ropc import GrantResult
+from flask_ropc.models import new_tables
 
 from conftest import PG_URL
 from conftest import SECRET_KEY
@@ -67,6 +75,37 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> t.Iterator
         admin.dispose()
 
 
+WORKTREE = Path(__file__).resolve().parent.parent
+
+APP_SOURCE = textwrap.dedent(
+    """
+    import os
+
+    import flask
+    import flask_migrate
+    from flask_sqlalchemy import SQLAlchemy
+
+    import flask_ropc.migrations
+    from flask_ropc import ROPC
+
+    app = flask.Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["APP_DATABASE_URL"]
+    db = SQLAlchemy(app)
+
+
+    class User(db.Model):
+        __tablename__ = "users"
+        id = db.Column(db.Integer, primary_key=True)
+        name = db.Column(db.String(80), nullable=False)
+
+
+    ropc = ROPC(app, db=db)
+    migrate = flask_migrate.Migrate(app, db)
+    migrate.configure(flask_ropc.migrations.configure)
+    """
+)
+
+
 def _app_with_migrate(
     uri: str, directory: Path
 ) -> tuple[flask.Flask, SQLAlchemy, ROPC]:
@@ -80,36 +119,143 @@ def _app_with_migrate(
         lambda req: GrantResult.success("user-1") if req.password == "pw" else None
     )
     migrate = flask_migrate.Migrate(app, db, directory=str(directory / "migrations"))
-    migrate.configure(flask_ropc.migrations.add_version_location)
+    migrate.configure(flask_ropc.migrations.configure)
     return app, db, ropc
 
 
-def test_upgrade_to_heads_matches_the_models(
+class FlaskCommand:
+    """The real ``flask`` command on the app above, run in ``tmp_path``."""
+
+    def __init__(self, directory: Path, uri: str) -> None:
+        (directory / "myapp.py").write_text(APP_SOURCE, "utf-8")
+        self.directory = directory
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(WORKTREE), str(directory)]),
+            "FLASK_APP": "myapp",
+            "APP_DATABASE_URL": uri,
+            "PYTHONWARNINGS": "ignore::DeprecationWarning",
+        }
+
+    def __call__(self, *args: str, ok: bool = True) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "flask", *args],
+            cwd=self.directory,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        output = result.stdout + result.stderr
+        assert (result.returncode == 0) == ok, output
+        return output
+
+
+def _files(folder: Path) -> set[str]:
+    return {path.name for path in folder.glob("*.py")}
+
+
+def _our_differences(uri: str) -> list[t.Any]:
+    """What autogenerate finds between the database and our models only."""
+    engine = sa.create_engine(uri)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "compare_server_default": True,
+                    "include_name": lambda name, type_, parents: (
+                        type_ != "table" or name in flask_ropc.migrations.TABLES
+                    ),
+                },
+            )
+            metadata = new_tables().clients.metadata
+            return list(compare_metadata(context, metadata))
+    finally:
+        engine.dispose()
+
+
+def _table_names(uri: str) -> set[str]:
+    engine = sa.create_engine(uri)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_the_documented_flask_db_commands_keep_the_apps_tables(
     empty_database: str, tmp_path: Path
 ) -> None:
-    """``flask db upgrade heads`` with our version location creates every
-    table, column and index; autogenerate then finds nothing to change."""
-    app, db, _ = _app_with_migrate(empty_database, tmp_path)
-    with app.app_context():
-        flask_migrate.init(directory=str(tmp_path / "migrations"))
-        flask_migrate.upgrade(directory=str(tmp_path / "migrations"), revision="heads")
-        with db.engine.connect() as conn:
-            context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "compare_server_default": True}
-            )
-            differences = compare_metadata(context, db.metadata)
-            heads = context.get_current_heads()
-        db.engine.dispose()
-    assert differences == []
-    assert heads == ("ropc_0001",)
+    """docs/deploying.md, command by command, with an app that has a model."""
+    flask_cmd = FlaskCommand(tmp_path, empty_database)
+    versions = tmp_path / "migrations" / "versions"
+    ours_before = _files(Path(flask_ropc.migrations.VERSIONS_DIR))
+
+    flask_cmd("db", "init")
+    flask_cmd("ropc", "migration")
+    ropc_files = _files(versions)
+    assert len(ropc_files) == 1 and "_flask_ropc_" in next(iter(ropc_files))
+    flask_cmd("db", "upgrade")
+    assert "ropc_clients" in _table_names(empty_database)
+
+    # The app's own first revision goes into the app's folder, holds the
+    # app's table only, and follows ours: one head.
+    flask_cmd("db", "migrate", "-m", "users")
+    app_files = _files(versions) - ropc_files
+    assert len(app_files) == 1
+    app_revision = (versions / next(iter(app_files))).read_text("utf-8")
+    assert (
+        "'users'" in app_revision
+        and "ropc_" not in app_revision.split("def upgrade", 1)[1]
+    )
+    assert _files(Path(flask_ropc.migrations.VERSIONS_DIR)) == ours_before
+    flask_cmd("db", "upgrade")
+    assert "No changes in schema detected" in flask_cmd("db", "migrate")
+    flask_cmd("db", "check")
+    assert _our_differences(empty_database) == []
+    # Nothing to add the second time.
+    assert "already in the migration history" in flask_cmd("ropc", "migration")
+
+    engine = sa.create_engine(empty_database)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO users (id, name) VALUES (1, 'ann')"))
+    engine.dispose()
+
+    # Removing our tables is a revision of its own; the app's table and row
+    # stay, and autogenerate neither re-creates ours nor drops anything.
+    flask_cmd("ropc", "migration", "--remove")
+    flask_cmd("db", "upgrade")
+    tables = _table_names(empty_database)
+    assert "users" in tables
+    assert not {name for name in tables if name.startswith("ropc_")}
+    engine = sa.create_engine(empty_database)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT name FROM users")).scalars().all() == [
+            "ann"
+        ]
+    engine.dispose()
+    flask_cmd("db", "check")
+    assert "No changes in schema detected" in flask_cmd("db", "migrate")
+
+    # Downgrading the removal brings our tables back, still with one head.
+    flask_cmd("db", "downgrade")
+    assert {"users", "ropc_clients"} <= _table_names(empty_database)
+    assert _our_differences(empty_database) == []
+    assert flask_cmd("db", "heads").count("(head)") == 1
 
 
 def test_migrated_database_serves_tokens(empty_database: str, tmp_path: Path) -> None:
     app, db, ropc = _app_with_migrate(empty_database, tmp_path)
+    runner = app.test_cli_runner()
     with app.app_context():
         flask_migrate.init(directory=str(tmp_path / "migrations"))
-        flask_migrate.upgrade(directory=str(tmp_path / "migrations"), revision="heads")
+    result = runner.invoke(args=["ropc", "migration"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        flask_migrate.upgrade(directory=str(tmp_path / "migrations"))
         client, secret = ropc.clients.create("Migrated", scopes=["api"])
+        db.engine.dispose()
     assert secret is not None
     form = password_form()
     form["password"] = "pw"
@@ -118,9 +264,11 @@ def test_migrated_database_serves_tokens(empty_database: str, tmp_path: Path) ->
     )
     assert response.status_code == 200, response.json
     with app.app_context():
-        flask_migrate.downgrade(
-            directory=str(tmp_path / "migrations"), revision="flask_ropc@base"
-        )
-        remaining = set(sa.inspect(db.engine).get_table_names())
         db.engine.dispose()
-    assert not {name for name in remaining if name.startswith("ropc_")}
+
+
+def test_migration_needs_flask_db_init_first(tmp_path: Path) -> None:
+    app, _, _ = _app_with_migrate(f"sqlite:///{tmp_path / 'x.sqlite3'}", tmp_path)
+    result = app.test_cli_runner().invoke(args=["ropc", "migration"])
+    assert result.exit_code == 1
+    assert "flask db init" in result.output

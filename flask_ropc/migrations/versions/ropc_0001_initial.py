@@ -4,9 +4,9 @@ Revision ID: ropc_0001
 Revises:
 Create Date: 2026-11-25
 
-The first revision of the ``flask_ropc`` branch. It lives in its own branch
-(no ``down_revision``) so that it can sit beside an app's own migration
-history; see the README's "Migrations" section.
+The first of Flask-ROPC's revisions. ``flask ropc migration`` copies it
+into the app's own ``migrations/versions``, with a revision id of its own and
+the app's head as ``down_revision``; see docs/deploying.md, "Migrations".
 """
 
 import sqlalchemy as sa
@@ -14,8 +14,10 @@ from alembic import op
 
 revision = "ropc_0001"
 down_revision = None
-branch_labels = ("flask_ropc",)
+branch_labels = None
 depends_on = None
+#: Which of Flask-ROPC's revisions this is, in the app's history too.
+flask_ropc_revision = "0001"
 
 
 def upgrade() -> None:
