@@ -24,7 +24,7 @@ from .cli_output import print_table
 from .cli_output import safe_text
 from .cli_output import split_scopes
 from .cli_output import when
-from .models import AUTH_METHODS
+from .models import SECRET_METHODS
 from .models import TOKEN_FORMATS
 
 F = t.TypeVar("F", bound=Callable[..., t.Any])
@@ -40,13 +40,6 @@ _clients = ClientAdmin()
     is_flag=True,
     help="A public client (no secret, token_endpoint_auth_method none), "
     "for apps that cannot keep a secret.",
-)
-@click.option(
-    "--auth-method",
-    type=click.Choice([m for m in AUTH_METHODS if m != "none"]),
-    default=None,
-    help="How a confidential client sends its secret (default "
-    "client_secret_basic: the Authorization header).",
 )
 @click.option(
     "--offline-access",
@@ -90,7 +83,7 @@ def create_client(
     name: str,
     scopes: tuple[str, ...],
     public: bool,
-    auth_method: str | None,
+    auth_methods: tuple[str, ...],
     grant_types: tuple[str, ...],
     access_token_lifetime: int | None,
     offline_access: bool,
@@ -109,7 +102,7 @@ def create_client(
     The secret of a confidential client is printed once and stored only as a
     digest: keep it now, or rotate it later with 'flask ropc rotate-secret'.
     """
-    if public and auth_method is not None:
+    if public and auth_methods:
         raise click.UsageError("--public and --auth-method exclude each other")
     if public and secret_stdin:
         raise click.UsageError("--public and --secret-stdin exclude each other")
@@ -123,7 +116,7 @@ def create_client(
         name,
         scopes=split_scopes(scopes),
         grant_types=chosen_grants,
-        auth_method="none" if public else (auth_method or "client_secret_basic"),
+        auth_methods=["none"] if public else (auth_methods or SECRET_METHODS),
         access_token_lifetime=access_token_lifetime,
         refresh_token_sliding_lifetime=refresh_token_sliding_lifetime,
         refresh_token_absolute_lifetime=refresh_token_absolute_lifetime,
@@ -261,6 +254,7 @@ def update_client(
     trusted_backend: bool | None,
     sunset: str | None,
     enabled: bool | None,
+    auth_methods: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Change settings of the client CLIENT_ID; unnamed settings stay."""
@@ -288,6 +282,7 @@ def update_client(
         name=name,
         scopes=split_scopes(scopes) if scopes else None,
         grant_types=new_grants,
+        auth_methods=auth_methods or None,
         access_token_lifetime=access_token_lifetime,
         reset_access_token_lifetime=default_access_token_lifetime,
         refresh_token_sliding_lifetime=refresh_token_sliding_lifetime,

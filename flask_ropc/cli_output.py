@@ -150,6 +150,15 @@ def client_options(func: F) -> F:
                 default=None,
                 help="The 'aud' of this client's JWTs (default: ROPC_AUDIENCE).",
             ),
+            click.option(
+                "--auth-method",
+                "auth_methods",
+                multiple=True,
+                type=click.Choice(["client_secret_basic", "client_secret_post"]),
+                help="How a confidential client may send its secret; repeatable "
+                "(default on create: both, the Authorization header or the "
+                "body). On update it replaces them.",
+            ),
             json_option,
         ]
     ):
@@ -243,7 +252,7 @@ def describe(client: Client) -> str:
         f"client_id:             {client.client_id}",
         f"name:                  {client.name}",
         f"type:                  {'public' if client.is_public else 'confidential'}",
-        f"auth method:           {client.token_endpoint_auth_method}",
+        f"auth methods:          {' '.join(client.token_endpoint_auth_methods)}",
         f"scopes:                {' '.join(client.scopes) or '(none)'}",
         f"grant types:           {' '.join(client.grant_types) or '(none)'}",
         f"offline access:        {'yes' if client.offline_access else 'no'}",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import typing as t
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ from .errors import InvalidClientAuthError
 from .models import Client
 
 QueryClient = Callable[[str], "Client | None"]
+
+log = logging.getLogger("flask_ropc")
 
 # What an unknown client id's secret is checked against, so that it costs
 # what a wrong secret costs: no digest (never matches), not enabled.
@@ -61,6 +64,7 @@ _DECOY = Client(
     deprecated_at=None,
     created_at=0,
     last_used_at=None,
+    token_endpoint_auth_methods=("client_secret_basic",),
     secret_digest=None,
 )
 
@@ -187,7 +191,15 @@ def _check_secret(
     candidate = client if client is not None else _DECOY
     first_ok = hashing.verify_secret(presented[0], candidate.secret_digest)
     second_ok = hashing.verify_secret(presented[1], candidate.secret_digest)
-    method_ok = candidate.token_endpoint_auth_method == method
+    method_ok = method in candidate.token_endpoint_auth_methods
+    if client is not None and not method_ok:
+        # The wire answer stays invalid_client; the operator learns why.
+        log.info(
+            "client %s used %s, which it may not use (allowed: %s)",
+            client.client_id,
+            method,
+            " ".join(client.token_endpoint_auth_methods),
+        )
     if client is None or not ((first_ok | second_ok) & method_ok & candidate.enabled):
         raise InvalidClientAuthError()
     return client

@@ -8,7 +8,7 @@ Flask-SQLAlchemy ``db`` (so its migrations see our tables), or a metadata of
 our own for the embedded database. Core rather than ORM classes because one
 set of tables must attach to any metadata, and because the token endpoint's
 hot path does a handful of single-row statements where the ORM's unit of work
-costs far more than the SQL (see the performance issue).
+costs far more than the SQL.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from .hashing import verify_secret
 
 #: Values of ``token_endpoint_auth_method`` (RFC 7591 §2).
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+#: What a confidential client accepts unless restricted: both secret methods.
+SECRET_METHODS = AUTH_METHODS[:2]
 
 #: Grant types a client can be allowed. ``refresh_token`` is what
 #: IdentityServer calls ``AllowOfflineAccess`` (CLI ``--offline-access``).
@@ -87,7 +89,9 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("name", sa.String(200), nullable=False),
         # Hex SHA-256 of the secret; NULL for public clients.
         sa.Column("secret_digest", sa.String(64), nullable=True),
+        # The first method (for older readers); then all of them, NULL: _methods.
         sa.Column("token_endpoint_auth_method", sa.String(32), nullable=False),
+        sa.Column("token_endpoint_auth_methods", sa.Text, nullable=True),
         # Space-separated, as in OAuth's own scope syntax.
         sa.Column("scopes", sa.Text, nullable=False, default=""),
         sa.Column("grant_types", sa.Text, nullable=False, default="password"),
@@ -202,6 +206,14 @@ def _define(metadata: sa.MetaData) -> Tables:
     )
 
 
+def _methods(row: t.Any) -> tuple[str, ...]:
+    # Rows from before the list: basic (the old default) allows both.
+    if row.token_endpoint_auth_methods:
+        return tuple(row.token_endpoint_auth_methods.split())
+    legacy = row.token_endpoint_auth_method
+    return SECRET_METHODS if legacy == "client_secret_basic" else (legacy,)
+
+
 @dataclasses.dataclass(frozen=True)
 class Client:
     """An OAuth client as stored, read-only.
@@ -215,7 +227,7 @@ class Client:
     client_id: str
     #: A human-readable name, e.g. ``"Mobile app"``.
     name: str
-    #: ``client_secret_basic``, ``client_secret_post`` or ``none`` (public).
+    #: The first of :attr:`token_endpoint_auth_methods` (compatibility).
     token_endpoint_auth_method: str
     #: The scopes this client may request.
     scopes: tuple[str, ...]
@@ -247,6 +259,8 @@ class Client:
     created_at: int
     #: Unix time of the last token issued, or ``None``.
     last_used_at: int | None
+    #: ``client_secret_basic`` and/or ``client_secret_post``, or ``none``.
+    token_endpoint_auth_methods: tuple[str, ...]
     #: Hex SHA-256 of the secret, ``None`` for public clients. Not the secret.
     secret_digest: str | None = dataclasses.field(default=None, repr=False)
 
@@ -273,6 +287,7 @@ class Client:
             created_at=row.created_at,
             last_used_at=row.last_used_at,
             secret_digest=row.secret_digest,
+            token_endpoint_auth_methods=_methods(row),
         )
 
     @property
@@ -291,6 +306,7 @@ class Client:
         del data["secret_digest"]
         data["scopes"] = list(self.scopes)
         data["grant_types"] = list(self.grant_types)
+        data["token_endpoint_auth_methods"] = list(self.token_endpoint_auth_methods)
         data["public"] = self.is_public
         data["offline_access"] = self.offline_access
         return data
@@ -322,8 +338,8 @@ class Client:
         return verify_secret(client_secret, self.secret_digest)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        """Authlib: whether ``method`` is this client's registered method."""
-        return method == self.token_endpoint_auth_method
+        """Authlib: whether ``method`` is one of this client's methods."""
+        return method in self.token_endpoint_auth_methods
 
     def check_response_type(self, response_type: str) -> bool:
         """Authlib: the password grant has no authorization endpoint."""

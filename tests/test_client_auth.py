@@ -79,7 +79,7 @@ def clients(app: flask.Flask, make_client: t.Callable[..., OAuthClient]) -> Clie
         ropc_of(app).clients.update(disabled.client_id, enabled=False)
         ropc_of(app).clients.update(disabled_public.client_id, enabled=False)
     return Clients(
-        basic=make_client("Basic"),
+        basic=make_client("Basic", auth_method="client_secret_basic"),
         post=make_client("Post", auth_method="client_secret_post"),
         public=make_client("Public", auth_method="none"),
         disabled=disabled,

@@ -26,6 +26,7 @@ from flask_sqlalchemy import SQLAlchemy
 import flask_ropc.migrations
 from flask_ropc import ROPC
 from flask_ropc import GrantResult
+from flask_ropc import hashing
 from flask_ropc.models import new_tables
 
 from conftest import PG_URL
@@ -195,7 +196,8 @@ def test_the_documented_flask_db_commands_keep_the_apps_tables(
     flask_cmd("db", "init")
     flask_cmd("ropc", "migration")
     ropc_files = _files(versions)
-    assert len(ropc_files) == 1 and "_flask_ropc_" in next(iter(ropc_files))
+    assert len(ropc_files) == len(flask_ropc.migrations.templates())
+    assert all("_flask_ropc_" in name for name in ropc_files)
     flask_cmd("db", "upgrade")
     assert "ropc_clients" in _table_names(empty_database)
 
@@ -272,3 +274,74 @@ def test_migration_needs_flask_db_init_first(tmp_path: Path) -> None:
     result = app.test_cli_runner().invoke(args=["ropc", "migration"])
     assert result.exit_code == 1
     assert "flask db init" in result.output
+
+
+def _insert_old_client(uri: str, client_id: str, method: str, secret: str) -> None:
+    """A client row as releases before the auth-method list wrote it (SQL on
+    purpose, with the internal ``hashing.digest``: the old code is gone)."""
+    engine = sa.create_engine(uri)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO ropc_clients (client_id, name, secret_digest, "
+                "token_endpoint_auth_method, scopes, grant_types, enabled, "
+                "is_resource_server, trusted_backend, password_grant_count, "
+                "created_at) VALUES (:cid, 'Old', :digest, :method, 'api', "
+                "'password', true, false, false, 0, 1)"
+            ),
+            {"cid": client_id, "digest": hashing.digest(secret), "method": method},
+        )
+    engine.dispose()
+
+
+@pytest.mark.parametrize("upgrade", ["init-db", "alembic"])
+def test_an_old_database_upgrades_and_old_basic_clients_accept_both(
+    empty_database: str, tmp_path: Path, upgrade: str
+) -> None:
+    """A database from before the auth-method list, upgraded by ``flask ropc
+    init-db`` or by our next revision: the old default (basic) then accepts
+    the body too; a client that chose client_secret_post keeps its choice."""
+    app, db, _ = _app_with_migrate(empty_database, tmp_path)
+    runner = app.test_cli_runner()
+    directory = str(tmp_path / "migrations")
+    if upgrade == "init-db":
+        assert runner.invoke(args=["ropc", "init-db"]).exit_code == 0
+        engine = sa.create_engine(empty_database)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "ALTER TABLE ropc_clients DROP COLUMN token_endpoint_auth_methods"
+                )
+            )
+        engine.dispose()
+    else:
+        with app.app_context():
+            flask_migrate.init(directory=directory)
+        assert runner.invoke(args=["ropc", "migration"]).exit_code == 0
+        first = next((tmp_path / "migrations" / "versions").glob("ropc_0001_*.py"))
+        with app.app_context():
+            flask_migrate.upgrade(directory=directory, revision=first.name[:18])
+    secret = "s" * 32
+    _insert_old_client(empty_database, "old-basic", "client_secret_basic", secret)
+    _insert_old_client(empty_database, "old-post", "client_secret_post", secret)
+    if upgrade == "init-db":
+        result = runner.invoke(args=["ropc", "init-db"])
+        assert result.exit_code == 0, result.output
+    else:
+        with app.app_context():
+            flask_migrate.upgrade(directory=directory)
+    http = app.test_client()
+    form = {**password_form(), "password": "pw"}
+
+    def body(client_id: str) -> int:
+        data = {**form, "client_id": client_id, "client_secret": secret}
+        return http.post("/oauth/token", data=data).status_code
+
+    def basic(client_id: str) -> int:
+        headers = basic_auth(client_id, secret)
+        return http.post("/oauth/token", data=form, headers=headers).status_code
+
+    assert (body("old-basic"), basic("old-basic")) == (200, 200)
+    assert (body("old-post"), basic("old-post")) == (200, 401)
+    with app.app_context():
+        db.engine.dispose()

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import typing as t
 
+import sqlalchemy as sa
+
 from ..errors import ConfigurationError
 from ..key_encryption import KeyCipher
 from ..models import Tables
@@ -60,9 +62,21 @@ class Store:
         return self.db.now()
 
     def create_all(self) -> None:
-        """Create any of our tables that do not exist yet; keeps existing rows."""
+        """Create any of our tables that do not exist yet; keeps existing rows.
+
+        Tables made by an earlier release get the nullable columns added
+        since (``flask ropc init-db`` is also the upgrade without Alembic).
+        """
         metadata = self.tables.clients.metadata
         metadata.create_all(self.db.engine, tables=self.tables.all())
+        with self.db.engine.begin() as conn:
+            for table in self.tables.all():
+                have = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in have and column.nullable:
+                        ddl = sa.schema.CreateColumn(column).compile(conn)
+                        name = conn.dialect.identifier_preparer.format_table(table)
+                        conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN {ddl}"))
 
     def drop_all(self) -> None:
         """Drop our tables and every row in them (never the app's tables)."""

@@ -11,7 +11,9 @@ import typing as t
 from collections.abc import Iterable
 
 from .. import hashing
+from ..models import AUTH_METHODS
 from ..models import GRANT_TYPES
+from ..models import SECRET_METHODS
 from ..models import TOKEN_FORMATS
 from ..scopes import check_scope_tokens
 
@@ -128,3 +130,57 @@ def check_lifetime(lifetime: int | None) -> None:
     """A lifetime in seconds: a positive integer, or ``None``."""
     if lifetime is not None and (isinstance(lifetime, bool) or lifetime <= 0):
         raise ValueError("the access token lifetime must be a positive number")
+
+
+def auth_methods(
+    methods: Iterable[str] | None, legacy: str | None = None
+) -> tuple[str, ...]:
+    """The methods a new client allows, in a fixed order.
+
+    ``methods`` wins; else the single ``legacy`` method (the old
+    ``auth_method=`` argument); else both secret methods.
+
+    :raises ValueError: an unknown method, none at all, or ``none`` mixed
+        with the secret methods.
+    """
+    if methods is None:
+        methods = (legacy,) if legacy is not None else SECRET_METHODS
+    chosen = set(methods)
+    unknown = chosen - set(AUTH_METHODS)
+    if unknown:
+        raise ValueError(f"unknown token endpoint auth method {min(unknown)!r}")
+    if not chosen:
+        raise ValueError("a client needs at least one token endpoint auth method")
+    if "none" in chosen and len(chosen) > 1:
+        raise ValueError("'none' (a public client) excludes the secret methods")
+    return tuple(method for method in AUTH_METHODS if method in chosen)
+
+
+def auth_columns(methods: tuple[str, ...]) -> dict[str, str]:
+    """The columns a client's methods are kept in: the first (for readers of
+    the old single column) and all of them."""
+    return {
+        "token_endpoint_auth_method": methods[0],
+        "token_endpoint_auth_methods": " ".join(methods),
+    }
+
+
+def new_secret(
+    methods: tuple[str, ...], secret: str | None, trusted_backend: bool
+) -> str | None:
+    """The plaintext secret of a new client: imported, generated, or none.
+
+    :raises ValueError: a public client with a secret or as trusted backend.
+    """
+    if methods == ("none",):
+        if secret is not None:
+            raise ValueError("a public client has no secret to import")
+        if trusted_backend:
+            raise ValueError(
+                "only a confidential client can be a trusted backend: anyone "
+                "can send a public client's id"
+            )
+        return None
+    if secret is not None:
+        return check_imported_secret(secret)
+    return hashing.generate_secret()

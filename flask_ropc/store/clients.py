@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from .. import hashing
 from ..errors import ClientNotFoundError
 from ..errors import SecretChangedError
-from ..models import AUTH_METHODS
 from ..models import Client
 from ..models import Tables
 from . import client_values as values
@@ -34,6 +33,7 @@ class NewClient(t.TypedDict, total=False):
     scopes: Iterable[str]
     grant_types: Iterable[str]
     auth_method: str
+    auth_methods: Iterable[str]
     access_token_lifetime: int | None
     refresh_token_sliding_lifetime: int | None
     refresh_token_absolute_lifetime: int | None
@@ -54,6 +54,7 @@ class ClientChanges(t.TypedDict, total=False):
     name: str | None
     scopes: Iterable[str] | None
     grant_types: Iterable[str] | None
+    auth_methods: Iterable[str] | None
     access_token_lifetime: int | None
     reset_access_token_lifetime: bool
     refresh_token_sliding_lifetime: int | None
@@ -93,7 +94,8 @@ class ClientStore:
         *,
         scopes: Iterable[str] = (),
         grant_types: Iterable[str] = ("password",),
-        auth_method: str = "client_secret_basic",
+        auth_method: str | None = None,
+        auth_methods: Iterable[str] | None = None,
         access_token_lifetime: int | None = None,
         refresh_token_sliding_lifetime: int | None = None,
         refresh_token_absolute_lifetime: int | None = None,
@@ -111,26 +113,13 @@ class ClientStore:
         name = values.check_name(name)
         scope_text = values.scope_text(scopes)
         grant_text = values.grant_text(grant_types)
-        if auth_method not in AUTH_METHODS:
-            raise ValueError(f"unknown token endpoint auth method {auth_method!r}")
+        methods = values.auth_methods(auth_methods, auth_method)
         values.check_lifetime(access_token_lifetime)
         values.check_lifetime(refresh_token_sliding_lifetime)
         values.check_lifetime(refresh_token_absolute_lifetime)
         values.check_format(access_token_format)
         audience = values.check_audience(audience)
-        if auth_method == "none":
-            if secret is not None:
-                raise ValueError("a public client has no secret to import")
-            if trusted_backend:
-                raise ValueError(
-                    "only a confidential client can be a trusted backend: anyone "
-                    "can send a public client's id"
-                )
-            plain = None
-        elif secret is not None:
-            plain = values.check_imported_secret(secret)
-        else:
-            plain = hashing.generate_secret()
+        plain = values.new_secret(methods, secret, trusted_backend)
         if client_id is None:
             client_id = hashing.generate_client_id()
         else:
@@ -143,7 +132,7 @@ class ClientStore:
                     client_id=client_id,
                     name=name,
                     secret_digest=hashing.digest(plain) if plain else None,
-                    token_endpoint_auth_method=auth_method,
+                    **values.auth_columns(methods),
                     scopes=scope_text,
                     grant_types=grant_text,
                     access_token_lifetime=access_token_lifetime,
@@ -212,6 +201,7 @@ class ClientStore:
         name: str | None = None,
         scopes: Iterable[str] | None = None,
         grant_types: Iterable[str] | None = None,
+        auth_methods: Iterable[str] | None = None,
         access_token_lifetime: int | None = None,
         reset_access_token_lifetime: bool = False,
         refresh_token_sliding_lifetime: int | None = None,
@@ -238,6 +228,11 @@ class ClientStore:
             changes["scopes"] = values.scope_text(scopes)
         if grant_types is not None:
             changes["grant_types"] = values.grant_text(grant_types)
+        if auth_methods is not None:
+            methods = values.auth_methods(auth_methods)
+            if (methods == ("none",)) != self.require(client_id).is_public:
+                raise ValueError("'none' is for public clients, and only for them")
+            changes.update(values.auth_columns(methods))
         if reset_access_token_lifetime:
             changes["access_token_lifetime"] = None
         elif access_token_lifetime is not None:
