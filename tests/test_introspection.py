@@ -302,7 +302,7 @@ def test_other_clients_token_is_inactive_for_a_client_that_is_no_resource_server
 def test_caller_that_fails_client_authentication_is_401_invalid_client(
     http: t.Any, make_client: t.Any, credentials: str
 ) -> None:
-    basic_client = make_client()
+    basic_client = make_client(auth_method="client_secret_basic")
     token = issue_token(http, basic_client)
     data = {"token": token}
     headers: dict[str, str] = {}

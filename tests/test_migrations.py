@@ -91,6 +91,7 @@ APP_SOURCE = textwrap.dedent(
 
     app = flask.Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["APP_DATABASE_URL"]
+    app.config["SECRET_KEY"] = "a-test-only-secret-key-of-enough-length"
     db = SQLAlchemy(app)
 
 
