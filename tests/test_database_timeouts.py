@@ -193,6 +193,7 @@ def test_on_a_shared_engine_our_transactions_are_bounded_and_the_app_s_are_not(
     app = flask.Flask("shared_engine", instance_path=str(tmp_path))
     app.config.update(
         TESTING=True,
+        SECRET_KEY="shared-engine-test-" + "s" * 32,
         SQLALCHEMY_DATABASE_URI=pg_uri,
         SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0},
         ROPC_ISSUER="https://shared.test",
