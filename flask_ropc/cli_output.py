@@ -167,8 +167,22 @@ def client_options(func: F) -> F:
 
 
 def split_scopes(values: tuple[str, ...]) -> list[str]:
-    """The scopes of repeated, space-separated ``--scope`` values."""
-    return [scope for value in values for scope in value.split()]
+    """The scopes of repeated, space-separated ``--scope`` values.
+
+    A comma is legal in a scope (RFC 6749 §3.3) but almost always meant as
+    a separator: warn on stderr, and keep the scope as given.
+    """
+    scopes = [scope for value in values for scope in value.split()]
+    for scope in scopes:
+        if "," in scope:
+            several = " ".join(part for part in scope.split(",") if part)
+            warning = (
+                f"Warning: {scope!r} is one scope with a comma in it. For "
+                f'several scopes, separate them with spaces (--scope "{several}") '
+                "or repeat --scope."
+            )
+            click.echo(safe_text(warning), err=True)
+    return scopes
 
 
 def print_json(data: t.Any) -> None:
@@ -221,6 +235,14 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
     for row in cells:
         aligned = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
         click.echo("  ".join(aligned).rstrip())
+
+
+def report(as_json: bool, data: dict[str, t.Any], text: str) -> None:
+    """Print ``data`` as one JSON object with ``--json``, else ``text``."""
+    if as_json:
+        print_json(data)
+    else:
+        echo(text)
 
 
 def when(timestamp: int | None) -> str:
