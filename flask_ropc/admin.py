@@ -22,6 +22,7 @@ from .keys import SigningKey
 from .models import Client
 from .state import State
 from .state import get_state
+from .store import diagnosis
 from .store.clients import ClientChanges
 from .store.clients import NewClient
 from .store.counters import DatabaseCounters
@@ -320,3 +321,15 @@ def unlock(state: State, username: str) -> int | None:
     if state.throttle is None:
         return None
     return state.throttle.unlock(username)
+
+
+def database_url(state: State) -> str:
+    """The URL of the database our tables are on, its password hidden."""
+    return diagnosis.safe_url(state.store.db.engine.url)
+
+
+def explain_database_error(state: State, error: BaseException) -> str:
+    """What ``error`` means for an operator, in one line: the database (its
+    password hidden), the driver's message, and the fix for missing tables.
+    No password of the database URL appears in it."""
+    return diagnosis.explain(error, state.store.db.engine.url)

@@ -1,0 +1,82 @@
+"""What a database error means, told to an operator: the driver's words,
+never a password.
+
+The ``flask ropc`` commands and ``flask ropc check`` explain a failure with
+:func:`explain`: the database (its URL with the password hidden), the
+driver's own message (a closed port, a wrong user, a missing database or
+SQLite directory) and, only when our tables are missing, the fix
+(``flask ropc init-db``). Imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+
+import sqlalchemy as sa
+import sqlalchemy.exc
+
+#: PostgreSQL's SQLSTATE for "relation does not exist" (``UndefinedTable``).
+UNDEFINED_TABLE = "42P01"
+
+
+def safe_url(url: sa.URL) -> str:
+    """``url`` as text with its password replaced by ``***``."""
+    return url.render_as_string(hide_password=True)
+
+
+def tables_missing(error: BaseException) -> bool:
+    """Whether ``error`` says a table we query does not exist (PostgreSQL's
+    SQLSTATE 42P01, SQLite's "no such table")."""
+    if not isinstance(error, sqlalchemy.exc.DBAPIError):
+        return False
+    original = error.orig
+    # psycopg 3 names it sqlstate, psycopg2 pgcode.
+    code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    return code == UNDEFINED_TABLE or str(original).startswith("no such table")
+
+
+def driver_message(error: BaseException, url: sa.URL) -> str:
+    """The driver's message for ``error``, without SQL, parameters or any
+    form of ``url``'s password."""
+    original = getattr(error, "orig", None)
+    if isinstance(error, sqlalchemy.exc.StatementError) and original is not None:
+        text = str(original)
+    elif isinstance(error, sqlalchemy.exc.SQLAlchemyError):
+        text = str(error.args[0]) if error.args else ""
+    else:
+        text = str(error)
+    text = " ".join(line.strip() for line in text.strip().splitlines())
+    return scrub(text or type(error).__name__, url)
+
+
+def scrub(text: str, url: sa.URL) -> str:
+    """``text`` with every spelling of ``url``'s password replaced by ``***``."""
+    password = url.password
+    if password:
+        spellings = {
+            str(password),
+            urllib.parse.quote(str(password), safe=""),
+            urllib.parse.quote_plus(str(password)),
+        }
+        for spelling in sorted(spellings, key=len, reverse=True):
+            text = text.replace(spelling, "***")
+    return text
+
+
+def explain(error: BaseException, url: sa.URL) -> str:
+    """One line for an operator: what failed on which database, and how to
+    fix it when we know."""
+    where = safe_url(url)
+    message = driver_message(error, url)
+    if tables_missing(error):
+        return (
+            f"Flask-ROPC's tables are missing in {where}: run 'flask ropc "
+            f"init-db' (or the migrations) on this database ({message})"
+        )
+    hint = ""
+    if url.get_backend_name() == "sqlite" and url.database not in (None, ":memory:"):
+        folder = os.path.dirname(os.path.abspath(str(url.database)))
+        if not os.path.isdir(folder):
+            hint = f" (the directory {folder} does not exist)"
+    return f"cannot use the database {where}: {message}{hint}"
