@@ -1,10 +1,10 @@
 """The ``flask ropc`` command group: database set-up, clean-up and revocation.
 
 The client commands live in :mod:`~flask_ropc.cli_clients`, the key commands
-in :mod:`~flask_ropc.cli_keys`; all are thin layers over the admin API
-(:mod:`flask_ropc.admin`). Failures exit non-zero with a message on stderr
-(see :class:`~flask_ropc.cli_output.ROPCGroup`). Imports ``admin``, the other
-``cli_*`` modules, ``state`` and leaves.
+in :mod:`~flask_ropc.cli_keys`, ``check`` in :mod:`~flask_ropc.cli_check`; all
+are thin layers over the admin API (:mod:`flask_ropc.admin`). Failures exit
+non-zero with a message on stderr (see :class:`~flask_ropc.cli_output.ROPCGroup`).
+Imports ``admin``, the other ``cli_*`` modules, ``state`` and leaves.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import click
 
 from . import admin
 from . import migrations
+from .cli_check import check
 from .cli_clients import CLIENT_COMMANDS
 from .cli_keys import keys_cli
 from .cli_output import ROPCGroup
@@ -28,6 +29,7 @@ ropc_cli = ROPCGroup("ropc", help="Manage Flask-ROPC's database and OAuth client
 for _command in CLIENT_COMMANDS:
     ropc_cli.add_command(_command)
 ropc_cli.add_command(keys_cli)
+ropc_cli.add_command(check)
 
 
 @ropc_cli.command("init-db")

@@ -25,6 +25,32 @@ def safe_url(url: sa.URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def safe_uri(uri: str) -> str:
+    """Any URI (a ``limits`` storage's, say) with its password as ``***``."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.partition(":")[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+
+
+def absent_tables(engine: sa.Engine, names: list[str]) -> list[str]:
+    """Which of the tables ``names`` the database does not have.
+
+    An SQLite file that does not exist lacks them all; it is not created.
+
+    :raises sqlalchemy.exc.SQLAlchemyError: the database is unreachable.
+    """
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, ":memory:"):
+        if not os.path.exists(str(url.database)):
+            return list(names)
+    with engine.connect() as conn:
+        present = set(sa.inspect(conn).get_table_names())
+    return [name for name in names if name not in present]
+
+
 def tables_missing(error: BaseException) -> bool:
     """Whether ``error`` says a table we query does not exist (PostgreSQL's
     SQLSTATE 42P01, SQLite's "no such table")."""
