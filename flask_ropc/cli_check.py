@@ -5,7 +5,7 @@ configuration, the database (reachable, our five tables present), the
 signing keys (where they come from, an active one, that they decrypt), the
 password validator and the throttle counters' storage. Read-only: it never
 creates a table or a key. Exits 1 when a check fails; a warning alone
-exits 0. Imports ``admin``, ``cli_output``, ``state`` and leaves.
+exits 0. Imports ``inspection``, ``cli_output``, ``state`` and leaves.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import typing as t
 
 import click
 
-from . import admin
+from . import inspection
 from .cli_output import app_command
 from .cli_output import json_option
 from .cli_output import print_json
@@ -39,11 +39,11 @@ def _configuration(state: State) -> Result:
 
 
 def _database(state: State) -> Result:
-    where = admin.database_url(state)
+    where = inspection.database_url(state)
     try:
-        absent = admin.absent_tables(state)
+        absent = inspection.absent_tables(state)
     except DatabaseError as error:
-        return "fail", admin.explain_database_error(state, error)
+        return "fail", inspection.explain_database_error(state, error)
     if absent:
         return "fail", (
             f"{where}: tables {', '.join(absent)} are missing: "
@@ -63,9 +63,9 @@ def _keys(state: State, database_ok: bool) -> Result:
     if not database_ok:
         return "fail", "stored in the database: not checked (see database)"
     try:
-        keys = admin.verify_stored_keys(state)
+        keys = inspection.verify_stored_keys(state)
     except DatabaseError as error:
-        return "fail", admin.explain_database_error(state, error)
+        return "fail", inspection.explain_database_error(state, error)
     except Exception as error:  # a key that does not decrypt or parse
         return "fail", f"stored in the database: {error}"
     active = [key for key in keys if key.status == "active"]
@@ -94,7 +94,7 @@ def _validator(state: State) -> Result:
 
 
 def _counters(state: State, database_ok: bool) -> Result:
-    where, reachable = admin.counters_storage(state)
+    where, reachable = inspection.counters_storage(state)
     if where == "off":
         return "warn", "throttling is off: nothing slows password guessing"
     if where == "database":

@@ -4,7 +4,7 @@
 non-zero exit, for every command in one place. Human output never carries a
 character a terminal would act on: :func:`safe_text` escapes them in every
 stored string and every quoted input (``--json`` output stays exact).
-Imports ``admin``, ``state``, ``store`` (its error class) and leaves.
+Imports ``inspection``, ``state``, ``store`` (its error class) and leaves.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from flask.cli import AppGroup
 from flask.cli import ScriptInfo
 from flask.cli import with_appcontext
 
-from . import admin
+from . import inspection
 from .errors import ClientNotFoundError
 from .errors import ConfigurationError
 from .errors import KeysChangedError
@@ -83,7 +83,7 @@ def explain_database_error(ctx: click.Context, error: BaseException) -> str:
     shown with the password hidden (see :mod:`flask_ropc.store.diagnosis`)."""
     app = ctx.ensure_object(ScriptInfo).load_app()
     with app.app_context():
-        return admin.explain_database_error(get_state(), error)
+        return inspection.explain_database_error(get_state(), error)
 
 
 def _escaped(error: click.ClickException) -> click.ClickException:

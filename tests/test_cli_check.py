@@ -23,7 +23,7 @@ from conftest import build_app
 from conftest import dispose_app
 from conftest import table_rows
 
-ISSUER = {"ROPC_ISSUER": "https://auth.example.test"}
+ISSUER = {"ROPC_ISSUER": "https://auth.example.test", "SECRET_KEY": "k" * 32}
 REDIS_URL = os.environ.get("ROPC_TEST_REDIS_URL")
 NAMES = ["configuration", "database", "signing keys", "validator", "counters"]
 

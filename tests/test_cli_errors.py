@@ -54,7 +54,9 @@ def run(tmp_path: pathlib.Path) -> Iterator[t.Callable[..., t.Any]]:
 
     def invoke(uri: str, *args: str) -> t.Any:
         app = flask.Flask("ropc_broken_db", instance_path=str(tmp_path / "instance"))
-        app.config.update(ROPC_DATABASE_URI=uri, ROPC_ISSUER="https://cli.test")
+        app.config.update(
+            ROPC_DATABASE_URI=uri, ROPC_ISSUER="https://cli.test", SECRET_KEY="k" * 32
+        )
         ext = ROPC(app)
         extensions.append((app, ext))
         return app.test_cli_runner().invoke(args=["ropc", *args])

@@ -208,11 +208,14 @@ from flask_ropc import ROPC
 app = flask.Flask(__name__)
 app.config["ROPC_DATABASE_URI"] = os.environ["TEST_DATABASE_URI"]
 app.config["ROPC_ISSUER"] = "https://cli.test"
+app.config["SECRET_KEY"] = os.environ["TEST_SECRET_KEY"]
 ROPC(app)
 """
 
 
-def run_flask(tmp_path: pathlib.Path, database_uri: str, *args: str, tty: bool) -> str:
+def run_flask(
+    tmp_path: pathlib.Path, database_uri: str, secret_key: str, *args: str, tty: bool
+) -> str:
     """``flask --app ... ARGS`` in a subprocess; stdout (and stderr) is a
     pseudo-terminal when ``tty``, else a pipe."""
     (tmp_path / "cli_app.py").write_text(APP_MODULE)
@@ -220,6 +223,7 @@ def run_flask(tmp_path: pathlib.Path, database_uri: str, *args: str, tty: bool) 
         **os.environ,
         "PYTHONPATH": str(WORKTREE),
         "TEST_DATABASE_URI": database_uri,
+        "TEST_SECRET_KEY": secret_key,
         "COLUMNS": "100",
     }
     command = [sys.executable, "-m", "flask", "--app", "cli_app", *args]
@@ -264,7 +268,9 @@ def test_cleanup_shows_a_progress_bar_on_a_terminal_only(
             login(http, client)
     cleanup = ("ropc", "cleanup", "--batch-size", "2")
 
-    on_terminal = run_flask(tmp_path, database_uri, *cleanup, tty=True)
+    on_terminal = run_flask(
+        tmp_path, database_uri, str(app.secret_key), *cleanup, tty=True
+    )
 
     assert "Deleting expired and revoked tokens" in on_terminal
     assert "100%" in on_terminal
@@ -273,10 +279,12 @@ def test_cleanup_shows_a_progress_bar_on_a_terminal_only(
     for _ in range(2):
         with clock_shifted(app, -DAY):
             login(http, client)
-    piped = run_flask(tmp_path, database_uri, *cleanup, tty=False)
+    piped = run_flask(tmp_path, database_uri, str(app.secret_key), *cleanup, tty=False)
     assert "Deleting" not in piped and "%" not in piped
     assert "ropc_access_tokens: deleted 2" in piped
-    as_json = run_flask(tmp_path, database_uri, *cleanup, "--json", tty=True)
+    as_json = run_flask(
+        tmp_path, database_uri, str(app.secret_key), *cleanup, "--json", tty=True
+    )
     assert json.loads(as_json)["total"] == 0
 
 
