@@ -5,7 +5,8 @@ The ``flask ropc`` commands and ``flask ropc check`` explain a failure with
 :func:`explain`: the database (its URL with the password hidden), the
 driver's own message (a closed port, a wrong user, a missing database or
 SQLite directory) and, only when our tables are missing, the fix
-(``flask ropc init-db``). Imports nothing of ours.
+(``flask ropc init-db``). Imports :mod:`.database` (which errors are a
+missing schema).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import urllib.parse
 import sqlalchemy as sa
 import sqlalchemy.exc
 
-#: PostgreSQL's SQLSTATE for "relation does not exist" (``UndefinedTable``).
-UNDEFINED_TABLE = "42P01"
+from .database import is_missing_schema
 
 
 def safe_url(url: sa.URL) -> str:
@@ -49,17 +49,6 @@ def absent_tables(engine: sa.Engine, names: list[str]) -> list[str]:
     with engine.connect() as conn:
         present = set(sa.inspect(conn).get_table_names())
     return [name for name in names if name not in present]
-
-
-def tables_missing(error: BaseException) -> bool:
-    """Whether ``error`` says a table we query does not exist (PostgreSQL's
-    SQLSTATE 42P01, SQLite's "no such table")."""
-    if not isinstance(error, sqlalchemy.exc.DBAPIError):
-        return False
-    original = error.orig
-    # psycopg 3 names it sqlstate, psycopg2 pgcode.
-    code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
-    return code == UNDEFINED_TABLE or str(original).startswith("no such table")
 
 
 def driver_message(error: BaseException, url: sa.URL) -> str:
@@ -95,7 +84,7 @@ def explain(error: BaseException, url: sa.URL) -> str:
     fix it when we know."""
     where = safe_url(url)
     message = driver_message(error, url)
-    if tables_missing(error):
+    if is_missing_schema(error):
         return (
             f"Flask-ROPC's tables are missing in {where}: run 'flask ropc "
             f"init-db' (or the migrations) on this database ({message})"
