@@ -53,7 +53,8 @@ def init_db(as_json: bool) -> None:
     is_flag=True,
     help="Write a revision that drops Flask-ROPC's tables (the app's stay).",
 )
-def migration(remove: bool) -> None:
+@json_option
+def migration(remove: bool, as_json: bool) -> None:
     """Write Flask-ROPC's revisions into the app's migrations/versions.
 
     Only the revisions the app's history lacks are written, on top of its
@@ -65,6 +66,9 @@ def migration(remove: bool) -> None:
         )
     except RuntimeError as error:
         raise click.ClickException(str(error)) from None
+    if as_json:
+        print_json({"written": [str(path) for path in written]})
+        return
     for path in written:
         click.echo(f"Wrote {path}")
     if written:
