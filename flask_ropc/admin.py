@@ -279,16 +279,23 @@ def revoke(
 
 
 def cleanup(
-    state: State, *, revoked_for: int = 86400, batch_size: int = 1000
+    state: State,
+    *,
+    revoked_for: int = 86400,
+    batch_size: int = 1000,
+    progress: Callable[[str, int], None] | None = None,
 ) -> dict[str, int]:
     """Delete expired tokens, tokens revoked ``revoked_for`` seconds ago or
     more, and expired throttle counters; return the count per table.
 
     Works in batches of ``batch_size`` rows, each its own short transaction,
-    so it can run while the server is serving.
+    so it can run while the server is serving; ``progress(table, rows)`` is
+    called after each batch of tokens.
     """
     deleted = state.store.tokens.cleanup(
-        revoked_before=state.store.now() - revoked_for, batch_size=batch_size
+        revoked_before=state.store.now() - revoked_for,
+        batch_size=batch_size,
+        progress=progress,
     )
     throttle = state.throttle
     if throttle is not None and isinstance(throttle.counters, DatabaseCounters):
@@ -296,12 +303,20 @@ def cleanup(
     return deleted
 
 
-def unlock(state: State, username: str) -> bool:
+def cleanup_backlog(state: State, *, revoked_for: int = 86400) -> int:
+    """How many token rows :func:`cleanup` would delete now (for a progress
+    display)."""
+    revoked_before = state.store.now() - revoked_for
+    return state.store.tokens.cleanup_backlog(revoked_before=revoked_before)
+
+
+def unlock(state: State, username: str) -> int | None:
     """Forget the failed attempts and lock of ``username``.
 
-    :returns: ``False`` when throttling is off (nothing to unlock).
+    :returns: how many live throttle counters (failures, locks, strikes)
+        were cleared, 0 when nothing was recorded for ``username``; ``None``
+        when throttling is off (nothing to unlock).
     """
     if state.throttle is None:
-        return False
-    state.throttle.unlock(username)
-    return True
+        return None
+    return state.throttle.unlock(username)

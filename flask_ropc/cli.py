@@ -1,35 +1,47 @@
 """The ``flask ropc`` command group: database set-up, clean-up and revocation.
 
 The client commands live in :mod:`~flask_ropc.cli_clients`, the key commands
-in :mod:`~flask_ropc.cli_keys`; all are thin layers over the admin API
-(:mod:`flask_ropc.admin`). Failures exit non-zero with a message on stderr
-(see :class:`~flask_ropc.cli_output.ROPCGroup`). Imports ``admin``, the other
-``cli_*`` modules, ``state`` and leaves.
+in :mod:`~flask_ropc.cli_keys`, ``check`` in :mod:`~flask_ropc.cli_check`; all
+are thin layers over the admin API (:mod:`flask_ropc.admin`). Failures exit
+non-zero with a message on stderr (see :class:`~flask_ropc.cli_output.ROPCGroup`).
+Imports ``admin``, the other ``cli_*`` modules, ``state`` and leaves.
 """
 
 from __future__ import annotations
+
+import sys
 
 import click
 
 from . import admin
 from . import migrations
+from .cli_check import check
 from .cli_clients import CLIENT_COMMANDS
 from .cli_keys import keys_cli
 from .cli_output import ROPCGroup
 from .cli_output import echo
+from .cli_output import json_option
+from .cli_output import print_json
+from .cli_output import report
 from .state import get_state
 
 ropc_cli = ROPCGroup("ropc", help="Manage Flask-ROPC's database and OAuth clients.")
 for _command in CLIENT_COMMANDS:
     ropc_cli.add_command(_command)
 ropc_cli.add_command(keys_cli)
+ropc_cli.add_command(check)
 
 
 @ropc_cli.command("init-db")
-def init_db() -> None:
+@json_option
+def init_db(as_json: bool) -> None:
     """Create Flask-ROPC's tables, and the first signing key if the database
     keeps the keys; existing tables, clients and keys are kept."""
     created = admin.create_all(get_state())
+    if as_json:
+        key = created.to_dict() if created is not None else None
+        print_json({"ready": True, "generated_key": key})
+        return
     click.echo("Flask-ROPC tables are ready.")
     if created is not None:
         echo(f"Generated the first signing key {created.kid} ({created.alg}).")
@@ -41,7 +53,8 @@ def init_db() -> None:
     is_flag=True,
     help="Write a revision that drops Flask-ROPC's tables (the app's stay).",
 )
-def migration(remove: bool) -> None:
+@json_option
+def migration(remove: bool, as_json: bool) -> None:
     """Write Flask-ROPC's revisions into the app's migrations/versions.
 
     Only the revisions the app's history lacks are written, on top of its
@@ -53,6 +66,9 @@ def migration(remove: bool) -> None:
         )
     except RuntimeError as error:
         raise click.ClickException(str(error)) from None
+    if as_json:
+        print_json({"written": [str(path) for path in written]})
+        return
     for path in written:
         click.echo(f"Wrote {path}")
     if written:
@@ -79,15 +95,34 @@ def migration(remove: bool) -> None:
     show_default=True,
     help="Rows deleted per transaction.",
 )
-def cleanup(revoked_for: int, batch_size: int) -> None:
+@json_option
+def cleanup(revoked_for: int, batch_size: int, as_json: bool) -> None:
     """Delete expired and long-revoked tokens, in small batches.
 
     Safe to run while the server is serving (e.g. from cron): each batch is
-    its own short transaction, and deleted tokens were unusable anyway.
+    its own short transaction, and deleted tokens were unusable anyway. On a
+    terminal a progress bar shows the batches; then a summary per table.
     """
-    deleted = admin.cleanup(get_state(), revoked_for=revoked_for, batch_size=batch_size)
+    state = get_state()
+    if as_json or not sys.stdout.isatty():
+        deleted = admin.cleanup(state, revoked_for=revoked_for, batch_size=batch_size)
+    else:
+        backlog = admin.cleanup_backlog(state, revoked_for=revoked_for)
+        label = "Deleting expired and revoked tokens"
+        with click.progressbar(length=backlog, label=label) as bar:
+            deleted = admin.cleanup(
+                state,
+                revoked_for=revoked_for,
+                batch_size=batch_size,
+                progress=lambda _table, rows: bar.update(rows),
+            )
+    total = sum(deleted.values())
+    if as_json:
+        print_json({"deleted": deleted, "total": total})
+        return
     for table, count in deleted.items():
         click.echo(f"{table}: deleted {count}")
+    click.echo(f"Deleted {total} rows in total.")
 
 
 @ropc_cli.command("revoke")
@@ -95,21 +130,33 @@ def cleanup(revoked_for: int, batch_size: int) -> None:
 @click.option(
     "--client", "client_id", default=None, help="Revoke every token of this client."
 )
-def revoke(subject: str | None, client_id: str | None) -> None:
+@json_option
+def revoke(subject: str | None, client_id: str | None, as_json: bool) -> None:
     """Revoke every access and refresh token of a user or of a client."""
     if (subject is None) == (client_id is None):
         raise click.UsageError("give exactly one of --subject and --client")
     count = admin.revoke(get_state(), subject=subject, client_id=client_id)
+    whose: dict[str, str | None]
     if subject is not None:
-        echo(f"Revoked {count} tokens of subject {subject}.")
+        whose, text = {"subject": subject}, f"subject {subject}"
     else:
-        echo(f"Revoked {count} tokens of client {client_id}.")
+        whose, text = {"client_id": client_id}, f"client {client_id}"
+    report(as_json, {"revoked": count, **whose}, f"Revoked {count} tokens of {text}.")
 
 
 @ropc_cli.command("unlock")
 @click.argument("username")
-def unlock(username: str) -> None:
+@json_option
+def unlock(username: str, as_json: bool) -> None:
     """Clear the failed attempts and lock of USERNAME (case-insensitive)."""
-    if not admin.unlock(get_state(), username):
+    cleared = admin.unlock(get_state(), username)
+    if cleared is None:
         raise click.ClickException("throttling is off (ROPC_THROTTLE_ENABLED)")
-    echo(f"Unlocked {username.strip()}.")
+    name = username.strip()
+    if as_json:
+        print_json({"username": name, "unlocked": cleared > 0, "cleared": cleared})
+    elif cleared:
+        noun = "counter" if cleared == 1 else "counters"
+        echo(f"Unlocked {name} (cleared {cleared} throttle {noun}).")
+    else:
+        echo(f"Nothing to unlock: no failed attempts or lock for {name}.")

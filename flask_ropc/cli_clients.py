@@ -7,8 +7,6 @@ call it, print the result. Imports ``admin``, ``cli_output`` and leaves.
 from __future__ import annotations
 
 import sys
-import typing as t
-from collections.abc import Callable
 
 import click
 
@@ -21,13 +19,12 @@ from .cli_output import json_option
 from .cli_output import parse_sunset
 from .cli_output import print_json
 from .cli_output import print_table
+from .cli_output import report
 from .cli_output import safe_text
 from .cli_output import split_scopes
 from .cli_output import when
 from .models import SECRET_METHODS
 from .models import TOKEN_FORMATS
-
-F = t.TypeVar("F", bound=Callable[..., t.Any])
 
 _clients = ClientAdmin()
 
@@ -321,16 +318,19 @@ def rotate_secret(client_id: str, as_json: bool) -> None:
 @app_command("delete-client")
 @click.argument("client_id")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def delete_client(client_id: str, yes: bool) -> None:
+@json_option
+def delete_client(client_id: str, yes: bool, as_json: bool) -> None:
     """Delete the client CLIENT_ID and every token issued to it."""
     client = _clients.require(client_id)
-    if not yes:
+    if not yes:  # with --json the question goes to stderr
         click.confirm(
             safe_text(f"Delete client {client_id} ({client.name}) and all its tokens?"),
             abort=True,
+            err=as_json,
         )
     _clients.delete(client_id)
-    echo(f"Deleted client {client_id}.")
+    data = {"client_id": client_id, "deleted": True}
+    report(as_json, data, f"Deleted client {client_id}.")
 
 
 #: Every command of this module, in the order ``flask ropc --help`` lists them.

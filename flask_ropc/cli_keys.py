@@ -29,11 +29,15 @@ _alg_option = click.option(
 
 @keys_cli.command("generate")
 @_alg_option
-def keys_generate(alg: str | None) -> None:
+@json_option
+def keys_generate(alg: str | None, as_json: bool) -> None:
     """Add a signing key: the signer if there is none, else published ahead
     of the next 'keys rotate'."""
     key = _keys.generate(alg)
-    echo(f"Generated {key.alg} key {key.kid} ({key.status}).")
+    if as_json:
+        print_json(key.to_dict())
+    else:
+        echo(f"Generated {key.alg} key {key.kid} ({key.status}).")
 
 
 @keys_cli.command("list")
@@ -63,25 +67,34 @@ def keys_list(as_json: bool) -> None:
 
 @keys_cli.command("rotate")
 @_alg_option
-def keys_rotate(alg: str | None) -> None:
+@json_option
+def keys_rotate(alg: str | None, as_json: bool) -> None:
     """Make a new key the signer; the old one stays published until the
     tokens it signed have expired."""
     key = _keys.rotate(alg)
-    echo(f"Key {key.kid} ({key.alg}) now signs new tokens.")
+    if as_json:
+        print_json(key.to_dict())
+    else:
+        echo(f"Key {key.kid} ({key.alg}) now signs new tokens.")
 
 
 # A kid is an RFC 7638 thumbprint, base64url: one in 64 starts with "-",
 # which click would take for an option.
 @keys_cli.command("retire", context_settings={"ignore_unknown_options": True})
 @click.argument("kid")
-def keys_retire(kid: str) -> None:
+@json_option
+def keys_retire(kid: str, as_json: bool) -> None:
     """Stop publishing and accepting the key KID; tokens it signed stop working."""
     _keys.retire(kid)
-    echo(f"Retired key {kid}.")
+    if as_json:
+        print_json({"kid": kid, "status": "retired"})
+    else:
+        echo(f"Retired key {kid}.")
 
 
 @keys_cli.command("encrypt")
-def keys_encrypt() -> None:
+@json_option
+def keys_encrypt(as_json: bool) -> None:
     """Encrypt the stored signing keys with the first ROPC_KEY_ENCRYPTION_KEYS
     secret, else with SECRET_KEY (again after a new secret or SECRET_KEY,
     with the old one in SECRET_KEY_FALLBACKS)."""
@@ -89,6 +102,9 @@ def keys_encrypt() -> None:
         count = _keys.encrypt()
     except ValueError as error:
         raise click.ClickException(str(error)) from None
+    if as_json:
+        print_json({"encrypted": count})
+        return
     noun = "key" if count == 1 else "keys"
     source = _keys.encrypted_with()
     secret = (

@@ -4,7 +4,7 @@
 non-zero exit, for every command in one place. Human output never carries a
 character a terminal would act on: :func:`safe_text` escapes them in every
 stored string and every quoted input (``--json`` output stays exact).
-Imports ``admin``, ``store`` (its error class) and leaves.
+Imports ``inspection``, ``state``, ``store`` (its error class) and leaves.
 """
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ from collections.abc import Sequence
 
 import click
 from flask.cli import AppGroup
+from flask.cli import ScriptInfo
 from flask.cli import with_appcontext
 
+from . import inspection
 from .errors import ClientNotFoundError
 from .errors import ConfigurationError
 from .errors import KeysChangedError
 from .errors import SecretChangedError
 from .models import GRANT_TYPES
 from .models import Client
+from .state import get_state
 from .store import DatabaseError
 
 F = t.TypeVar("F", bound=Callable[..., t.Any])
@@ -35,7 +38,9 @@ class ROPCGroup(AppGroup):
 
     Unknown clients and keys, configuration problems and concurrent changes
     exit 1 (:class:`click.ClickException`); an invalid value exits 2
-    (:class:`click.UsageError`); a database error exits 1 and says so.
+    (:class:`click.UsageError`); a database error exits 1 with the driver's
+    message (never a password), and names ``init-db`` when our tables are
+    missing.
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -70,10 +75,15 @@ class ROPCGroup(AppGroup):
         except ValueError as error:
             raise click.UsageError(str(error)) from None
         except DatabaseError as error:
-            raise click.ClickException(
-                f"database error ({type(error).__name__}); "
-                "has 'flask ropc init-db' been run on this database?"
-            ) from None
+            raise click.ClickException(explain_database_error(ctx, error)) from None
+
+
+def explain_database_error(ctx: click.Context, error: BaseException) -> str:
+    """The driver's message for ``error`` on the app's database, its URL
+    shown with the password hidden (see :mod:`flask_ropc.store.diagnosis`)."""
+    app = ctx.ensure_object(ScriptInfo).load_app()
+    with app.app_context():
+        return inspection.explain_database_error(get_state(), error)
 
 
 def _escaped(error: click.ClickException) -> click.ClickException:
@@ -167,8 +177,22 @@ def client_options(func: F) -> F:
 
 
 def split_scopes(values: tuple[str, ...]) -> list[str]:
-    """The scopes of repeated, space-separated ``--scope`` values."""
-    return [scope for value in values for scope in value.split()]
+    """The scopes of repeated, space-separated ``--scope`` values.
+
+    A comma is legal in a scope (RFC 6749 §3.3) but almost always meant as
+    a separator: warn on stderr, and keep the scope as given.
+    """
+    scopes = [scope for value in values for scope in value.split()]
+    for scope in scopes:
+        if "," in scope:
+            several = " ".join(part for part in scope.split(",") if part)
+            warning = (
+                f"Warning: {scope!r} is one scope with a comma in it. For "
+                f'several scopes, separate them with spaces (--scope "{several}") '
+                "or repeat --scope."
+            )
+            click.echo(safe_text(warning), err=True)
+    return scopes
 
 
 def print_json(data: t.Any) -> None:
@@ -221,6 +245,14 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
     for row in cells:
         aligned = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
         click.echo("  ".join(aligned).rstrip())
+
+
+def report(as_json: bool, data: dict[str, t.Any], text: str) -> None:
+    """Print ``data`` as one JSON object with ``--json``, else ``text``."""
+    if as_json:
+        print_json(data)
+    else:
+        echo(text)
 
 
 def when(timestamp: int | None) -> str:

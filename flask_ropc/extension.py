@@ -281,10 +281,14 @@ class ROPC:
             get_state(), revoked_for=revoked_for, batch_size=batch_size
         )
 
-    def unlock(self, username: str) -> None:
+    def unlock(self, username: str) -> int | None:
         """Clear the failed attempts and lock of ``username`` in the current
-        app (any case or surrounding spaces: names are normalised)."""
-        admin.unlock(get_state(), username)
+        app (any case or surrounding spaces: names are normalised).
+
+        Returns how many throttle counters that cleared (0: nothing was
+        recorded for this user), or ``None`` when throttling is off.
+        """
+        return admin.unlock(get_state(), username)
 
     def dispose(self) -> None:
         """Close the connections of the engine we created for the current app

@@ -343,7 +343,7 @@ class Throttle:
             level + 1,
         )
 
-    def unlock(self, username: str) -> None:
+    def unlock(self, username: str) -> int:
         """Forget every failure, lock and slow-down of ``username``, from
-        every network."""
-        self.counters.clear_prefix(self._user_prefix(username))
+        every network; return how many live counters that cleared."""
+        return self.counters.clear_prefix(self._user_prefix(username))

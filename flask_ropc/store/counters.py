@@ -66,8 +66,9 @@ class Counters(t.Protocol):
     def clear_many(self, keys: t.Sequence[str]) -> None:
         """Delete ``keys``."""
 
-    def clear_prefix(self, prefix: str) -> None:
-        """Delete every key that starts with ``prefix``."""
+    def clear_prefix(self, prefix: str) -> int:
+        """Delete every key that starts with ``prefix``; return how many of
+        them were live (not yet expired)."""
 
 
 class DatabaseCounters:
@@ -299,15 +300,19 @@ class DatabaseCounters:
         if release:
             conn.execute(*self._keys_statement("release", release))
 
-    def clear_prefix(self, prefix: str) -> None:
-        """Delete every counter whose key starts with ``prefix``."""
-        matches = (self._table.c.key.startswith(prefix, autoescape=True),)
+    def clear_prefix(self, prefix: str) -> int:
+        """Delete every counter whose key starts with ``prefix``; return how
+        many were live (expired rows waiting for ``cleanup`` do not count)."""
+        table = self._table
+        matches = (table.c.key.startswith(prefix, autoescape=True),)
+        now = self.now()
         with self._db.begin() as conn:
-            conn.execute(
-                self._table.delete().where(
-                    *self._in_key_order(self._db.dialect, matches)
-                )
-            )
+            expiries = conn.execute(
+                table.delete()
+                .where(*self._in_key_order(self._db.dialect, matches))
+                .returning(table.c.expires_at)
+            ).scalars()
+            return sum(1 for expires_at in expiries if expires_at > now)
 
     def purge_expired(self) -> int:
         """Delete expired counters (``flask ropc cleanup``); return how many."""

@@ -114,8 +114,9 @@ class LimitsCounters:
         for key in keys:
             self.storage.clear(key)
 
-    def clear_prefix(self, prefix: str) -> None:
-        """Delete every key that starts with ``prefix``.
+    def clear_prefix(self, prefix: str) -> int:
+        """Delete every key that starts with ``prefix``; return how many
+        were live.
 
         ``limits`` storages have no such operation, so this reaches into the
         two we support: Redis (a ``SCAN`` of the storage's own prefixed keys)
@@ -125,13 +126,17 @@ class LimitsCounters:
         if isinstance(storage, RedisStorage):
             client: t.Any = storage.get_connection()
             pattern = storage.prefixed_key(_glob_escape(prefix)) + "*"
-            for key in client.scan_iter(match=pattern, count=500):
-                client.delete(key)
-        elif isinstance(storage, MemoryStorage):
+            # Redis expires keys itself: DEL counts only live ones.
+            keys = client.scan_iter(match=pattern, count=500)
+            return sum(int(client.delete(key)) for key in keys)
+        if isinstance(storage, MemoryStorage):
+            live = 0
             for key in [key for key in storage.storage if key.startswith(prefix)]:
+                live += storage.get(key) != 0  # 0: expired, not yet swept
                 storage.clear(key)
-        else:  # refused by __init__
-            raise TypeError(f"cannot clear keys by prefix in {type(storage).__name__}")
+            return live
+        # Refused by __init__.
+        raise TypeError(f"cannot clear keys by prefix in {type(storage).__name__}")
 
 
 def _glob_escape(text: str) -> str:

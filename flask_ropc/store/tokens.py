@@ -293,19 +293,20 @@ class TokenStore:
         live = in_id_order(conn, table, (*where, table.c.revoked_at.is_(None)))
         return table.update().where(*live).values(revoked_at=now)
 
-    def cleanup(self, *, revoked_before: int, batch_size: int = 1000) -> dict[str, int]:
-        """Delete expired tokens, and revoked ones revoked before a time.
-
-        Works in batches of ``batch_size`` rows, each its own short
-        transaction, so it can run while the server is serving. Returns the
-        number of rows deleted per table.
-        """
-        now = self._db.now()
+    def cleanup(
+        self,
+        *,
+        revoked_before: int,
+        batch_size: int = 1000,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> dict[str, int]:
+        """Delete expired tokens, and those revoked before ``revoked_before``,
+        in batches of ``batch_size`` rows, each its own short transaction (so
+        it can run while the server serves); ``progress(table, rows)`` after
+        each. Returns the rows deleted per table."""
         deleted = {}
         for table in (self._tables.access_tokens, self._tables.refresh_tokens):
-            dead = sa.or_(
-                table.c.expires_at <= now, table.c.revoked_at < revoked_before
-            )
+            dead = self._dead(table, revoked_before)
             total = 0
             while True:
                 ids = sa.select(table.c.id).where(dead).limit(batch_size)
@@ -317,10 +318,29 @@ class TokenStore:
                             table.delete().where(*in_id_order(conn, table, chosen))
                         )
                 total += len(batch)
+                if progress is not None and batch:
+                    progress(table.name, len(batch))
                 if len(batch) < batch_size:
                     break
             deleted[table.name] = total
         return deleted
+
+    def cleanup_backlog(self, *, revoked_before: int) -> int:
+        """How many token rows :meth:`cleanup` would delete now."""
+        tables = (self._tables.access_tokens, self._tables.refresh_tokens)
+        count = sa.func.count()
+        with self._db.autocommit() as conn:
+            return sum(
+                conn.execute(
+                    sa.select(count).where(self._dead(table, revoked_before))
+                ).scalar_one()
+                for table in tables
+            )
+
+    def _dead(self, table: sa.Table, revoked_before: int) -> t.Any:
+        """Expired, or revoked before ``revoked_before``."""
+        now = self._db.now()
+        return sa.or_(table.c.expires_at <= now, table.c.revoked_at < revoked_before)
 
 
 def _json_claims(values: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
