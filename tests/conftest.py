@@ -13,6 +13,8 @@ import contextlib
 import os
 import secrets
 import shutil
+import socket
+import subprocess
 import threading
 import time
 import typing as t
@@ -564,3 +566,19 @@ def wait_for_lock_waits(engine: sa.Engine, count: int) -> None:
         while conn.execute(query).scalar_one() < count:
             assert time.monotonic() < deadline, f"{count} lock waits never came"
             conn.rollback()  # a new snapshot of pg_stat_activity
+
+
+def wait_until_serving(proc: subprocess.Popen[str], port: int) -> None:
+    """Poll the port (bounded); fail with the server's output if it died."""
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited: {proc.communicate()[0]}")
+        with socket.socket() as sock:
+            sock.settimeout(0.1)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        try:
+            proc.wait(timeout=0.1)  # a bounded wait for start-up, not a race fix
+        except subprocess.TimeoutExpired:
+            pass
+    raise AssertionError("gunicorn did not start")

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from conftest import PG_URL
+from conftest import wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("ROPC_TEST_REDIS_URL")
@@ -42,22 +43,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _wait_until_serving(proc: subprocess.Popen[str], port: int) -> None:
-    """Poll the port (bounded); fail with the server's output if it died."""
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise AssertionError(f"gunicorn exited: {proc.communicate()[0]}")
-        with socket.socket() as sock:
-            sock.settimeout(0.1)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        try:
-            proc.wait(timeout=0.1)  # a bounded wait for start-up, not a race fix
-        except subprocess.TimeoutExpired:
-            pass
-    raise AssertionError("gunicorn did not start")
 
 
 @pytest.fixture
@@ -128,7 +113,7 @@ def cluster(tmp_path: Path) -> t.Iterator[dict[str, t.Any]]:
                 text=True,
             )
             procs.append(proc)
-            _wait_until_serving(proc, port)
+            wait_until_serving(proc, port)
             urls.append(f"http://127.0.0.1:{port}")
         yield {"urls": urls, "client": client}
     finally:

@@ -38,7 +38,6 @@ from flask_sqlalchemy import SQLAlchemy
 from joserfc.jwk import ECKey
 from keys_server import PASSWORD
 from test_deployment import _free_port
-from test_deployment import _wait_until_serving
 
 from flask_ropc import ROPC
 
@@ -54,6 +53,7 @@ from conftest import password_form
 from conftest import ropc_of
 from conftest import table_rows
 from conftest import wait_for_lock_waits
+from conftest import wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 JWKS_URL = "/oauth/jwks"
@@ -368,7 +368,7 @@ def gunicorn(uri: str, folder: Path) -> Iterator[str]:
         text=True,
     )
     try:
-        _wait_until_serving(proc, port)
+        wait_until_serving(proc, port)
         _wait_for_files(ready, 2, proc)
         yield f"http://127.0.0.1:{port}"
     finally:

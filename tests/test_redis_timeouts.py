@@ -29,7 +29,6 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from test_deployment import _free_port
-from test_deployment import _wait_until_serving
 
 from flask_ropc import ROPC
 from flask_ropc import ConfigurationError
@@ -39,6 +38,7 @@ from conftest import build_app
 from conftest import dispose_app
 from conftest import login
 from conftest import ropc_of
+from conftest import wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"  # ann's, in examples/deploy
@@ -152,7 +152,7 @@ def test_a_frozen_redis_gets_a_503_in_seconds_from_a_live_gunicorn(
         )
 
     try:
-        _wait_until_serving(proc, port)
+        wait_until_serving(proc, port)
         assert token().status_code == 200
         private_redis.freeze()
         start = time.monotonic()

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from conftest import build_app
 from conftest import dispose_app
 from conftest import ropc_of
+from conftest import wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 RIGHT = "correct horse battery staple"  # examples/deploy/wsgi.py's ann
@@ -95,28 +96,12 @@ def server(database_uri: str, tmp_path: Path) -> Iterator[Server]:
         text=True,
     )
     try:
-        _wait_until_serving(proc, port)
+        wait_until_serving(proc, port)
         yield Server(port, client.client_id, secret)
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
         dispose_app(app)
-
-
-def _wait_until_serving(proc: subprocess.Popen[str], port: int) -> None:
-    """Poll the port (bounded); fail with the server's output if it died."""
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise AssertionError(f"gunicorn exited: {proc.communicate()[0]}")
-        with socket.socket() as sock:
-            sock.settimeout(0.1)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        try:
-            proc.wait(timeout=0.1)  # a bounded wait for start-up, not a race fix
-        except subprocess.TimeoutExpired:
-            pass
-    raise AssertionError("gunicorn did not start")
 
 
 def token(server: Server, source: str, username: str, password: str) -> tuple[int, str]:
