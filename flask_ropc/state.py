@@ -76,27 +76,11 @@ class Callbacks:
 
     def run_throttle_exempt(self, request: ThrottleRequest) -> bool:
         """Ask the app's ``throttle_exempt`` hook, if any (default: no)."""
-        if self.throttle_exempt is None:
-            return False
-        verdict = flask.current_app.ensure_sync(self.throttle_exempt)(request)
-        if not isinstance(verdict, bool):
-            raise TypeError(
-                "a throttle_exempt hook must return True or False, not "
-                f"{type(verdict).__name__}"
-            )
-        return verdict
+        return _yes_or_no(self.throttle_exempt, request, "throttle_exempt", False)
 
     def run_subject_check(self, request: RefreshRequest) -> bool:
         """Ask the app's ``subject_is_active`` hook, if any (default: yes)."""
-        if self.subject_is_active is None:
-            return True
-        verdict = flask.current_app.ensure_sync(self.subject_is_active)(request)
-        if not isinstance(verdict, bool):
-            raise TypeError(
-                "a subject_is_active hook must return True or False, not "
-                f"{type(verdict).__name__}"
-            )
-        return verdict
+        return _yes_or_no(self.subject_is_active, request, "subject_is_active", True)
 
     def run_refresh_claims(self, request: RefreshRequest) -> Mapping[str, t.Any]:
         """The claims for a refreshed token: the hook's answer, else unchanged."""
@@ -111,6 +95,23 @@ class Callbacks:
                 f"{type(claims).__name__}"
             )
         return claims
+
+
+def _yes_or_no(
+    hook: Callable[[t.Any], t.Any] | None, request: t.Any, name: str, default: bool
+) -> bool:
+    """Call a hook that must answer ``True`` or ``False``; ``default`` without one.
+
+    :raises TypeError: it answered something else.
+    """
+    if hook is None:
+        return default
+    verdict = flask.current_app.ensure_sync(hook)(request)
+    if not isinstance(verdict, bool):
+        raise TypeError(
+            f"a {name} hook must return True or False, not {type(verdict).__name__}"
+        )
+    return verdict
 
 
 @dataclasses.dataclass
