@@ -13,9 +13,10 @@ no password hash. Modelled on Auth0's brute-force protection:
   account locked. A success clears only its own pair: other sources see
   nothing of it.
 * per username across every source: past ``ROPC_THROTTLE_ACCOUNT_LIMIT``
-  failures per ``ROPC_THROTTLE_ACCOUNT_WINDOW`` (distributed stuffing), the
-  account is slowed to one attempt per ``ROPC_THROTTLE_ACCOUNT_INTERVAL``
-  from anywhere, never locked.
+  failures (and attempts in flight) per ``ROPC_THROTTLE_ACCOUNT_WINDOW``
+  (distributed stuffing), the account is slowed to one attempt per
+  ``ROPC_THROTTLE_ACCOUNT_INTERVAL`` from anywhere, never locked; only an
+  attempt that passed every other budget takes that place.
 * per source network (an IPv4 address, an IPv6 /64), a higher limit against
   stuffing across many usernames; optionally per client.
 
@@ -81,8 +82,6 @@ class Attempt:
     strikes_key: str
     #: The pair's count (failures and attempts in flight) with this one.
     pair_estimate: int
-    #: The account's failure window, where a counted failure is recorded.
-    account: tuple[str, int]
     #: ``(key, expiry)`` of every place to give back when this does not count.
     reserved: tuple[tuple[str, int], ...]
     #: The budgets' in-flight marks, given back whatever the outcome.
@@ -187,7 +186,7 @@ class Throttle:
         # The level is read before the lock: whoever locks sets the lock
         # before raising the level, so an attempt that sees the new level
         # also sees the lock.
-        reads = [strikes_key, lock_key, account.key, account.previous]
+        reads = [strikes_key, lock_key, account.previous]
         reads += [window.previous for _, window in budgets]
         if not exempt:
             reads.append(pair_window(0).previous)
@@ -200,34 +199,35 @@ class Throttle:
             if window.previous not in reads:  # after a lock: rare
                 seen.update(self.counters.get_many([window.previous]))
             budgets.insert(0, ("username", window))
+        # The account counts like the other budgets (failures and attempts
+        # in flight), but past its limit it slows rather than refuses.
         reserved = [window.reservation for _, window in budgets]
+        reserved.append(account.reservation)
         # Each budget counts failures and attempts in flight together (the
         # reservation); its in-flight mark tells the two apart.
         in_flight = [(f"{w.base}:run", IN_FLIGHT_SECONDS) for _, w in budgets]
-        slowed = (
-            account.estimate(seen.get(account.key, 0), seen.get(account.previous, 0))
-            >= account.limit
-        )
-        slot = [(slot_key, s.throttle_account_interval)] if slowed else []
-        wanted = [*reserved, *in_flight, *slot]
-        counts = (
-            [count for count, _ in self.counters.incr_many(wanted)] if wanted else []
-        )
+        counts = [c for c, _ in self.counters.incr_many([*reserved, *in_flight])]
         given_back = [*reserved, *in_flight]
         for n, (scope, window) in enumerate(budgets):
             estimate = window.estimate(counts[n], seen.get(window.previous, 0))
             if estimate <= window.limit:
                 continue
             self.counters.release_many(given_back)
-            if estimate - counts[len(budgets) + n] < window.limit:
+            if estimate - counts[len(reserved) + n] < window.limit:
                 # Attempts still running fill the budget: none failed.
                 raise Throttled(1, "in_flight")
             if scope == "username":
                 raise Throttled(s.throttle_lockout_base, "username")
             raise Throttled(max(1, math.ceil(window.ends_in)), scope)
-        if slot and counts[-1] > 1:
-            self.counters.release_many(given_back)
-            raise Throttled(self._remaining(slot_key), "account")
+        on_account = counts[len(budgets)]
+        if account.estimate(on_account, seen.get(account.previous, 0)) > account.limit:
+            # Slowed: one attempt per interval, from anywhere. Only an
+            # attempt that passed every other budget competes for it, so a
+            # source refused anyway cannot hold it.
+            slot = (slot_key, s.throttle_account_interval)
+            if self.counters.incr_many([slot])[0][0] > 1:
+                self.counters.release_many(given_back)
+                raise Throttled(self._remaining(slot_key), "account")
         pair_estimate = 0
         if not exempt:
             pair_estimate = budgets[0][1].estimate(
@@ -240,7 +240,6 @@ class Throttle:
             lock_key=lock_key,
             strikes_key=strikes_key,
             pair_estimate=pair_estimate,
-            account=account.reservation,
             reserved=tuple(reserved),
             in_flight=tuple(in_flight),
             exempt=exempt,
@@ -321,7 +320,6 @@ class Throttle:
         def record() -> None:
             if flying:
                 self.counters.release_many(flying)
-            self.counters.incr_many([attempt.account])
             limit = self.settings.throttle_username_limit
             if not attempt.exempt and attempt.pair_estimate >= limit:
                 self._lock(attempt)

@@ -75,7 +75,9 @@ def _any_method(
     def register(state: t.Any) -> None:
         prefix = state.url_prefix or ""
         name = f"{state.name_prefix}.{state.name}.{endpoint}".lstrip(".")
-        state.app.url_map.add(Rule(prefix + path, endpoint=name))
+        # merge_slashes off: Werkzeug would answer "//token" with an HTML
+        # redirect, built from the Host before any check of ours could run.
+        state.app.url_map.add(Rule(prefix + path, endpoint=name, merge_slashes=False))
         state.app.view_functions[name] = view
 
     bp.record(register)
@@ -91,7 +93,9 @@ def create_blueprint(server: ROPCAuthorizationServer) -> flask.Blueprint:
     _any_method(bp, "/introspect", "introspect", endpoints.owned(endpoints.introspect))
     _any_method(bp, "/revoke", "revoke", endpoints.owned(endpoints.revoke))
     _any_method(bp, "/jwks", "jwks", endpoints.owned(endpoints.jwks))
-    _any_method(bp, "/openapi.json", "openapi", endpoints.owned(endpoints.openapi))
+    if server.state.settings.openapi_enabled:
+        # Off, the path is not ours at all (the app's own 404).
+        _any_method(bp, "/openapi.json", "openapi", endpoints.owned(endpoints.openapi))
     return bp
 
 
@@ -210,8 +214,6 @@ class _Endpoints:
         and prefix.
         """
         settings = self.state.settings
-        if not settings.openapi_enabled:
-            flask.abort(404)
         if flask.request.method not in GET_METHODS:
             return self._error(MethodNotAllowedError(GET_METHODS))
         document = json.loads(

@@ -349,3 +349,15 @@ def test_live_server_answers_json_to_an_idna_invalid_host(
         assert response.status == 400, data
         assert response.getheader("Content-Type") == "application/json"
         assert json.loads(data)["error"] == "invalid_request"
+
+
+def test_a_doubled_slash_in_our_paths_gets_no_redirect_built_from_the_host(
+    app: flask.Flask,
+) -> None:
+    """Werkzeug answered ``/oauth//token`` with a redirect built from the
+    Host header: an HTML 500 for a Host it cannot use, a 308 otherwise."""
+    for host in ("[1:2]", "localhost"):
+        response = wsgi_open(
+            app, "/oauth//token", method="POST", headers={"Host": host}
+        )
+        assert response.status_code not in (308, 500), response.status_code

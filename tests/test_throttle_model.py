@@ -25,6 +25,8 @@ import requests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flask_ropc import GrantResult
+from flask_ropc.errors import Throttled
+from flask_ropc.state import get_state
 
 from conftest import USERS
 from conftest import LiveServer
@@ -453,3 +455,46 @@ def test_an_exempt_network_skips_the_network_budgets_but_not_the_account_slow_do
     )
     assert seen[0].username == "user0" and seen[0].client.client_id == client.client_id
     assert not hasattr(seen[0], "password") and WRONG not in repr(seen[0])
+
+
+# -- review findings: the account budget holds under hostile timing -----------
+
+
+def test_a_source_refused_anyway_cannot_hold_the_account_slot(
+    make: t.Callable[..., flask.Flask],
+) -> None:
+    """Past the account's limit one attempt per interval gets through; an
+    attacker whose own network budget is spent must not take that place
+    with requests that are refused anyway."""
+    app = make(ROPC_THROTTLE_ACCOUNT_LIMIT=10, ROPC_THROTTLE_IP_LIMIT=3)
+    http, client = app.test_client(), client_of(app)
+    for n in range(10):
+        attempt(http, client, ip=f"192.0.2.{n + 1}")
+    for name in ("u1", "u2", "u3"):
+        attempt(http, client, name, ip=ATTACKER)
+    for _ in range(5):
+        refused = outcome(attempt(http, client, ip=ATTACKER))
+        assert refused.startswith("Too many failed attempts from this network")
+
+    assert outcome(attempt(http, client, password=RIGHT, ip=VICTIM)) == "ok"
+
+
+def test_attempts_in_flight_count_against_the_account_budget(
+    make: t.Callable[..., flask.Flask],
+) -> None:
+    """Reaches into the app's Throttle on purpose: ten attempts from ten
+    networks reserved before any of them is answered (a burst), which no
+    request sequence can stage. At most the limit, plus the one slowed
+    attempt per interval, may reach the validator."""
+    app = make(ROPC_THROTTLE_ACCOUNT_LIMIT=3)
+    throttle = get_state(app).throttle
+    assert throttle is not None
+    admitted, refused = [], []
+    with app.app_context():
+        for n in range(10):
+            try:
+                admitted.append(throttle.begin("ann", f"192.0.2.{n + 1}", "c"))
+            except Throttled as error:
+                refused.append(error.scope)
+    assert len(admitted) == 3 + 1
+    assert set(refused) == {"account"}
