@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         DATABASE_URL=database_url,
         REDIS_URL=args.redis_url,
         ROPC_ISSUER="https://auth.example.test",
+        # Shared by both workers: it encrypts the signing key they store.
+        SECRET_KEY=secrets.token_urlsafe(32),
         ROPC_RATELIMIT_KEY_PREFIX=prefix,
         # Every request comes from 127.0.0.1: with the default per-IP budget
         # the wrong passwords would soon lock the good logins out too.
