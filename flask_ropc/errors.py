@@ -9,7 +9,8 @@ import Authlib; the others take Authlib's error classes from here.
     ├── ConfigurationError         a bad ROPC_* value, a missing validator
     ├── ClientNotFoundError        the admin API was given an unknown client id
     ├── KeysChangedError           another key command changed the keys meanwhile
-    └── SecretChangedError         another rotation changed the secret meanwhile
+    ├── SecretChangedError         another rotation changed the secret meanwhile
+    └── BreachLookupError          a breached-password range could not be read
 
     Throttled                      internal: an attempt refused before the validator
     RefreshTokenReused             internal: a refresh token was exchanged first
@@ -88,6 +89,15 @@ class SecretChangedError(ROPCError):
         )
         #: The client whose secret was being rotated.
         self.client_id = client_id
+
+
+class BreachLookupError(ROPCError):
+    """A breached-password lookup (:mod:`flask_ropc.breach`) failed.
+
+    The range API timed out, answered with an error, redirected, or sent
+    something that is not a range. The message says which, and never holds
+    the password, its hash or the prefix sent.
+    """
 
 
 class Throttled(Exception):

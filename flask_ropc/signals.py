@@ -22,6 +22,8 @@ signal                                    payload (besides request_id, client_ip
 ``refresh_token_reused``                  ``client_id``, ``subject``, ``family_id``
 ``refresh_token_repeated``                ``client_id``, ``subject``, ``family_id``
 ``token_revoked``                         ``client_id``, ``token_type``, ``subject``
+``password_breached``                     ``client_id``, ``subject``, ``policy``,
+                                          ``lookup_failed``
 ========================================  ==========================================
 """
 
@@ -54,6 +56,11 @@ refresh_token_reused = _signals.signal("ropc.refresh-token-reused")
 refresh_token_repeated = _signals.signal("ropc.refresh-token-repeated")
 #: A token was revoked through the revocation endpoint.
 token_revoked = _signals.signal("ropc.token-revoked")
+#: A correct password was found in a breach corpus by
+#: :class:`flask_ropc.breach.BreachCheck` (or, with ``fail="closed"``, could
+#: not be checked); sent whatever the policy. Never carries the password,
+#: its hash or its breach count.
+password_breached = _signals.signal("ropc.password-breached")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
