@@ -28,6 +28,7 @@ Imports ``breach_range``, ``signals`` and leaves; not ``extension``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import typing as t
 from collections.abc import Callable
@@ -51,6 +52,10 @@ log = logging.getLogger("flask_ropc")
 #: What :meth:`BreachCheck.review` does with a breached password.
 POLICIES = ("block", "step_up", "flag")
 
+#: Seconds between two warnings about failed lookups (an outage would
+#: otherwise log one line per login).
+WARN_INTERVAL = 60.0
+
 #: The internal ``reason`` of a blocked login, for events and logs.
 BREACHED = "breached_password"
 #: The internal ``reason`` when ``fail="closed"`` blocked an unchecked login.
@@ -68,7 +73,8 @@ class BreachCheck:
         continuation); ``"flag"``: issue the tokens. Every policy sends
         :data:`flask_ropc.signals.password_breached`.
     :param fail: ``"open"`` (default): when the range cannot be fetched or
-        read, log a warning and let the login through unchanged;
+        read, let the login through unchanged (and log a warning, at most
+        one a minute);
         ``"closed"``: treat the password as breached (``block`` then refuses
         with the plain answer, ``step_up`` demands the second factor).
     :param min_count: how many appearances make a password breached.
@@ -80,7 +86,8 @@ class BreachCheck:
     :param cache_ttl: seconds a prefix's answer is reused (0: never).
     :param cache_size: how many prefixes' answers are kept (about 40 KB
         each); the least recently used goes first.
-    :param clock: the cache's clock, ``time.monotonic`` unless given.
+    :param clock: the cache's and the warnings' clock, ``time.monotonic``
+        unless given.
     :param user_agent: the ``User-Agent`` header HIBP asks callers to send.
     :param block_result: ``block``'s answer for a confirmed breach instead
         of the wrong-password one, e.g. ``GrantResult.error(
@@ -150,6 +157,10 @@ class BreachCheck:
         self._factors = tuple(factors)
         self._flag_claims = dict(flag_claims or {})
         self._cache = RangeCache(cache_ttl, cache_size, clock)
+        self._clock = clock
+        self._warn_lock = threading.Lock()
+        self._warned_at: float | None = None
+        self._unlogged = 0
         self._lookup = RangeLookup(
             base_url=base_url,
             timeout=timeout,
@@ -189,20 +200,9 @@ class BreachCheck:
             breached = self._lookup.count(req.password) >= self.min_count
             lookup_failed = False
         except BreachLookupError as error:
+            self._warn(req.client.client_id, error)
             if self.fail == "open":
-                log.warning(
-                    "breached-password check for client %s skipped, login "
-                    "allowed (fail='open'): %s",
-                    req.client.client_id,
-                    error,
-                )
                 return verdict
-            log.warning(
-                "breached-password check for client %s failed, password "
-                "treated as breached (fail='closed'): %s",
-                req.client.client_id,
-                error,
-            )
             breached, lookup_failed = True, True
         if not breached:
             return verdict
@@ -214,6 +214,28 @@ class BreachCheck:
             lookup_failed=lookup_failed,
         )
         return self._apply(verdict, lookup_failed)
+
+    def _warn(self, client_id: str, error: BreachLookupError) -> None:
+        """Log a failed lookup; during an outage, once a minute at most."""
+        now = self._clock()
+        with self._warn_lock:
+            if self._warned_at is not None and now - self._warned_at < WARN_INTERVAL:
+                self._unlogged += 1
+                return
+            unlogged, self._unlogged, self._warned_at = self._unlogged, 0, now
+        outcome = (
+            "login allowed (fail='open')"
+            if self.fail == "open"
+            else "password treated as breached (fail='closed')"
+        )
+        since = f" ({unlogged} more since the last warning)" if unlogged else ""
+        log.warning(
+            "breached-password check for client %s failed, %s: %s%s",
+            client_id,
+            outcome,
+            error,
+            since,
+        )
 
     def _apply(self, verdict: GrantResult, lookup_failed: bool) -> GrantResult:
         assert verdict.subject is not None

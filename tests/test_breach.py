@@ -481,3 +481,30 @@ def test_a_server_error_fails_open_by_default(
     range_server.default = Answer(status=502, body="bad gateway")
     use_breach(checker(range_server))
     assert login(http, oauth_client).status_code == 200
+
+
+def test_an_outage_logs_one_warning_a_minute(
+    http: t.Any,
+    oauth_client: t.Any,
+    use_breach: t.Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def down(url: str, headers: t.Mapping[str, str], timeout: float) -> str:
+        raise ConnectionRefusedError(f"cannot reach {url}")
+
+    clock = Clock()
+    clock.freeze()
+    use_breach(BreachCheck(transport=down, clock=clock))
+    caplog.set_level(logging.WARNING, logger="flask_ropc")
+    for _ in range(3):
+        assert login(http, oauth_client).status_code == 200
+    clock.advance(60)
+    assert login(http, oauth_client).status_code == 200
+    warnings = [
+        r.getMessage() for r in caplog.records if "breached-password" in r.getMessage()
+    ]
+    assert len(warnings) == 2
+    assert "(ConnectionRefusedError)" in warnings[0]
+    assert "more since" not in warnings[0]
+    assert warnings[1].endswith("(2 more since the last warning)")
+    assert "/range/" not in caplog.text  # the transport's message is not logged
