@@ -340,16 +340,32 @@ def test_block_answers_exactly_like_a_wrong_password(
     range_server: RangeServer,
     use_breach: t.Any,
     breaches: list[dict[str, t.Any]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     range_server.breached(ANN_PASSWORD)
     use_breach(checker(range_server, policy="block"))
+    caplog.set_level(logging.DEBUG)
     blocked = login(http, oauth_client)
+    assert "breached_password" in caplog.text  # the internal reason, logged
+    assert sha1(ANN_PASSWORD)[5:] not in caplog.text
     wrong = login(http, oauth_client, password="not the password")
     assert_oauth_error(blocked, 400, "invalid_grant")
     assert blocked.get_json() == wrong.get_json()
     assert blocked.headers.get("Content-Type") == wrong.headers.get("Content-Type")
     assert [b["policy"] for b in breaches] == ["block"]
     assert len(range_server.requests) == 1  # the wrong password was not looked up
+
+
+def test_a_wrong_password_is_never_looked_up(
+    http: t.Any, oauth_client: t.Any, range_server: RangeServer, use_breach: t.Any
+) -> None:
+    range_server.breached("not the password")
+    verdicts = use_breach(checker(range_server, fail="closed"))
+    assert_oauth_error(
+        login(http, oauth_client, password="not the password"), 400, "invalid_grant"
+    )
+    assert verdicts[0].reason == "invalid_credentials"
+    assert range_server.requests == []
 
 
 def test_a_blocked_login_counts_towards_throttling(
