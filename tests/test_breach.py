@@ -524,3 +524,25 @@ def test_an_outage_logs_one_warning_a_minute(
     assert "more since" not in warnings[0]
     assert warnings[1].endswith("(2 more since the last warning)")
     assert "/range/" not in caplog.text  # the transport's message is not logged
+
+
+def test_fewer_appearances_than_min_count_are_not_a_breach(
+    http: t.Any,
+    oauth_client: t.Any,
+    range_server: RangeServer,
+    use_breach: t.Any,
+    breaches: list[dict[str, t.Any]],
+) -> None:
+    range_server.breached(ANN_PASSWORD, count=42)
+    use_breach(checker(range_server, min_count=43))
+    assert login(http, oauth_client).status_code == 200
+    assert breaches == []
+
+
+def test_step_up_is_refused_up_front_without_the_mfa_continuation() -> None:
+    """Not at the first breached login: BreachCheck() itself says so."""
+    if hasattr(GrantResult, "mfa_required"):
+        assert BreachCheck(policy="step_up").policy == "step_up"
+    else:
+        with pytest.raises(ConfigurationError, match="mfa_required"):
+            BreachCheck(policy="step_up")
