@@ -1,9 +1,9 @@
 """Breached-password checks for the app's validator (optional).
 
-The validator sees the plaintext password, so it is where a breached one can
-be caught at login (NIST SP 800-63B §5.1.1.2 asks verifiers to compare
-passwords against known-compromised values). After your validator has
-verified the password, hand its verdict to :meth:`BreachCheck.review`::
+The validator sees the plaintext password, so it is where a password that
+leaked after it was set can be caught (NIST SP 800-63B §5.1.1.2 asks for the
+check when passwords are set; breaches keep coming). After your validator
+has verified the password, hand its verdict to :meth:`BreachCheck.review`::
 
     from flask_ropc.breach import BreachCheck
 
