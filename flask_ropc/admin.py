@@ -4,7 +4,7 @@
 ``ropc.keys`` are; the functions below back ``ropc.revoke``, ``ropc.cleanup``
 and ``ropc.unlock``. The ``flask ropc`` commands are a thin layer over this
 module. Everything acts on the current app's state, so call it inside an app
-context. Imports ``keyring``, ``state``, ``store`` and leaves.
+context. Imports ``keyring``, ``key_lifecycle``, ``state``, ``store`` and leaves.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import typing as t
 from collections.abc import Callable
 
 from .errors import ConfigurationError
+from .key_lifecycle import LifecycleReport
+from .key_lifecycle import ManagedKeyRing
 from .keyring import ensure_stored_key
 from .keyring import generate_stored_key
 from .keyring import retire_stored_key
@@ -203,6 +205,26 @@ class KeyAdmin:
         row = rotate_stored_keys(rows, alg or state.settings.signing_alg, longest)
         state.keyring.reload()
         return KeyInfo.from_row(row)
+
+    def rotate_if_due(self) -> LifecycleReport:
+        """Make the lifecycle changes due now (``ROPC_KEY_ROTATION_ENABLED``):
+        a new key a propagation time before the signer's interval ends, the
+        switch to it, the step down of the old one; nothing if none is due.
+
+        Idempotent: what cron runs (``flask ropc keys rotate --if-due``).
+
+        :raises ConfigurationError: automatic rotation is off.
+        """
+        state, _ = self._database_keys()
+        keyring = state.keyring
+        if not isinstance(keyring, ManagedKeyRing):
+            raise ConfigurationError(
+                "automatic key rotation is off: set ROPC_KEY_ROTATION_ENABLED "
+                "= True (or use 'flask ropc keys rotate' without --if-due)"
+            )
+        report = keyring.check(force=True)
+        assert report is not None  # forced checks always report
+        return report
 
     def retire(self, kid: str) -> None:
         """Stop publishing and accepting ``kid``; tokens it signed stop working.

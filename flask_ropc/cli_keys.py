@@ -67,15 +67,61 @@ def keys_list(as_json: bool) -> None:
 
 @keys_cli.command("rotate")
 @_alg_option
+@click.option(
+    "--if-due",
+    is_flag=True,
+    help="Only what the automatic lifecycle (ROPC_KEY_ROTATION_ENABLED) has "
+    "due now: safe to run from cron at any rate.",
+)
 @json_option
-def keys_rotate(alg: str | None, as_json: bool) -> None:
+def keys_rotate(alg: str | None, if_due: bool, as_json: bool) -> None:
     """Make a new key the signer; the old one stays published until the
-    tokens it signed have expired."""
+    tokens it signed have expired. With --if-due, make only the changes the
+    automatic lifecycle has due (exit 0 whether or not any was)."""
+    if if_due:
+        if alg is not None:
+            raise click.UsageError("--alg cannot be used with --if-due")
+        _rotate_if_due(as_json)
+        return
     key = _keys.rotate(alg)
     if as_json:
         print_json(key.to_dict())
     else:
         echo(f"Key {key.kid} ({key.alg}) now signs new tokens.")
+
+
+def _rotate_if_due(as_json: bool) -> None:
+    report = _keys.rotate_if_due()
+    done = report.plan
+    if as_json:
+        print_json(
+            {
+                "due": bool(done),
+                "created": report.created,
+                "activated": done.activate,
+                "demoted": list(done.demote),
+                "signer": report.signer,
+                "next_key_at": report.next_key_at,
+            }
+        )
+        return
+    if not done:
+        echo(
+            f"No key change is due: key {report.signer} signs; the next key "
+            f"is made at {when(report.next_key_at)}."
+        )
+        return
+    if report.created is not None:
+        kind = "signs at once" if done.create == "active" else "published, pending"
+        echo(f"Generated key {report.created} ({kind}).")
+    if done.activate is not None:
+        echo(f"Key {done.activate} now signs new tokens.")
+    for kid in done.demote:
+        echo(f"Key {kid} stopped signing; it stays published for the retention.")
+    echo(
+        f"Key {report.signer} signs; the next key is made at "
+        f"{when(report.next_key_at)}."
+    )
 
 
 # A kid is an RFC 7638 thumbprint, base64url: one in 64 starts with "-",

@@ -4,8 +4,8 @@ Every key Flask-ROPC reads lives in :data:`DEFAULTS`; :meth:`ROPC.init_app`
 calls ``app.config.setdefault`` for each one so that ``app.config`` shows the
 values in effect, then reads them once into a :class:`Settings` object that is
 never re-read per request. A leaf: imports ``config_values``, ``config_checks``,
-``errors``, ``keys``, ``key_encryption`` and ``scopes`` (to check values)
-only. Besides ``ROPC_`` keys it reads Flask's ``SECRET_KEY`` and
+``errors``, ``keys``, ``key_encryption``, ``key_policy`` and ``scopes`` (to
+check values) only. Besides ``ROPC_`` keys it reads Flask's ``SECRET_KEY`` and
 ``SECRET_KEY_FALLBACKS``, from which the key that encrypts stored signing
 keys is derived by default.
 """
@@ -29,6 +29,8 @@ from .errors import ConfigurationError
 from .key_encryption import explicit_secrets
 from .key_encryption import flask_secret_keys
 from .key_encryption import require_secret_key
+from .key_policy import KeyPolicy
+from .key_policy import policy_from_config
 from .keys import import_signing_keys
 from .scopes import check_scope_tokens
 
@@ -71,6 +73,13 @@ DEFAULTS: dict[str, t.Any] = {
     "ROPC_SIGNING_ALG": "ES256",
     # Cache-Control max-age of the JWKS and discovery documents, in seconds.
     "ROPC_JWKS_MAX_AGE": 300,
+    # Automatic rotation of the database keys (see key_policy.py): a new key
+    # is published a propagation time before it signs, signs for at most
+    # the interval, and stays published for the retention after.
+    "ROPC_KEY_ROTATION_ENABLED": False,
+    "ROPC_KEY_ROTATION_INTERVAL": 90 * 24 * 3600,
+    "ROPC_KEY_PROPAGATION_TIME": 14 * 24 * 3600,
+    "ROPC_KEY_RETENTION": 14 * 24 * 3600,
     # The scope that asks for a refresh token (clients need offline access).
     "ROPC_OFFLINE_ACCESS_SCOPE": "offline_access",
     # A refresh token expires this long after it was issued, unless used...
@@ -155,6 +164,9 @@ class Settings:
     secret_keys: tuple[str | bytes, ...] = dataclasses.field(repr=False)
     signing_alg: str
     jwks_max_age: int
+    #: The ``ROPC_KEY_*`` lifecycle, or ``None`` (``ROPC_KEY_ROTATION_ENABLED``
+    #: off).
+    key_policy: KeyPolicy | None
     offline_access_scope: str
     refresh_token_sliding_lifetime: int
     refresh_token_absolute_lifetime: int
@@ -227,6 +239,7 @@ class Settings:
                 config, "ROPC_SIGNING_ALG", ("ES256", "RS256", "EdDSA")
             ),
             jwks_max_age=_positive_int(config, "ROPC_JWKS_MAX_AGE"),
+            key_policy=policy_from_config(config),
             offline_access_scope=_scope_name(config, "ROPC_OFFLINE_ACCESS_SCOPE"),
             refresh_token_sliding_lifetime=_positive_int(
                 config, "ROPC_REFRESH_TOKEN_SLIDING_LIFETIME"

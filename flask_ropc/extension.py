@@ -20,6 +20,7 @@ from .cli import ropc_cli
 from .config import DEFAULTS
 from .config import Settings
 from .key_encryption import KeyCipher
+from .key_lifecycle import ManagedKeyRing
 from .keyring import ConfigKeyRing
 from .keyring import DatabaseKeyRing
 from .keyring import KeyRing
@@ -122,6 +123,18 @@ class ROPC:
         keyring: KeyRing
         if settings.signing_keys:
             keyring = ConfigKeyRing(settings.signing_keys)
+        elif settings.key_policy is not None:
+            keyring = ManagedKeyRing(
+                store.keys,
+                settings.signing_alg,
+                settings.key_policy,
+                lambda: (
+                    store.clients.longest_access_token_lifetime(
+                        settings.access_token_lifetime
+                    )
+                    + settings.jwks_max_age
+                ),
+            )
         else:
             keyring = DatabaseKeyRing(store.keys, settings.signing_alg)
         state = State(

@@ -1,8 +1,10 @@
 """The ``ropc_signing_keys`` rows, with the private keys encrypted at rest.
 
 Imports :mod:`.database` and leaves (:mod:`~flask_ropc.key_encryption` seals
-and opens the private JWKs). It stores and changes rows; which key signs is
-decided by :mod:`flask_ropc.keyring`.
+and opens the private JWKs; :mod:`~flask_ropc.key_policy` plans lifecycle
+changes, which :meth:`KeyStore.apply_lifecycle` makes under the key lock).
+It stores and changes rows; which key signs is decided by
+:mod:`flask_ropc.keyring` and :mod:`flask_ropc.key_lifecycle`.
 
 Every change to which key is active (a first key, ``generate``, ``rotate``)
 runs under one database-level lock and re-reads the rows under it, so
@@ -19,12 +21,14 @@ from __future__ import annotations
 import hashlib
 import typing as t
 from collections.abc import Callable
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
 from ..errors import KeysChangedError
 from ..key_encryption import KeyCipher
 from ..key_encryption import open_stored
+from ..key_policy import Plan
 from ..models import ACTIVE
 from ..models import PENDING
 from ..models import PREVIOUS
@@ -139,6 +143,49 @@ class KeyStore:
             kid, alg, private_jwk = make()
             status = PENDING if active is not None else ACTIVE
             return self._insert(conn, kid, alg, private_jwk, status)
+
+    def apply_lifecycle(
+        self,
+        decide: Callable[[Sequence[t.Any], int], Plan],
+        make: KeyMaker,
+        publish_until: Callable[[t.Any, int], int],
+    ) -> tuple[Plan, t.Any | None]:
+        """Make the lifecycle changes due now, under the key lock.
+
+        ``decide`` is given the rows as they are once the lock is held (a
+        worker that took the lock first may have made the key already) and
+        the time, and says what to change; ``make`` makes a key to create,
+        ``publish_until`` stamps each key that steps down. Every change is
+        conditional on the state it changes, so a second run changes
+        nothing. Returns the plan carried out and the created row, if any.
+        """
+        keys = self._table
+        with self._db.begin() as conn:
+            self._lock(conn)
+            columns = [c for c in keys.c if c.name != "private_jwk"]
+            rows = list(conn.execute(sa.select(*columns).order_by(keys.c.id)).all())
+            now = self._db.now()
+            plan = decide(rows, now)
+            created = None
+            if plan.create is not None:
+                kid, alg, private_jwk = make()
+                created = self._insert(conn, kid, alg, private_jwk, plan.create)
+            if plan.activate is not None:
+                conn.execute(
+                    keys.update()
+                    .where(keys.c.kid == plan.activate, keys.c.status == PENDING)
+                    .values(status=ACTIVE, publish_until=None)
+                )
+            by_kid = {row.kid: row for row in rows}
+            for kid in plan.demote:
+                conn.execute(
+                    keys.update()
+                    .where(keys.c.kid == kid, keys.c.status.in_((PENDING, ACTIVE)))
+                    .values(
+                        status=PREVIOUS, publish_until=publish_until(by_kid[kid], now)
+                    )
+                )
+        return plan, created
 
     def private_jwk(self, row: t.Any) -> str:
         """The private JWK JSON of a stored key row, decrypted if need be.
