@@ -136,6 +136,8 @@ DEFAULTS: dict[str, t.Any] = {
     "ROPC_EVENT_USERNAME": "hash",
     # Serve the OpenAPI 3.1 description of our endpoints at {prefix}/openapi.json.
     "ROPC_OPENAPI_ENABLED": False,
+    # OpenTelemetry metrics, when opentelemetry-api is installed (docs/metrics.md).
+    "ROPC_METRICS_ENABLED": True,
 }
 
 
@@ -194,6 +196,7 @@ class Settings:
     end_user_ip_header: str
     event_username: str
     openapi_enabled: bool
+    metrics_enabled: bool
 
     @property
     def stores_plaintext_keys(self) -> bool:
@@ -290,6 +293,7 @@ class Settings:
             or "X-End-User-IP",
             event_username=_choice(config, "ROPC_EVENT_USERNAME", ("hash", "plain")),
             openapi_enabled=_bool(config, "ROPC_OPENAPI_ENABLED"),
+            metrics_enabled=_bool(config, "ROPC_METRICS_ENABLED"),
         )
         check_bounds(config)
         # Last, so that a wrong value of any other key is named first.

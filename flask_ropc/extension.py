@@ -16,6 +16,7 @@ from collections.abc import Callable
 import flask
 
 from . import admin
+from . import metrics
 from .cli import ropc_cli
 from .config import DEFAULTS
 from .config import Settings
@@ -47,6 +48,7 @@ from .views import create_discovery_blueprint
 if t.TYPE_CHECKING:  # pragma: no cover
     import sqlalchemy as sa
     from flask_sqlalchemy import SQLAlchemy
+    from opentelemetry.metrics import MeterProvider
 
 log = logging.getLogger("flask_ropc")
 
@@ -85,6 +87,9 @@ class ROPC:
         way; otherwise we keep our own engine on ``ROPC_DATABASE_URI``,
         ``SQLALCHEMY_DATABASE_URI`` or an SQLite file in the instance folder.
     :param clock: returns the current Unix time; for tests.
+    :param meter_provider: the OpenTelemetry ``MeterProvider`` our metrics
+        go to; default: the global one. Used only with ``opentelemetry-api``
+        installed and ``ROPC_METRICS_ENABLED`` on (see :doc:`metrics`).
     """
 
     def __init__(
@@ -93,9 +98,11 @@ class ROPC:
         *,
         db: SQLAlchemy | None = None,
         clock: Clock = time.time,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
+        self._meter_provider = meter_provider
         self._callbacks = Callbacks()
         self._protector = BearerProtector()
         #: Manage OAuth clients: see :class:`~flask_ropc.admin.ClientAdmin`.
@@ -165,6 +172,8 @@ class ROPC:
         app.register_blueprint(create_blueprint(server))
         app.register_blueprint(create_discovery_blueprint(server))
         app.cli.add_command(ropc_cli)
+        if settings.metrics_enabled and metrics.AVAILABLE:
+            metrics.subscribe(app, self._meter_provider)
 
     def _store(self, app: flask.Flask, settings: Settings) -> Store:
         cipher = None

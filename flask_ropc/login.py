@@ -25,6 +25,7 @@ import functools
 import ipaddress
 import logging
 import secrets
+import time
 import typing as t
 
 import flask
@@ -100,13 +101,16 @@ def check(
         request=request,
     )
     throttle = state.throttle
+    started = time.perf_counter()
     try:
         result = state.callbacks.run_validator(password_request)
     except Exception:
+        _announce_validated(client, client_ip, started, None)
         # A crash says nothing about the password: give the place back.
         if throttle is not None:
             throttle.failed(attempt, counts=False)
         raise
+    _announce_validated(client, client_ip, started, result)
     if not result.is_success:
         if throttle is not None:
             throttle.failed(attempt, counts=result.counts_as_failure)
@@ -267,6 +271,27 @@ def _end_user_ip(state: State, client: Client, request: flask.Request) -> str | 
         except ValueError:
             pass
     return request.remote_addr or None
+
+
+def _announce_validated(
+    client: Client, client_ip: str | None, started: float, result: GrantResult | None
+) -> None:
+    """Send ``password_validated``: the verdict (``None``: the validator
+    raised) and how long the validator took, for metrics."""
+    if not signals.password_validated.receivers:
+        return
+    outcome = "exception"
+    if result is not None:
+        outcome = "success" if result.is_success else "failure"
+    signals.send(
+        signals.password_validated,
+        client_ip=client_ip,
+        client_id=client.client_id,
+        result=outcome,
+        error=None if result is None else result.error_code,
+        reason=None if result is None else result.reason,
+        duration=time.perf_counter() - started,
+    )
 
 
 def _error_from(result: GrantResult) -> ValidatorError:

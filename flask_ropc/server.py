@@ -76,7 +76,12 @@ class ROPCAuthorizationServer(AuthorizationServer):
 
     def query_client(self, client_id: str) -> Client | None:
         """Authlib hook: load a client by id."""
-        return self.state.store.clients.get(client_id)
+        client = self.state.store.clients.get(client_id)
+        if client is not None:
+            # The first client found is the one authenticated against; the
+            # token endpoint's event names it (a known id: never user input).
+            flask.g.setdefault("ropc_client_id", client.client_id)
+        return client
 
     def save_token(self, token: Mapping[str, t.Any], request: t.Any) -> None:
         """Authlib hook, unused: our flows store tokens."""

@@ -24,6 +24,10 @@ signal                                    payload (besides request_id, client_ip
 ``token_revoked``                         ``client_id``, ``token_type``, ``subject``
 ``password_breached``                     ``client_id``, ``subject``, ``policy``,
                                           ``lookup_failed``
+``password_validated``                    ``client_id``, ``result``, ``error``,
+                                          ``reason``, ``duration``
+``token_request_handled``                 ``grant_type``, ``client_id``, ``status``,
+                                          ``error``
 ========================================  ==========================================
 """
 
@@ -32,6 +36,7 @@ from __future__ import annotations
 import re
 import typing as t
 import uuid
+from collections.abc import Callable
 
 import flask
 from blinker import Namespace
@@ -61,6 +66,11 @@ token_revoked = _signals.signal("ropc.token-revoked")
 #: not be checked); sent whatever the policy. Never carries the password,
 #: its hash or its breach count.
 password_breached = _signals.signal("ropc.password-breached")
+#: The app's password validator ran (it returned, or it raised).
+password_validated = _signals.signal("ropc.password-validated")
+#: The token endpoint answered a request, whatever the grant or the outcome;
+#: sent once per request.
+token_request_handled = _signals.signal("ropc.token-request-handled")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -104,3 +114,29 @@ def send(signal: t.Any, client_ip: str | None = None, **payload: t.Any) -> None:
     app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
     ip = client_ip or flask.request.remote_addr
     signal.send(app, request_id=request_id(), client_ip=ip, **payload)
+
+
+def report_token_request(answer: Callable[[], flask.Response]) -> flask.Response:
+    """Run the token endpoint's ``answer`` and send ``token_request_handled``.
+
+    Every answer of the view passes here once, early refusals as well as the
+    grants' own. The grant type and client were noted in ``flask.g`` on the
+    way (``ropc_grant_type``: only one the server accepts; ``ropc_client_id``:
+    only a client found in the store), so the event carries no value a
+    caller made up.
+    """
+    # An app context outlives the request inside a caller's ``with
+    # app.app_context()``: start this request's notes afresh.
+    flask.g.pop("ropc_grant_type", None)
+    flask.g.pop("ropc_client_id", None)
+    response = answer()
+    if token_request_handled.receivers:
+        body = response.get_json(silent=True) if response.status_code >= 400 else None
+        send(
+            token_request_handled,
+            grant_type=flask.g.get("ropc_grant_type"),
+            client_id=flask.g.get("ropc_client_id"),
+            status=response.status_code,
+            error=body.get("error") if isinstance(body, dict) else None,
+        )
+    return response

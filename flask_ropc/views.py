@@ -24,6 +24,7 @@ import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Rule
 
+from . import signals
 from .client_auth import basic_credentials
 from .config import Settings
 from .errors import InvalidRequestError
@@ -148,7 +149,9 @@ class _Endpoints:
 
     def token(self) -> flask.Response:
         """``POST {prefix}/token``: RFC 6749 §3.2."""
-        return self._guarded("token endpoint", self._issue_token)
+        return signals.report_token_request(
+            lambda: self._guarded("token endpoint", self._issue_token)
+        )
 
     def introspect(self) -> flask.Response:
         """``POST {prefix}/introspect``: RFC 7662."""
@@ -173,6 +176,7 @@ class _Endpoints:
             # characters an error_description must not; and it sends no
             # description at all.
             raise UnsupportedGrantTypeError()
+        flask.g.ropc_grant_type = grant_type  # for token_request_handled
         response: flask.Response = self.server.create_token_response()
         return response
 
