@@ -125,6 +125,14 @@ DEFAULTS: dict[str, t.Any] = {
     # Usernames in audit events: "hash" (SHA-256 of the normalised name) or
     # "plain" (the normalised name).
     "ROPC_EVENT_USERNAME": "hash",
+    # DPoP (RFC 9449): a proof's greatest age and the clock skew allowed
+    # either way, in seconds; its jti is remembered that long.
+    "ROPC_DPOP_PROOF_LIFETIME": 60,
+    "ROPC_DPOP_CLOCK_SKEW": 5,
+    # Require DPoP nonces (token endpoint and require_token), made from this
+    # secret shared by every instance; None: derived from SECRET_KEY.
+    "ROPC_DPOP_NONCE": False,
+    "ROPC_DPOP_NONCE_SECRET": None,
     # Serve the OpenAPI 3.1 description of our endpoints at {prefix}/openapi.json.
     "ROPC_OPENAPI_ENABLED": False,
 }
@@ -182,6 +190,10 @@ class Settings:
     end_user_ip_header: str
     event_username: str
     openapi_enabled: bool
+    dpop_proof_lifetime: int
+    dpop_clock_skew: int
+    dpop_nonce: bool
+    dpop_nonce_secret: str | None = dataclasses.field(repr=False)
 
     @property
     def stores_plaintext_keys(self) -> bool:
@@ -277,6 +289,10 @@ class Settings:
             or "X-End-User-IP",
             event_username=_choice(config, "ROPC_EVENT_USERNAME", ("hash", "plain")),
             openapi_enabled=_bool(config, "ROPC_OPENAPI_ENABLED"),
+            dpop_proof_lifetime=_positive_int(config, "ROPC_DPOP_PROOF_LIFETIME"),
+            dpop_clock_skew=_positive_int(config, "ROPC_DPOP_CLOCK_SKEW"),
+            dpop_nonce=_bool(config, "ROPC_DPOP_NONCE"),
+            dpop_nonce_secret=_optional_str(config, "ROPC_DPOP_NONCE_SECRET"),
         )
         check_bounds(config)
         # Last, so that a wrong value of any other key is named first.
