@@ -16,6 +16,9 @@ from joserfc.jwk import OKPKey
 from joserfc.jwk import RSAKey
 from joserfc.jws import JWSRegistry
 
+from conftest import basic_auth
+from conftest import password_form
+
 
 class _QuietEdDSA(type(JWSRegistry.algorithms["EdDSA"])):  # type: ignore[misc]
     security_warning = None
@@ -107,3 +110,30 @@ def unsigned(header: dict[str, t.Any], claims: dict[str, t.Any]) -> str:
     return ".".join(
         (b64(json.dumps(header).encode()), b64(json.dumps(claims).encode()), "")
     )
+
+
+ISSUER = "https://auth.example"
+TOKEN_URL = ISSUER + "/oauth/token"
+
+
+def token_request(
+    http: t.Any,
+    client: t.Any,
+    proofs: str | list[str] | None,
+    data: dict[str, str] | None = None,
+    base_url: str = "http://localhost",
+    **headers: str,
+) -> t.Any:
+    """A password grant (or ``data``) as ``client`` with these DPoP headers."""
+    data = data or password_form()
+    values = [proofs] if isinstance(proofs, str) else proofs or []
+    extra = [("DPoP", value) for value in values] + list(headers.items())
+    if client.secret is None:
+        return http.post(
+            "/oauth/token",
+            data={"client_id": client.client_id, **data},
+            headers=extra,
+            base_url=base_url,
+        )
+    headers_list = [*basic_auth(*client).items(), *extra]
+    return http.post("/oauth/token", data=data, headers=headers_list, base_url=base_url)

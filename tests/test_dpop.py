@@ -16,44 +16,19 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from flask_ropc import dpop
 
 from conftest import assert_oauth_error
-from conftest import basic_auth
 from conftest import password_form
 from conftest import post_as
 from conftest import table_rows
+from dpop_proofs import ISSUER
+from dpop_proofs import TOKEN_URL
 from dpop_proofs import DPoPKey
+from dpop_proofs import token_request
 from dpop_proofs import unsigned
-
-ISSUER = "https://auth.example"
-TOKEN_URL = ISSUER + "/oauth/token"
 
 
 @pytest.fixture
 def app_config() -> dict[str, t.Any]:
     return {"ROPC_ISSUER": ISSUER}
-
-
-def token_request(
-    http: t.Any,
-    client: t.Any,
-    proofs: str | list[str] | None,
-    data: dict[str, str] | None = None,
-    base_url: str = "http://localhost",
-    **headers: str,
-) -> t.Any:
-    """A password grant (or ``data``) as ``client`` with these DPoP headers."""
-    data = data or password_form()
-    values = [proofs] if isinstance(proofs, str) else proofs or []
-    extra = [("DPoP", value) for value in values] + list(headers.items())
-    if client.secret is None:
-        return http.post(
-            "/oauth/token",
-            data={"client_id": client.client_id, **data},
-            headers=extra,
-            base_url=base_url,
-        )
-    return http.post(
-        "/oauth/token", data=data, headers=[*basic_auth(*client).items(), *extra]
-    )
 
 
 # -- RFC 3986 normalisation ----------------------------------------------------
