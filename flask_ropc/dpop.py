@@ -42,6 +42,9 @@ ALGORITHMS = ("ES256", "RS256", "PS256", "EdDSA")
 #: The key type each algorithm needs.
 _KEY_TYPES = {"ES256": "EC", "RS256": "RSA", "PS256": "RSA", "EdDSA": "OKP"}
 
+#: Shortest RSA key we accept (RFC 7518 §3.3 requires 2048 bits).
+MIN_RSA_BITS = 2048
+
 #: Longest proof we parse: a proof with a 4096-bit RSA key is under 2 KB.
 MAX_PROOF_LENGTH = 8192
 
@@ -174,6 +177,9 @@ def verify_proof(
         raise ProofError("The DPoP proof's alg is not supported.")
     if not isinstance(jwk, dict) or jwk.get("kty") != _KEY_TYPES[alg]:
         raise ProofError("The DPoP proof's jwk is missing or does not fit its alg.")
+    if jwk["kty"] == "RSA" and _modulus_bits(jwk.get("n")) < MIN_RSA_BITS:
+        # Before the import, which only warns about a short key.
+        raise ProofError("The DPoP proof's RSA key is too short.")
     try:
         key = JWKRegistry.import_key(jwk)
         private = key.is_private
@@ -212,6 +218,17 @@ def verify_proof(
     return Proof(
         jkt=str(key.thumbprint()), jti=claims["jti"], iat=iat, htu=htu, nonce=nonce
     )
+
+
+def _modulus_bits(n: t.Any) -> int:
+    """The size of an RSA JWK's modulus ``n`` in bits; 0 if it is no base64url."""
+    if not isinstance(n, str):
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))
+    except ValueError:
+        return 0
+    return int.from_bytes(raw, "big").bit_length()
 
 
 def _parse(value: str) -> tuple[dict[str, t.Any], dict[str, t.Any]]:

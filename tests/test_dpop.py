@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import typing as t
+import warnings
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import ECKey
 from joserfc.jwk import OctKey
+from joserfc.jwk import RSAKey
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flask_ropc import dpop
@@ -411,3 +414,36 @@ def test_discovery_lists_the_proof_algorithms(http: t.Any) -> None:
         "PS256",
         "EdDSA",
     ]
+
+
+def test_a_short_rsa_key_is_refused(http: t.Any, oauth_client: t.Any) -> None:
+    key = DPoPKey("RS256")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # joserfc warns about the size
+        key.key = RSAKey.import_key(rsa.generate_private_key(65537, 1024))  # noqa: S505
+    response = token_request(http, oauth_client, key.proof("POST", TOKEN_URL))
+    assert_oauth_error(response, 400, "invalid_dpop_proof")
+    assert "too short" in response.json["error_description"]
+
+
+@pytest.mark.parametrize(
+    "app_config",
+    [
+        {
+            "ROPC_ISSUER": ISSUER,
+            "ROPC_THROTTLE_ENABLED": False,
+            # Nothing listens on port 1: the replay cache is unreachable.
+            "ROPC_RATELIMIT_STORAGE_URI": "redis://127.0.0.1:1/0",
+        }
+    ],
+    ids=["redis-down"],
+)
+def test_an_unreachable_replay_cache_fails_closed(
+    http: t.Any, oauth_client: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = token_request(http, oauth_client, DPoPKey().proof("POST", TOKEN_URL))
+    assert_oauth_error(response, 503, "temporarily_unavailable")
+    assert "DPoP replay cache unavailable" in caplog.text
+    # Without a proof nothing needs the cache.
+    plain = token_request(http, oauth_client, None)
+    assert plain.status_code == 200
