@@ -36,9 +36,9 @@ class ReplayCache(t.Protocol):
 class SQLReplayCache:
     """Replay keys as rows of ``ropc_throttle`` (``count`` 1).
 
-    One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE expires_at <= now``: a
-    new key is inserted, an expired one taken over, a live one left alone
-    (no row changed: a replay). The statement is atomic on both databases.
+    One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE expires_at <= now
+    RETURNING key``: a new key is inserted, an expired one taken over, a live
+    one left alone (no row returned: a replay). The statement is atomic on both databases.
     """
 
     def __init__(self, database: Database, table: sa.Table) -> None:
@@ -65,6 +65,8 @@ class SQLReplayCache:
                     set_={"count": 1, "expires_at": sa.bindparam("expires_at")},
                     where=table.c.expires_at <= sa.bindparam("now"),
                 )
+                # RETURNING, not rowcount: psycopg reports -1 for an upsert.
+                .returning(table.c.key)
             )
             self._statements[dialect] = statement
         return statement
@@ -74,7 +76,7 @@ class SQLReplayCache:
         params = {"key": key, "expires_at": now + ttl, "now": now}
         with self._db.autocommit() as conn:
             result = conn.execute(self._statement(self._db.dialect), params)
-            return bool(result.rowcount == 1)
+            return result.first() is not None
 
 
 class RedisReplayCache:
