@@ -38,7 +38,8 @@ class SQLReplayCache:
 
     One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE expires_at <= now
     RETURNING key``: a new key is inserted, an expired one taken over, a live
-    one left alone (no row returned: a replay). The statement is atomic on both databases.
+    one left alone (no row returned: a replay). One statement: atomic on
+    both databases.
     """
 
     def __init__(self, database: Database, table: sa.Table) -> None:
