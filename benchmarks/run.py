@@ -35,6 +35,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import apps
+import dpop_load
 import report
 import requests
 import sqlalchemy as sa
@@ -151,8 +152,13 @@ def build_scenarios(
     authlib: Credentials,
     floor: Credentials,
     connections: int,
+    dpop_proofs: int = 30_000,
 ) -> list[Scenario]:
-    """The seven scenarios of the main table, in their reporting order."""
+    """The scenarios of the main table, in their reporting order.
+
+    The two DPoP scenarios sign ``dpop_proofs`` single-use proofs before
+    each run (more than a run can send).
+    """
     token_headers_authlib = {"Content-Type": FORM, "Authorization": authlib.basic()}
     token_headers_ropc = {"Content-Type": FORM, "Authorization": ropc.basic()}
     refresh_body = password_form("api offline_access")
@@ -220,6 +226,52 @@ def build_scenarios(
         )
         return Plan(ropc_url + apps.API_PATH, script, connections=connections)
 
+    maker = dpop_load.ProofMaker()
+
+    def password_dpop() -> Plan:
+        proofs = maker.write(
+            ws.root / "dpop-password.txt",
+            "POST",
+            apps.ISSUER + apps.TOKEN_PATH,
+            dpop_proofs,
+        )
+        script = ws.write(
+            "ropc-password-dpop.lua",
+            dpop_load.proof_script(
+                "POST",
+                apps.TOKEN_PATH,
+                token_headers_ropc,
+                proofs,
+                password_form("api"),
+            ),
+        )
+        return Plan(ropc_url + apps.TOKEN_PATH, script, connections=connections)
+
+    def require_token_dpop() -> Plan:
+        proof = maker.proof("POST", apps.ISSUER + apps.TOKEN_PATH)
+        response = requests.post(
+            ropc_url + apps.TOKEN_PATH,
+            data=password_form("api"),
+            headers={**token_headers_ropc, "DPoP": proof},
+            timeout=30,
+        )
+        response.raise_for_status()
+        access = response.json()["access_token"]
+        proofs = maker.write(
+            ws.root / "dpop-api.txt",
+            "GET",
+            apps.ISSUER + apps.API_PATH,
+            dpop_proofs,
+            token=access,
+        )
+        script = ws.write(
+            "ropc-require-token-dpop.lua",
+            dpop_load.proof_script(
+                "GET", apps.API_PATH, {"Authorization": f"DPoP {access}"}, proofs
+            ),
+        )
+        return Plan(ropc_url + apps.API_PATH, script, connections=connections)
+
     return [
         Scenario("bare", "bare Flask POST, same form, small JSON", lambda: bare),
         Scenario(
@@ -238,6 +290,16 @@ def build_scenarios(
             "ropc-require-token",
             "GET on @ropc.require_token('api') with a Bearer JWT",
             require_token,
+        ),
+        Scenario(
+            "ropc-password-dpop",
+            "ropc-password-jwt with a DPoP proof (ES256), a DPoP-bound JWT",
+            password_dpop,
+        ),
+        Scenario(
+            "ropc-require-token-dpop",
+            "ropc-require-token with Authorization: DPoP and a proof with ath",
+            require_token_dpop,
         ),
         Scenario(
             "floor-password-refresh",

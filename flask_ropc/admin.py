@@ -98,6 +98,9 @@ class ClientAdmin:
         :param audience: the ``aud`` of its JWTs; ``None`` for the app's.
         :param is_resource_server: may introspect every client's tokens.
         :param trusted_backend: may name its end user's IP (confidential only).
+        :param dpop: ``required`` (a token request without a DPoP proof
+            fails), ``allowed`` (the default: a proof, if sent, binds the
+            tokens) or ``off`` (proofs are ignored); see docs/dpop.md.
         :param secret: an existing secret to keep (at least 20 characters).
         :param client_id: an existing client id to keep.
         :raises ValueError: for an invalid value; nothing is stored then.

@@ -25,6 +25,7 @@ from .errors import ClientNotFoundError
 from .errors import ConfigurationError
 from .errors import KeysChangedError
 from .errors import SecretChangedError
+from .models import DPOP_MODES
 from .models import GRANT_TYPES
 from .models import Client
 from .state import get_state
@@ -169,6 +170,14 @@ def client_options(func: F) -> F:
                 "(default on create: both, the Authorization header or the "
                 "body). On update it replaces them.",
             ),
+            click.option(
+                "--dpop",
+                type=click.Choice(DPOP_MODES),
+                default=None,
+                help="DPoP (RFC 9449): 'required' refuses token requests without "
+                "a proof; 'allowed' (default) binds tokens when a proof is sent; "
+                "'off' ignores proofs.",
+            ),
             json_option,
         ]
     ):
@@ -295,6 +304,7 @@ def describe(client: Client) -> str:
         f"audience:              {client.audience or 'app default (ROPC_AUDIENCE)'}",
         f"resource server:       {'yes' if client.is_resource_server else 'no'}",
         f"trusted backend:       {'yes' if client.trusted_backend else 'no'}",
+        f"dpop:                  {client.dpop}",
         f"password logins:       {client.password_grant_count}",
         "sunset:                "
         + (when(client.sunset_at) if client.sunset_at else "-"),

@@ -28,6 +28,7 @@ import Authlib; the others take Authlib's error classes from here.
     ├── MissingTokenError          401 with a bare Bearer challenge (RFC 6750)
     ├── InvalidBearerTokenError    401 invalid_token
     ├── InvalidBearerRequestError  400 invalid_request at a protected view
+    ├── DPoPError                  400/401 invalid_dpop_proof, use_dpop_nonce...
     └── InsufficientScopeError     403 insufficient_scope
 
 Wire errors reuse Authlib's :class:`~authlib.oauth2.OAuth2Error` so that its
@@ -345,3 +346,15 @@ class InsufficientScopeError(OAuth2Error):
             )
         )
         return headers
+
+
+class DPoPError(OAuth2Error):
+    """An RFC 9449 error (``invalid_dpop_proof``, ``use_dpop_nonce``...) with
+    its own headers (``DPoP-Nonce``, ``WWW-Authenticate: DPoP``)."""
+
+    def __init__(self, error: str, text: str, status: int, headers: t.Any) -> None:
+        super().__init__(description=text, error=error, status_code=status)
+        self.headers: list[tuple[str, str]] = headers
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        return [*super().get_headers(), *self.headers]

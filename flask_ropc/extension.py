@@ -16,6 +16,7 @@ from collections.abc import Callable
 import flask
 
 from . import admin
+from . import dpop_binding
 from . import metrics
 from .cli import ropc_cli
 from .config import DEFAULTS
@@ -166,6 +167,7 @@ class ROPC:
                 "URL as issuer. Set ROPC_ISSUER to your public HTTPS URL in "
                 "production, so that the issuer cannot vary with the Host header."
             )
+        dpop_binding.setup(state)
         server = ROPCAuthorizationServer(state)
         app.extensions[EXTENSION_KEY] = state
         app.before_request(state.check_first_request)

@@ -100,6 +100,8 @@ def issue_jwt(grant: TokenGrant, keyring: KeyRing) -> IssuedToken:
     )
     if grant.auth_time is not None:
         claims["auth_time"] = grant.auth_time
+    if grant.dpop_jkt is not None:
+        claims["cnf"] = {"jkt": grant.dpop_jkt}  # RFC 9449 §6.1
     header = {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}
     value = jwt.encode(header, claims, key.key, registry=_registry(key.alg))
     return IssuedToken(value=value, digest=hashing.digest(value), kid=key.kid)

@@ -138,11 +138,15 @@ def check(
     return PasswordLogin(client, username, scopes, result, attempt, client_ip)
 
 
-def issue(state: State, login: PasswordLogin) -> dict[str, t.Any]:
+def issue(
+    state: State, login: PasswordLogin, *, dpop_jkt: str | None = None
+) -> dict[str, t.Any]:
     """Issue the tokens of a checked login, with the validator's extra fields.
 
     A refresh token comes with them when the client has offline access
-    and asked for the offline scope; it starts a new family.
+    and asked for the offline scope; it starts a new family. ``dpop_jkt``
+    (a verified proof's key) binds the access token, and a public client's
+    refresh token (RFC 9449 §5).
     """
     client, result, scopes = login.client, login.result, login.scopes
     assert result.subject is not None
@@ -157,6 +161,7 @@ def issue(state: State, login: PasswordLogin) -> dict[str, t.Any]:
             family_id=secrets.token_hex(16),
             scope=" ".join(scopes),
             family_expires_at=now + absolute,
+            dpop_jkt=dpop_jkt if client.is_public else None,
         )
     throttle, attempt = state.throttle, login.attempt
     settle = None
@@ -174,6 +179,7 @@ def issue(state: State, login: PasswordLogin) -> dict[str, t.Any]:
             now=now,
             refresh=refresh,
             also=settle,
+            dpop_jkt=dpop_jkt,
         )
     except Exception:
         # No token, but the password was right: it must not count as a

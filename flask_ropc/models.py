@@ -1,6 +1,6 @@
 """Our five database tables, and the :class:`Client` record read from them.
 
-A leaf: imports only :mod:`~flask_ropc.hashing`.
+A leaf: imports only :mod:`~flask_ropc.client_methods`.
 
 The tables are SQLAlchemy Core :class:`~sqlalchemy.Table` objects added to a
 :class:`~sqlalchemy.MetaData`: the app's own ``db.metadata`` when it has a
@@ -18,7 +18,7 @@ import typing as t
 
 import sqlalchemy as sa
 
-from .hashing import verify_secret
+from .client_methods import AuthlibClientMethods
 
 #: Values of ``token_endpoint_auth_method`` (RFC 7591 §2).
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
@@ -31,6 +31,9 @@ GRANT_TYPES = ("password", "refresh_token")
 
 #: Access token formats: signed RFC 9068 JWTs, or opaque reference tokens.
 TOKEN_FORMATS = ("jwt", "reference")
+
+#: A client's DPoP (RFC 9449) setting; NULL in the column is "allowed".
+DPOP_MODES = ("required", "allowed", "off")
 
 #: States of a stored signing key; see :mod:`flask_ropc.keyring`.
 PENDING, ACTIVE, PREVIOUS, RETIRED = "pending", "active", "previous", "retired"
@@ -114,6 +117,7 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("password_grant_count", sa.BigInteger, nullable=False, default=0),
         sa.Column("sunset_at", sa.BigInteger, nullable=True),
         sa.Column("deprecated_at", sa.BigInteger, nullable=True),
+        sa.Column("dpop", sa.String(16), nullable=True),  # DPOP_MODES
         # Unix seconds: portable across SQLite and PostgreSQL, no time zones.
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("last_used_at", sa.BigInteger, nullable=True),
@@ -144,6 +148,8 @@ def _define(metadata: sa.MetaData) -> Tables:
         # The refresh token family that issued it, so that revoking the
         # family revokes its access tokens too.
         sa.Column("family_id", sa.String(32), nullable=True, index=True),
+        # The DPoP key it is bound to (RFC 9449 cnf.jkt), if any.
+        sa.Column("dpop_jkt", sa.String(64), nullable=True),
     )
     refresh_tokens = sa.Table(
         "ropc_refresh_tokens",
@@ -173,6 +179,8 @@ def _define(metadata: sa.MetaData) -> Tables:
         # Set when the token is exchanged: a second use is reuse.
         sa.Column("used_at", sa.BigInteger, nullable=True),
         sa.Column("revoked_at", sa.BigInteger, nullable=True, index=True),
+        # A public client's DPoP key: refreshing needs a proof by it.
+        sa.Column("dpop_jkt", sa.String(64), nullable=True),
     )
     signing_keys = sa.Table(
         "ropc_signing_keys",
@@ -215,7 +223,7 @@ def _methods(row: t.Any) -> tuple[str, ...]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Client:
+class Client(AuthlibClientMethods):
     """An OAuth client as stored, read-only.
 
     Implements the methods of Authlib's ``ClientMixin`` that the token
@@ -261,6 +269,8 @@ class Client:
     last_used_at: int | None
     #: ``client_secret_basic`` and/or ``client_secret_post``, or ``none``.
     token_endpoint_auth_methods: tuple[str, ...]
+    #: DPoP: ``required``, ``allowed`` (a proof, if sent, binds) or ``off``.
+    dpop: str = "allowed"
     #: Hex SHA-256 of the secret, ``None`` for public clients. Not the secret.
     secret_digest: str | None = dataclasses.field(default=None, repr=False)
 
@@ -288,6 +298,7 @@ class Client:
             last_used_at=row.last_used_at,
             secret_digest=row.secret_digest,
             token_endpoint_auth_methods=_methods(row),
+            dpop=getattr(row, "dpop", None) or "allowed",
         )
 
     @property
@@ -310,41 +321,3 @@ class Client:
         data["public"] = self.is_public
         data["offline_access"] = self.offline_access
         return data
-
-    # -- Authlib's ClientMixin interface ------------------------------------
-
-    def get_client_id(self) -> str:
-        """Authlib: the client's id."""
-        return self.client_id
-
-    def get_default_redirect_uri(self) -> None:
-        """Authlib: password clients have no redirect URIs."""
-        return None
-
-    def get_allowed_scope(self, scope: str | None) -> str:
-        """Authlib: the scope to grant.
-
-        Our grants reject disallowed scopes before any token is generated, so
-        by the time Authlib asks, ``scope`` is already allowed.
-        """
-        return scope or ""
-
-    def check_redirect_uri(self, redirect_uri: str) -> bool:
-        """Authlib: no redirect URI is ever valid for a password client."""
-        return False
-
-    def check_client_secret(self, client_secret: str) -> bool:
-        """Authlib: constant-time check of a presented secret."""
-        return verify_secret(client_secret, self.secret_digest)
-
-    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        """Authlib: whether ``method`` is one of this client's methods."""
-        return method in self.token_endpoint_auth_methods
-
-    def check_response_type(self, response_type: str) -> bool:
-        """Authlib: the password grant has no authorization endpoint."""
-        return False
-
-    def check_grant_type(self, grant_type: str) -> bool:
-        """Authlib: whether this client may use ``grant_type``."""
-        return grant_type in self.grant_types

@@ -99,9 +99,17 @@ def check(state: State, client: Client, form: t.Mapping[str, str]) -> RefreshExc
 
 
 def issue(
-    state: State, exchange: RefreshExchange, request: flask.Request
+    state: State,
+    exchange: RefreshExchange,
+    request: flask.Request,
+    *,
+    dpop_jkt: str | None = None,
 ) -> dict[str, t.Any]:
-    """Re-check the user, then rotate: a new access and refresh token."""
+    """Re-check the user, then rotate: a new access and refresh token.
+
+    ``dpop_jkt`` (the refresh request's proof key) binds the new access
+    token, and a public client's new refresh token (RFC 9449 §5).
+    """
     client, row, scopes = exchange.client, exchange.row, exchange.scopes
     refresh_request = RefreshRequest(
         subject=row.subject,
@@ -120,6 +128,7 @@ def issue(
         family_expires_at=row.family_expires_at,
         rotate_id=row.id,
         repeat_since=exchange.repeat_since,
+        dpop_jkt=dpop_jkt if client.is_public else None,
     )
     interval = state.settings.refresh_token_reuse_interval
     while True:
@@ -134,6 +143,7 @@ def issue(
                 auth_time=row.auth_time,
                 now=state.store.now(),
                 refresh=refresh,
+                dpop_jkt=dpop_jkt,
             )
             break
         except RefreshTokenReused:

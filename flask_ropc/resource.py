@@ -26,10 +26,12 @@ from collections.abc import Callable
 
 import flask
 from authlib.integrations.flask_oauth2 import ResourceProtector
+from authlib.integrations.flask_oauth2.errors import raise_http_exception
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.resource_protector import TokenValidator
 from werkzeug.local import LocalProxy
 
+from . import dpop_binding
 from .errors import InsufficientScopeError
 from .errors import InvalidBearerRequestError
 from .errors import InvalidBearerTokenError
@@ -50,14 +52,21 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 class _BearerValidator(TokenValidator):
-    """Looks tokens up through the current app's token format."""
+    """Looks tokens up through the current app's token format, then checks
+    how they were presented (a DPoP-bound token needs the DPoP scheme)."""
 
     TOKEN_TYPE = "bearer"
 
     def authenticate_token(self, token_string: str) -> AccessToken | None:
         if not _B64TOKEN.fullmatch(token_string):
             return None
-        return load_access_token(get_state(), token_string)
+        state = get_state()
+        token = load_access_token(state, token_string)
+        if token is not None:
+            dpop_binding.check_presentation(
+                state, flask.request, self.TOKEN_TYPE, token_string, token
+            )
+        return token
 
     def validate_token(
         self,
@@ -66,6 +75,10 @@ class _BearerValidator(TokenValidator):
         request: t.Any,
         **kwargs: t.Any,
     ) -> None:
+        if token is None and self.TOKEN_TYPE == "dpop":
+            raise dpop_binding.invalid_token(
+                get_state(), InvalidBearerTokenError.description
+            )
         if token is None:
             raise InvalidBearerTokenError()
         required = [s for scope in scopes or () for s in scope.split()]
@@ -73,8 +86,15 @@ class _BearerValidator(TokenValidator):
             raise InsufficientScopeError(required)
 
 
+class _DPoPValidator(_BearerValidator):
+    """``Authorization: DPoP`` (RFC 9449 §7.1): a bound token and its proof."""
+
+    TOKEN_TYPE = "dpop"
+
+
 class BearerProtector(ResourceProtector):
-    """Authlib's protector with RFC 6750's error answers.
+    """Authlib's protector with RFC 6750's error answers, accepting DPoP
+    (RFC 9449) too.
 
     Internal: use :meth:`ROPC.require_token`.
     """
@@ -82,18 +102,26 @@ class BearerProtector(ResourceProtector):
     def __init__(self) -> None:
         super().__init__()
         self.register_token_validator(_BearerValidator())
+        self.register_token_validator(_DPoPValidator())
+
+    def raise_error_response(self, error: OAuth2Error) -> t.NoReturn:
+        """Authlib's error response, with the other scheme's challenge too."""
+        headers = [*error.get_headers(), *dpop_binding.extra_challenges(error)]
+        body = flask.json.dumps(dict(error.get_body()))
+        raise_http_exception(error.status_code, body, headers)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def parse_request_authorization(self, request: t.Any) -> tuple[TokenValidator, str]:
-        """Find the bearer token in the ``Authorization`` header.
+        """Find the bearer or DPoP token in the ``Authorization`` header.
 
         A missing header or another scheme (say Basic) means the request
         carries no bearer credentials at all.
         """
         header = request.headers.get("Authorization") or ""
         scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "bearer":
+        if scheme.lower() not in ("bearer", "dpop"):
             raise MissingTokenError()
-        validator: TokenValidator = self.get_token_validator("bearer")
+        validator: TokenValidator = self.get_token_validator(scheme.lower())
         return validator, token.strip()
 
     def protect(self, scope: str | t.Sequence[str] | None) -> Callable[[F], F]:

@@ -28,10 +28,12 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from . import client_auth
+from . import dpop_binding
 from . import login
 from . import refresh
 from . import signals
 from . import token_endpoints
+from .dpop import Proof
 from .errors import InvalidClientAuthError
 from .models import Client
 from .state import State
@@ -119,11 +121,16 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
     server: ROPCAuthorizationServer
     #: The checked request, set by :meth:`validate_token_request`.
     login: login.PasswordLogin
+    #: Its DPoP proof, if it sent one (RFC 9449).
+    proof: Proof | None
 
     def validate_token_request(self) -> None:
-        """Authenticate the client, then run every check of the login."""
+        """Authenticate the client, check its DPoP proof, then run every
+        check of the login (a bad proof costs no password attempt)."""
         client = self.authenticate_token_endpoint_client()
         self.request.client = client
+        state = self.server.state
+        self.proof = dpop_binding.token_request_proof(state, client, _flask_request())
         self.login = login.check(
             self.server.state, client, self.request.form, _flask_request()
         )
@@ -131,7 +138,9 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
     @hooked  # type: ignore[untyped-decorator]
     def create_token_response(self) -> TokenResponse:
         """Issue the tokens of the checked login."""
-        body = login.issue(self.server.state, self.login)
+        body = login.issue(
+            self.server.state, self.login, dpop_jkt=dpop_binding.jkt(self.proof)
+        )
         headers = [*self.TOKEN_RESPONSE_HEADER, *sunset_headers(self.login.client)]
         return 200, body, headers
 
@@ -144,17 +153,29 @@ class RefreshGrant(RefreshTokenGrant):
     server: ROPCAuthorizationServer
     #: The checked request, set by :meth:`validate_token_request`.
     exchange: refresh.RefreshExchange
+    #: Its DPoP proof, if it sent one (RFC 9449).
+    proof: Proof | None
 
     def validate_token_request(self) -> None:
-        """Authenticate the client, then check the presented refresh token."""
+        """Authenticate the client, check its DPoP proof, then the presented
+        refresh token (and, for a public client, that the proof's key is
+        the one the token is bound to)."""
         client = self.authenticate_token_endpoint_client()
         self.request.client = client
-        self.exchange = refresh.check(self.server.state, client, self.request.form)
+        state = self.server.state
+        self.proof = dpop_binding.token_request_proof(state, client, _flask_request())
+        self.exchange = refresh.check(state, client, self.request.form)
+        dpop_binding.check_refresh(client, self.exchange.row, self.proof)
 
     @hooked  # type: ignore[untyped-decorator]
     def create_token_response(self) -> TokenResponse:
         """Rotate: a new access and refresh token."""
-        body = refresh.issue(self.server.state, self.exchange, _flask_request())
+        body = refresh.issue(
+            self.server.state,
+            self.exchange,
+            _flask_request(),
+            dpop_jkt=dpop_binding.jkt(self.proof),
+        )
         headers = [*self.TOKEN_RESPONSE_HEADER, *sunset_headers(self.exchange.client)]
         return 200, body, headers
 

@@ -19,8 +19,10 @@ from collections.abc import Mapping
 import flask
 
 from .config import Settings
+from .dpop_nonce import NonceSource
 from .errors import ConfigurationError
 from .keyring import KeyRing
+from .store import ReplayCache
 from .store import Store
 from .throttle import Throttle
 from .validation import GrantResult
@@ -127,6 +129,10 @@ class State:
     callbacks: Callbacks
     #: Brute-force protection, or ``None`` when ROPC_THROTTLE_ENABLED is off.
     throttle: Throttle | None = None
+    #: Where DPoP proofs' ``jti`` are remembered (see ``dpop_binding.setup``).
+    dpop_replay: ReplayCache | None = None
+    #: DPoP nonces, or ``None`` when ROPC_DPOP_NONCE is off.
+    dpop_nonces: NonceSource | None = None
     #: Whether :meth:`check_first_request` has run.
     first_request_checked: bool = False
 

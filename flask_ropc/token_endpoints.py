@@ -76,6 +76,7 @@ def introspection_payload(state: State, token: t.Any | None) -> dict[str, t.Any]
             "iat": token.issued_at,
             "token_type": "refresh_token",
             "iss": state.issuer(),
+            **_confirmation(token.dpop_jkt),
         }
     return {
         "active": True,
@@ -84,10 +85,16 @@ def introspection_payload(state: State, token: t.Any | None) -> dict[str, t.Any]
         "sub": token.subject,
         "exp": token.expires_at,
         "iat": token.issued_at,
-        "token_type": "Bearer",
+        "token_type": "Bearer" if token.dpop_jkt is None else "DPoP",
         "iss": state.issuer(),
         "aud": token.audience,
+        **_confirmation(token.dpop_jkt),
     }
+
+
+def _confirmation(jkt: str | None) -> dict[str, t.Any]:
+    """RFC 9449 §6.2: the ``cnf`` of a DPoP-bound token."""
+    return {} if jkt is None else {"cnf": {"jkt": jkt}}
 
 
 def find_revocable(state: State, client: Client, value: str) -> t.Any | None:

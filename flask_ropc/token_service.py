@@ -49,6 +49,8 @@ class RefreshPlan:
     #: Set when that token was already exchanged: it may be exchanged again
     #: if that was at or after this time (``ROPC_REFRESH_TOKEN_REUSE_INTERVAL``).
     repeat_since: int | None = None
+    #: The DPoP key the new refresh token is bound to (public clients).
+    dpop_jkt: str | None = None
 
 
 def token_format_for(state: State, client: Client) -> TokenFormat:
@@ -71,11 +73,13 @@ def issue_tokens(
     now: int,
     refresh: RefreshPlan | None = None,
     also: Callable[[sa.Connection], None] | None = None,
+    dpop_jkt: str | None = None,
 ) -> dict[str, t.Any]:
     """Create and store an access token (and a refresh token), atomically.
 
     ``also`` writes more in the same transaction (the throttle's
-    settlement of a successful login).
+    settlement of a successful login). With ``dpop_jkt`` the access token
+    is DPoP-bound (RFC 9449 §5): ``cnf.jkt`` and ``token_type`` ``DPoP``.
 
     Returns the RFC 6749 §5.1 response fields. The access token lives for
     the client's own lifetime, else ``ROPC_ACCESS_TOKEN_LIFETIME``, for
@@ -98,6 +102,7 @@ def issue_tokens(
         issuer=state.issuer(),
         audience=state.audience_for(client.audience),
         auth_time=auth_time,
+        dpop_jkt=dpop_jkt,
     )
     issued = token_format_for(state, client)(grant)
     scope = " ".join(scopes)
@@ -112,10 +117,11 @@ def issue_tokens(
         "expires_at": now + lifetime,
         "kid": issued.kid,
         "family_id": refresh.family_id if refresh else None,
+        "dpop_jkt": dpop_jkt,
     }
     body: dict[str, t.Any] = {
         "access_token": issued.value,
-        "token_type": "Bearer",
+        "token_type": "Bearer" if dpop_jkt is None else "DPoP",
         "expires_in": lifetime,
     }
     if scopes:
@@ -138,6 +144,7 @@ def issue_tokens(
             "issued_at": now,
             "expires_at": min(now + sliding, refresh.family_expires_at),
             "family_expires_at": refresh.family_expires_at,
+            "dpop_jkt": refresh.dpop_jkt,
         }
         body["refresh_token"] = refresh_value
     saved = state.store.tokens.save(
@@ -197,6 +204,7 @@ def load_access_token(
         audience=str(
             claims["aud"] if claims else row.client_audience or default_audience
         ),
+        dpop_jkt=row.dpop_jkt,
     )
 
 

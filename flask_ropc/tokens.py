@@ -40,6 +40,8 @@ class AccessToken:
     expires_at: int
     #: The audience (``aud``) the token was issued for.
     audience: str = ""
+    #: The thumbprint of the DPoP key it is bound to (``cnf.jkt``), if any.
+    dpop_jkt: str | None = None
 
     def has_scope(self, scope: str) -> bool:
         """Whether ``scope`` was granted."""
@@ -63,6 +65,8 @@ class TokenGrant:
     audience: str
     #: When the user typed the password (Unix time), if known.
     auth_time: int | None = None
+    #: The DPoP key thumbprint to bind the token to (``cnf.jkt``), if any.
+    dpop_jkt: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

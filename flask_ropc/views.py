@@ -27,6 +27,7 @@ from werkzeug.routing import Rule
 from . import signals
 from .client_auth import basic_credentials
 from .config import Settings
+from .dpop import ALGORITHMS as DPOP_ALGORITHMS
 from .errors import InvalidRequestError
 from .errors import MethodNotAllowedError
 from .errors import OAuth2Error
@@ -256,6 +257,7 @@ class _Endpoints:
             "token_endpoint_auth_signing_alg_values_supported": [],
             "id_token_signing_alg_values_supported": [],
             "access_token_signing_alg_values_supported": list(SUPPORTED_ALGORITHMS),
+            "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
         }
         response = flask.jsonify(metadata)
         response.cache_control.public = True

@@ -11,7 +11,9 @@ with members of any type and kids of any Unicode (lone surrogates, NUL, very
 long), and Host and X-Forwarded-Host values from an RFC 3986 / IDNA grammar
 with invalid variants (labels over 63 characters, empty labels, bad
 Punycode, bad IPv6 literals, bad characters and ports). The apps run behind
-werkzeug's ``ProxyFix``, as deployed. Every answer must keep the promises of
+werkzeug's ``ProxyFix``, as deployed. Token and protected requests may carry a
+``DPoP`` header: a valid proof, a mutated one, claims of any JSON type, a JWS
+with a hostile JOSE header, or any text. Every answer must keep the promises of
 the README:
 
 * no 5xx but a designed 503 ``temporarily_unavailable``;
@@ -79,6 +81,7 @@ from conftest import dispose_app
 from conftest import password_form
 from conftest import ropc_of
 from conftest import wsgi_open
+from dpop_proofs import DPoPKey
 
 FUZZ = settings(
     max_examples=int(os.environ.get("ROPC_FUZZ_EXAMPLES", "200")),
@@ -109,6 +112,9 @@ TOKEN_ERRORS = {
     "invalid_scope",
     # RFC 8628 §3.5, for throttling
     "slow_down",
+    # RFC 9449 §5, §8
+    "invalid_dpop_proof",
+    "use_dpop_nonce",
     # RFC 6749 §4.1.2.1, for failures on our side
     "server_error",
     "temporarily_unavailable",
@@ -120,6 +126,8 @@ CLIENT_ENDPOINT_ERRORS = {
     "temporarily_unavailable",
 }
 BEARER_ERRORS = {"invalid_token", "insufficient_scope", "invalid_request"}
+#: RFC 9449 §7.1 at a protected view.
+DPOP_ERRORS = {"invalid_token", "invalid_dpop_proof", "use_dpop_nonce"}
 # RFC 6749 §5.2: error_description is 1*( %x20-21 / %x23-5B / %x5D-7E ).
 ERROR_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")
 PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
@@ -884,6 +892,40 @@ def forged_jwts(draw: st.DrawFn, pool: Pool) -> TokenLike:
     return TokenLike(f"{header}.{payload}.{signature}")
 
 
+#: The DPoP key of every generated proof (one: generating keys is slow).
+DPOP_KEY = DPoPKey()
+
+
+@st.composite
+def dpop_headers(
+    draw: st.DrawFn, method: str, url: str, token: str | None = None
+) -> dict[str, str]:
+    """A ``DPoP`` header, or none: a valid proof for the request, a mutated
+    one, one with claims of any JSON type, a JWS with a hostile JOSE header,
+    or any text."""
+    kind = draw(
+        st.sampled_from(
+            ["none"] * 6 + ["valid"] * 2 + ["mutated", "claims", "forged", "text"]
+        )
+    )
+    event(f"dpop: {kind}")
+    if kind == "none":
+        return {}
+    if kind == "valid":
+        return {"DPoP": DPOP_KEY.proof(method, url, token=token)}
+    if kind == "mutated":
+        return {"DPoP": str(draw(mutated([DPOP_KEY.proof(method, url, token=token)])))}
+    if kind == "claims":
+        name = draw(st.sampled_from(["jti", "htm", "htu", "iat", "ath", "nonce"]))
+        claims = {name: draw(json_values)}
+        return {"DPoP": DPOP_KEY.proof(method, url, token=token, claims=claims)}
+    if kind == "forged":
+        header = b64url_json(draw(jose_headers(["dpop-key"])))
+        payload = b64url_json(draw(json_values))
+        return {"DPoP": f"{header}.{payload}.{draw(st.sampled_from(['', 'AAAA']))}"}
+    return {"DPoP": draw(header_text)}
+
+
 # -- invariants -----------------------------------------------------------------
 
 
@@ -1065,10 +1107,12 @@ def token_requests(draw: st.DrawFn, env: FuzzEnv, pool: Pool) -> Request:
 @given(data=st.data())
 def test_token_endpoint(env: FuzzEnv, pool: Pool, data: st.DataObject) -> None:
     request = data.draw(token_requests(env, pool), label="request")
+    proof = data.draw(dpop_headers("POST", f"{ISSUER}/oauth/token"), label="dpop")
+    request.headers.update(proof)
     body = check_form_endpoint(env, request, TOKEN_ERRORS, writes_on_success=True)
     if body is not None and "access_token" in body:
         assert request.method == "POST"
-        assert body["token_type"] == "Bearer"
+        assert body["token_type"] in (("Bearer", "DPoP") if proof else ("Bearer",))
         env.access_tokens.append(body["access_token"])
         if "refresh_token" in body:
             env.refresh_tokens.append(body["refresh_token"])
@@ -1264,7 +1308,9 @@ def bearer_headers(draw: st.DrawFn, pool: Pool) -> dict[str, str]:
         )
     )
     scheme = draw(
-        st.sampled_from(["Bearer"] * 8 + ["bearer", "BEARER", "Basic", "MAC", ""])
+        st.sampled_from(
+            ["Bearer"] * 8 + ["bearer", "BEARER", "Basic", "MAC", "", "DPoP", "dpop"]
+        )
     )
     layout = draw(
         st.sampled_from(
@@ -1281,6 +1327,9 @@ def bearer_headers(draw: st.DrawFn, pool: Pool) -> dict[str, str]:
 def test_require_token(env: FuzzEnv, pool: Pool, data: st.DataObject) -> None:
     headers = data.draw(bearer_headers(pool), label="headers")
     path = data.draw(st.sampled_from(["/api/me"] * 3 + ["/api/any", "/api/admin"]))
+    token = headers.get("Authorization", "").strip().partition(" ")[2].strip()
+    proof = data.draw(dpop_headers("GET", ISSUER + path, token), label="dpop")
+    headers = {**headers, **proof}
     host, host_kind = data.draw(host_headers(), label="host")
     request = Request("GET", path, headers={**headers, **host}, host_kind=host_kind)
     before = snapshot(env)
@@ -1295,6 +1344,7 @@ def test_require_token(env: FuzzEnv, pool: Pool, data: st.DataObject) -> None:
     header = headers.get("Authorization", "")
     scheme, _, rest = header.strip().partition(" ")
     presented = rest.strip() if scheme.lower() == "bearer" else None
+    as_dpop = scheme.lower() == "dpop"
     # Which tokens must open which doors: the JWTs and the reference token
     # have "api", the post client's has only "profile"; none has "admin".
     live_api = {token for token in pool.access if token != pool.access[-1]}
@@ -1304,11 +1354,19 @@ def test_require_token(env: FuzzEnv, pool: Pool, data: st.DataObject) -> None:
         event("accepted")
     else:
         assert response.headers.get("Cache-Control") == "no-store"
-        challenge = response.headers.get("WWW-Authenticate", "")
-        assert challenge.startswith("Bearer"), challenge
+        challenges = response.headers.getlist("WWW-Authenticate")
+        # Both schemes are accepted: both are challenged (RFC 9449 §7.1).
+        assert {c.partition(" ")[0] for c in challenges} == {"Bearer", "DPoP"}
+        challenge = challenges[0]
         if body == {}:
             assert status == 401 and challenge == "Bearer"
-            assert presented is None
+            assert presented is None and not as_dpop
+        elif challenge.startswith("DPoP"):
+            # A DPoP answer: the DPoP scheme, or a bound token as Bearer
+            # (none in the pool is bound, so only the scheme).
+            error = assert_json_error(body, DPOP_ERRORS)
+            event(f"dpop error: {error}")
+            assert status == 401 and as_dpop
         else:
             error = assert_json_error(body, BEARER_ERRORS)
             event(f"error: {error}")
@@ -1320,7 +1378,8 @@ def test_require_token(env: FuzzEnv, pool: Pool, data: st.DataObject) -> None:
     if presented in live_api and host_kind in (None, "valid", "dropped"):
         assert status == (403 if path == "/api/admin" else 200)
     credential = TokenLike(rest.strip())
-    assert_not_echoed(response, [credential] if presented is not None else [])
+    sent = presented is not None or as_dpop
+    assert_not_echoed(response, [credential] if sent else [])
 
 
 # -- forged tokens ----------------------------------------------------------------

@@ -31,6 +31,7 @@ from conftest import OAuthClient
 from conftest import basic_auth
 from conftest import introspect
 from conftest import password_form
+from dpop_proofs import DPoPKey
 
 FORM = "application/x-www-form-urlencoded"
 DOCUMENT_URI = "urn:flask-ropc:openapi"
@@ -223,6 +224,8 @@ def test_token_error_codes_are_rfc_6749_and_our_own() -> None:
         "slow_down",
         "server_error",
         "temporarily_unavailable",
+        "invalid_dpop_proof",
+        "use_dpop_nonce",
     }
 
 
@@ -564,3 +567,16 @@ def test_bearer_errors(http: t.Any, make_client: Callable[..., OAuthClient]) -> 
     assert scope.status_code == 403
     body = component_response("BearerForbidden", scope)
     assert body["error"] == "insufficient_scope"
+
+
+def test_dpop_bound_tokens_and_dpop_errors_are_documented(
+    http: t.Any, oauth_client: OAuthClient
+) -> None:
+    proof = DPoPKey().proof("POST", "https://auth.example.com/oauth/token")
+    headers = {**basic_auth(*oauth_client), "DPoP": proof}
+    response = http.post("/oauth/token", data=password_form(), headers=headers)
+    assert check_response(response, "/token", "POST")["token_type"] == "DPoP"
+    info = introspect(http, oauth_client, response.json["access_token"])
+    assert check_response(info, "/introspect", "POST")["cnf"]["jkt"]
+    replayed = http.post("/oauth/token", data=password_form(), headers=headers)
+    assert check_response(replayed, "/token", "POST")["error"] == "invalid_dpop_proof"

@@ -30,6 +30,8 @@ from .database import DatabaseError as DatabaseError
 from .database import Timeouts as Timeouts
 from .database import create_engine as create_engine
 from .database import is_missing_schema as is_missing_schema
+from .dpop_replay import ReplayCache as ReplayCache
+from .dpop_replay import replay_cache
 from .keys import KeyStore
 from .limits_storage import LimitsCounters
 from .tokens import TokenStore
@@ -102,3 +104,10 @@ class Store:
                 "which throttling needs; use Redis or leave it unset (the database)"
             )
         return LimitsCounters(storage_uri, options)
+
+    def dpop_replay(
+        self, storage_uri: str | None, options: t.Mapping[str, t.Any] | None = None
+    ) -> ReplayCache:
+        """Where DPoP proof ids are remembered: the throttle's Redis, if
+        ``storage_uri`` names one, else our database."""
+        return replay_cache(self.db, self.tables.throttle, storage_uri, options)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from .. import hashing
 from ..models import AUTH_METHODS
+from ..models import DPOP_MODES
 from ..models import GRANT_TYPES
 from ..models import SECRET_METHODS
 from ..models import TOKEN_FORMATS
@@ -124,6 +125,20 @@ def check_audience(audience: str | None) -> str | None:
     if not audience or len(audience) > 255 or not audience.isprintable():
         raise ValueError("an audience must be 1 to 255 printable characters")
     return audience
+
+
+def dpop_column(mode: str | None) -> dict[str, str]:
+    """The ``dpop`` column for a client's DPoP setting; ``{}`` for ``None``.
+
+    :raises ValueError: not one of ``required``, ``allowed``, ``off``.
+    """
+    if mode is None:
+        return {}
+    if mode not in DPOP_MODES:
+        raise ValueError(
+            f"unknown DPoP setting {mode!r}; choose from required, allowed, off"
+        )
+    return {"dpop": mode}
 
 
 def check_lifetime(lifetime: int | None) -> None:

@@ -1,8 +1,7 @@
 """The ``ropc_clients`` rows: registering, reading, changing and deleting clients.
 
 Imports :mod:`.database`, :mod:`.locking`, :mod:`.client_values` and leaves.
-Every method runs in its own short transaction, never in the app's ORM
-session.
+Every method runs in its own short transaction, never in the app's session.
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ class NewClient(t.TypedDict, total=False):
     audience: str | None
     is_resource_server: bool
     trusted_backend: bool
+    dpop: str | None
     secret: str | None
     client_id: str | None
 
@@ -66,6 +66,7 @@ class ClientChanges(t.TypedDict, total=False):
     reset_audience: bool
     is_resource_server: bool | None
     trusted_backend: bool | None
+    dpop: str | None
     sunset_at: int | None
     clear_sunset: bool
     enabled: bool | None
@@ -103,6 +104,7 @@ class ClientStore:
         audience: str | None = None,
         is_resource_server: bool = False,
         trusted_backend: bool = False,
+        dpop: str | None = None,
         secret: str | None = None,
         client_id: str | None = None,
     ) -> tuple[Client, str | None]:
@@ -142,6 +144,7 @@ class ClientStore:
                     audience=audience,
                     is_resource_server=is_resource_server,
                     trusted_backend=trusted_backend,
+                    **values.dpop_column(dpop),
                     password_grant_count=0,
                     enabled=True,
                     created_at=self._db.now(),
@@ -213,6 +216,7 @@ class ClientStore:
         reset_audience: bool = False,
         is_resource_server: bool | None = None,
         trusted_backend: bool | None = None,
+        dpop: str | None = None,
         sunset_at: int | None = None,
         clear_sunset: bool = False,
         enabled: bool | None = None,
@@ -265,6 +269,7 @@ class ClientStore:
             changes["trusted_backend"] = True
         elif trusted_backend is False:
             changes["trusted_backend"] = False
+        changes.update(values.dpop_column(dpop))
         if clear_sunset:
             changes["sunset_at"] = None
             changes["deprecated_at"] = None
