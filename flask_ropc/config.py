@@ -1,9 +1,10 @@
 """Configuration keys, their defaults, and the frozen settings read from them.
 
-Every key Flask-ROPC reads lives in :data:`DEFAULTS`; :meth:`ROPC.init_app`
-(kept in ``config_defaults``) calls ``app.config.setdefault`` for each one so that ``app.config`` shows the
-values in effect, then reads them once into a :class:`Settings` object that is
-never re-read per request. A leaf: imports ``config_defaults``, ``config_values``, ``config_checks``,
+Every key Flask-ROPC reads lives in :data:`DEFAULTS` (kept in
+``config_defaults``); :meth:`ROPC.init_app` calls ``app.config.setdefault``
+for each one so that ``app.config`` shows the values in effect, then reads
+them once into a :class:`Settings` object that is never re-read per request.
+A leaf: imports ``config_defaults``, ``config_values``, ``config_checks``,
 ``errors``, ``keys``, ``key_encryption``, ``key_policy`` and ``scopes`` (to
 check values) only. Besides ``ROPC_`` keys it reads Flask's ``SECRET_KEY`` and
 ``SECRET_KEY_FALLBACKS``, from which the key that encrypts stored signing
@@ -17,6 +18,7 @@ import typing as t
 
 from .config_checks import check_bounds
 from .config_checks import warn_unknown_keys
+from .config_defaults import DEFAULTS as DEFAULTS
 
 # The generic checks, under the names every line below uses.
 from .config_values import boolean as _bool
@@ -24,7 +26,6 @@ from .config_values import choice as _choice
 from .config_values import keyword_arguments as kwargs
 from .config_values import optional_str as _optional_str
 from .config_values import positive_int as _positive_int
-from .config_defaults import DEFAULTS as DEFAULTS
 from .config_values import seconds
 from .errors import ConfigurationError
 from .key_encryption import explicit_secrets
