@@ -116,12 +116,17 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
     login: login.PasswordLogin
 
     def validate_token_request(self) -> None:
-        """Authenticate the client, then run every check of the login."""
-        client = self.authenticate_token_endpoint_client()
-        self.request.client = client
-        self.login = login.check(
-            self.server.state, client, self.request.form, _flask_request()
-        )
+        """Authenticate the client, then run every check of the login.
+
+        The steps before the validator share one pooled connection (one
+        checkout, one pre-ping); the validator runs without it.
+        """
+        state = self.server.state
+        with state.store.db.held():
+            client = self.authenticate_token_endpoint_client()
+            self.request.client = client
+            pending = login.prepare(state, client, self.request.form, _flask_request())
+        self.login = login.judge(state, pending)
 
     @hooked  # type: ignore[untyped-decorator]
     def create_token_response(self) -> TokenResponse:
@@ -141,10 +146,13 @@ class RefreshGrant(RefreshTokenGrant):
     exchange: refresh.RefreshExchange
 
     def validate_token_request(self) -> None:
-        """Authenticate the client, then check the presented refresh token."""
-        client = self.authenticate_token_endpoint_client()
-        self.request.client = client
-        self.exchange = refresh.check(self.server.state, client, self.request.form)
+        """Authenticate the client, then check the presented refresh token
+        (on one pooled connection, see :meth:`PasswordGrant.validate_token_request`)."""
+        state = self.server.state
+        with state.store.db.held():
+            client = self.authenticate_token_endpoint_client()
+            self.request.client = client
+            self.exchange = refresh.check(state, client, self.request.form)
 
     @hooked  # type: ignore[untyped-decorator]
     def create_token_response(self) -> TokenResponse:

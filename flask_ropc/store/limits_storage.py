@@ -98,6 +98,16 @@ class LimitsCounters:
         """:meth:`incr` for each pair; no expiry is reported."""
         return [(self.incr(key, window, amount), None) for key, window in items]
 
+    def reserve(
+        self,
+        reads: t.Sequence[str],
+        items: t.Sequence[tuple[str, int]],
+        proceed: t.Callable[[dict[str, int]], bool],
+    ) -> tuple[dict[str, int], list[tuple[int, float | None]] | None]:
+        """Read ``reads``; increment ``items`` only if ``proceed(seen)``."""
+        seen = self.get_many(reads)
+        return seen, (self.incr_many(items) if proceed(seen) else None)
+
     def release_many(self, items: t.Sequence[tuple[str, int]]) -> None:
         """Take one back from each positive counter.
 
