@@ -71,9 +71,9 @@ def _password_form(username: str, password: str, scope: str) -> dict[str, str]:
     }
 
 
-def _cases(root: Path) -> list[Case]:
+def cases(root: Path) -> list[Case]:
     """Every case, its apps and databases set up in ``root``."""
-    cases = [Case("bare", _bare_once())]
+    found = [Case("bare", _bare_once())]
     for prefix, factory in (
         ("ropc", apps.create_ropc_app),
         ("floor", apps.create_floor_app),
@@ -84,7 +84,7 @@ def _cases(root: Path) -> list[Case]:
         auth = _basic(client_id, secret)
         offline = _password_form(apps.USERNAME, apps.PASSWORD, "api offline_access")
         login = _poster(client, auth, lambda form=offline: form, 200)
-        cases.append(Case(f"{prefix}-password-refresh", login))
+        found.append(Case(f"{prefix}-password-refresh", login))
         chain = [login()["refresh_token"]]
 
         def refresh_form(chain: list[str] = chain) -> dict[str, str]:
@@ -95,9 +95,9 @@ def _cases(root: Path) -> list[Case]:
         def rotate(exchange: Callable[[], t.Any] = exchange, chain=chain) -> None:
             chain[0] = exchange()["refresh_token"]
 
-        cases.append(Case(f"{prefix}-refresh", rotate))
+        found.append(Case(f"{prefix}-refresh", rotate))
         access = login()["access_token"]
-        cases.append(
+        found.append(
             Case(f"{prefix}-require-token", _getter(client, f"Bearer {access}"))
         )
         if prefix == "ropc":
@@ -106,8 +106,8 @@ def _cases(root: Path) -> list[Case]:
             for _ in range(5):  # the default ROPC_THROTTLE_USERNAME_LIMIT
                 fail()
             throttled = _poster(client, auth, lambda form=wrong: form, 429)
-            cases.append(Case("ropc-throttled", throttled))
-    return cases
+            found.append(Case("ropc-throttled", throttled))
+    return found
 
 
 def _bare_once() -> Callable[[], None]:
@@ -143,14 +143,14 @@ def measure(
 ) -> dict[str, t.Any]:
     """CPU ms per request of every case, per round; warmed up first."""
     with tempfile.TemporaryDirectory(prefix="ropc-cpu-") as tmp:
-        cases = _cases(Path(tmp))
-        for case in cases:
+        every = cases(Path(tmp))
+        for case in every:
             for _ in range(max(20, requests // 10)):
                 case.once()
-        per_round: dict[str, list[float]] = {case.name: [] for case in cases}
+        per_round: dict[str, list[float]] = {case.name: [] for case in every}
         for index in range(rounds):
-            shift = index % len(cases)
-            for case in cases[shift:] + cases[:shift]:
+            shift = index % len(every)
+            for case in every[shift:] + every[:shift]:
                 started = time.process_time()
                 for _ in range(requests):
                     case.once()

@@ -180,9 +180,8 @@ class Throttle:
             limit, seconds = s.throttle_client_limit, s.throttle_client_window
             client = Window.at(self._key(client_key), limit, seconds, now)
             budgets.append(("client", client))
-        # One step reads the lock, the level and the previous windows and
-        # reserves (one statement on PostgreSQL) at the usual level 0; a lock
-        # refuses, another level reserves again under its keys. Whoever locks
+        # One step reads the lock, level and previous windows and reserves at
+        # level 0; a lock refuses, another level reserves again. Whoever locks
         # does so before raising the level: who sees the level sees the lock.
         shared = [strikes_key, lock_key, account.previous]
         shared += [window.previous for _, window in budgets]
@@ -203,11 +202,11 @@ class Throttle:
                 locked = seen.get(lock_key, 0) > 0
                 return exempt or (not locked and seen.get(strikes_key, 0) == level)
 
-            seen, reply = self.counters.reserve(reads, given_back, proceed)
+            seen, reply, until = self.counters.reserve(reads, given_back, proceed)
             if reply is not None:
                 break
             if seen.get(lock_key, 0) > 0:
-                raise Throttled(self._remaining(lock_key), "username")
+                raise Throttled(self._remaining(lock_key, until), "username")
             level = seen.get(strikes_key, 0)  # after a lock: rare
         budgets, level = mine, seen.get(strikes_key, 0) if exempt else level
         counts = [count for count, _ in reply]
@@ -248,8 +247,9 @@ class Throttle:
             exempt=exempt,
         )
 
-    def _remaining(self, key: str) -> int:
-        remaining = self.counters.get_expiry(key) - self.counters.now()
+    def _remaining(self, key: str, known: t.Mapping[str, float] = {}) -> int:  # noqa: B006
+        expiry = known.get(key) or self.counters.get_expiry(key)
+        remaining = expiry - self.counters.now()
         return max(1, math.ceil(remaining))
 
     @property

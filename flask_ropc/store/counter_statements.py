@@ -74,16 +74,17 @@ def incr(table: sa.Table, dialect: str, size: int) -> t.Any:
 
 
 def reserve(table: sa.Table, reads: int, upsert_sql: str) -> t.Any:
-    """The read of ``reads`` keys (``:s0``...) and the upsert ``upsert_sql``
+    """The read of ``reads`` keys (``:key0``...) and the upsert ``upsert_sql``
     (``RETURNING key, count, expires_at``) as one statement.
 
     Rows come back as ``(part, key, count, expires_at)``: part 0 the
-    upsert's counts, part 1 the live values read, as they were before the
+    upsert's counts, part 1 the live values read and their expiries, as
+    they were before the
     upsert (every part of a statement sees one snapshot).
     """
     now: t.Any = sa.bindparam("now")
-    seen = sa.select(table.c.key, table.c.count).where(
-        table.c.key.in_([sa.bindparam(f"s{n}") for n in range(reads)]),
+    seen = sa.select(table.c.key, table.c.count, table.c.expires_at).where(
+        table.c.key.in_([sa.bindparam(f"key{n}") for n in range(reads)]),
         table.c.expires_at > now,
     )
     # The driver-neutral dialect renders no driver casts (see incr).
@@ -93,7 +94,7 @@ def reserve(table: sa.Table, reads: int, upsert_sql: str) -> t.Any:
     sql = (
         f"WITH seen AS ({read_sql}), counted AS ({upsert_sql}) "  # noqa: S608
         "SELECT 0 AS part, key, count, expires_at FROM counted "
-        "UNION ALL SELECT 1, key, count, NULL FROM seen"
+        "UNION ALL SELECT 1, key, count, expires_at FROM seen"
     )
     return sa.text(sql).columns(
         sa.column("part", sa.Integer),

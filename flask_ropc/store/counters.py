@@ -25,6 +25,17 @@ from .locking import in_lock_order
 from .locking import locking_select
 
 
+class Reserved(t.NamedTuple):
+    """What :meth:`Counters.reserve` read and counted."""
+
+    #: The live values read (absent ones may be omitted).
+    seen: dict[str, int]
+    #: ``incr_many``'s answer, or ``None`` when ``proceed`` refused.
+    counts: list[tuple[int, float | None]] | None
+    #: When the keys read expire, where the storage said so with the read.
+    expiries: dict[str, float]
+
+
 class Counters(t.Protocol):
     """Atomic expiring counters, in batches where the storage can."""
 
@@ -58,9 +69,9 @@ class Counters(t.Protocol):
         reads: t.Sequence[str],
         items: t.Sequence[tuple[str, int]],
         proceed: t.Callable[[dict[str, int]], bool],
-    ) -> tuple[dict[str, int], list[tuple[int, float | None]] | None]:
+    ) -> Reserved:
         """:meth:`get_many` of ``reads``, then :meth:`incr_many` of ``items``
-        unless ``proceed(seen)`` is false: ``(seen, counts or None)``."""
+        unless ``proceed(seen)`` is false."""
 
     def release_many(self, items: t.Sequence[tuple[str, int]]) -> None:
         """Take one back from each live, positive counter of ``(key, expiry)``."""
@@ -135,10 +146,11 @@ class DatabaseCounters:
             matches = table.c.key.in_(
                 [sa.bindparam(f"key{n}") for n in range(len(keys))]
             )
-            if kind == "get":
-                statement = sa.select(table.c.key, table.c.count).where(
-                    matches, table.c.expires_at > now
-                )
+            if kind in ("get", "read"):
+                columns = [table.c.key, table.c.count]
+                if kind == "read":
+                    columns.append(table.c.expires_at)
+                statement = sa.select(*columns).where(matches, table.c.expires_at > now)
             elif kind == "lock":
                 statement = locking_select(
                     table.c.key, (matches,), collation=PYTHON_ORDER
@@ -207,35 +219,38 @@ class DatabaseCounters:
         reads: t.Sequence[str],
         items: t.Sequence[tuple[str, int]],
         proceed: t.Callable[[dict[str, int]], bool],
-    ) -> tuple[dict[str, int], list[tuple[int, float | None]] | None]:
+    ) -> Reserved:
         """Read ``reads``, then :meth:`incr_many` ``items`` if ``proceed``
-        says so on what was read; ``(seen, counts or None)``.
-
-        On PostgreSQL the read and the increments are one statement (one
-        round trip, the read seeing the rows as they were just before); when
-        ``proceed`` then refuses, the increments are given back.
+        says so. On PostgreSQL one statement (one round trip; the read sees
+        the rows as they were before), whose increments a refusal gives back.
         """
-        if self._db.dialect != "postgresql":
-            seen = self.get_many(reads)
-            return seen, (self.incr_many(items) if proceed(seen) else None)
         now = self.now()
-        params: dict[str, t.Any] = {"amount": 1, "now": now}
-        params.update({f"s{n}": key for n, key in enumerate(reads)})
+        params: dict[str, t.Any] = {"now": now}
+        params.update({f"key{n}": key for n, key in enumerate(reads)})
+        seen, expiries, found = {}, {}, {}
+        if self._db.dialect != "postgresql":
+            statement, _ = self._keys_statement("read", reads)
+            with self._db.autocommit() as conn:
+                for key, count, until in conn.execute(statement, params):
+                    seen[key], expiries[key] = int(count), float(until)
+            if not proceed(seen):
+                return Reserved(seen, None, expiries)
+            return Reserved(seen, self.incr_many(items), expiries)
+        params["amount"] = 1
         for n, (key, expiry) in enumerate(sorted(items)):
             params[f"k{n}"] = key
             params[f"until{n}"] = now + expiry
         statement = self._pg("reserve", len(reads), len(items))
-        seen, found = {}, {}
         with self._db.autocommit() as conn:
             for part, key, count, until in conn.execute(statement, params):
                 if part:
-                    seen[key] = int(count)
+                    seen[key], expiries[key] = int(count), float(until)
                 else:
                     found[key] = (int(count), float(until))
         if not proceed(seen):
             self.release_many(items)
-            return seen, None
-        return seen, [found[key] for key, _ in items]
+            return Reserved(seen, None, expiries)
+        return Reserved(seen, [found[key] for key, _ in items], expiries)
 
     def get(self, key: str, conn: sa.Connection | None = None) -> int:
         """The live value of ``key``, or 0; read through ``conn`` if given."""

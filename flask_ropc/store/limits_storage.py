@@ -16,6 +16,7 @@ from limits.storage import Storage
 from limits.storage import storage_from_string
 
 from ..errors import ConfigurationError
+from .counters import Reserved
 
 #: redis-py's connection arguments for every Redis (and Valkey) storage,
 #: unless the options or the URI say otherwise: without them a frozen Redis
@@ -103,10 +104,11 @@ class LimitsCounters:
         reads: t.Sequence[str],
         items: t.Sequence[tuple[str, int]],
         proceed: t.Callable[[dict[str, int]], bool],
-    ) -> tuple[dict[str, int], list[tuple[int, float | None]] | None]:
+    ) -> Reserved:
         """Read ``reads``; increment ``items`` only if ``proceed(seen)``."""
         seen = self.get_many(reads)
-        return seen, (self.incr_many(items) if proceed(seen) else None)
+        counts = self.incr_many(items) if proceed(seen) else None
+        return Reserved(seen, counts, {})
 
     def release_many(self, items: t.Sequence[tuple[str, int]]) -> None:
         """Take one back from each positive counter.
