@@ -20,12 +20,13 @@ its database:
     framework is measured), throttling on with its default database counters,
     and a route protected by ``@ropc.require_token("api")``.
 ``floor``
-    Not a server to run: the statements and the signature that Flask-ROPC's
-    password grant with a refresh token performs, hand-written on ``sqlite3``
-    in one Flask view, with no Authlib, no SQLAlchemy and no checks beyond
-    the happy path. It is the most any implementation of the same design
-    (hashed secrets, throttle places reserved and committed before the
-    password is checked, a stored row per token) can get from Flask and
+    Not Flask-ROPC: the statements and the signatures of Flask-ROPC's
+    password grant with a refresh token, its refresh grant and
+    ``require_token``, hand-written on ``sqlite3`` in plain Flask views, with
+    no Authlib, no SQLAlchemy and no checks beyond the happy path. It is the
+    most any implementation of the same design (hashed secrets, throttle
+    places reserved and committed before the password is checked, a stored
+    row per token, revocation read on every call) can get from Flask and
     SQLite on this machine.
 
 The ``setup_*`` functions create a server's tables and its client *before*
@@ -49,6 +50,10 @@ if t.TYPE_CHECKING:
 #: compare strings: hashing would measure the hash, not the framework.
 USERNAME = "alice"
 PASSWORD = "benchmark-password"
+#: ``ropc-throttled``: a username whose pair with 127.0.0.1 is locked (five
+#: wrong passwords), for a lock that outlasts the run.
+LOCKED_USERNAME = "mallory"
+LOCK_SECONDS = 86400
 #: ``iss`` of Flask-ROPC's tokens (set, so that no warning is logged).
 ISSUER = "https://auth.bench.example"
 #: Token endpoint and protected route paths.
@@ -239,6 +244,10 @@ def ropc_app(uri: str) -> tuple[Flask, ROPC]:
         ROPC_DATABASE_URI=uri,
         ROPC_ISSUER=ISSUER,
         ROPC_THROTTLE_ENABLED=True,
+        # Only locked pairs see these (ropc-throttled's); a login that
+        # succeeds does the same work whatever they are.
+        ROPC_THROTTLE_LOCKOUT_BASE=LOCK_SECONDS,
+        ROPC_THROTTLE_LOCKOUT_MAX=LOCK_SECONDS,
     )
     ropc = ROPC(app)
 
@@ -275,18 +284,45 @@ def setup_ropc(uri: str, *, client_name: str = "Benchmark") -> tuple[str, str]:
     return client.client_id, secret
 
 
-# -- The floor: Flask-ROPC's statements without the frameworks -----------------------
+# -- The floors: Flask-ROPC's statements without the frameworks ---------------------
+
+#: Seconds: the default access token lifetime, refresh sliding and absolute
+#: lifetimes, and the throttle windows (username and IP 15 min, account 1 h).
+_ACCESS, _SLIDING, _ABSOLUTE = 3600, 14 * 86400, 30 * 86400
+_PAIR_WINDOW, _IP_WINDOW, _ACCOUNT_WINDOW, _RUN = 900, 900, 3600, 60
+
+_FLOOR_UPSERT = (
+    "INSERT INTO ropc_throttle (key, count, expires_at) VALUES {rows} "
+    "ON CONFLICT (key) DO UPDATE SET count = CASE WHEN "
+    "ropc_throttle.expires_at <= ? THEN excluded.count ELSE ropc_throttle.count "
+    "+ excluded.count END, expires_at = CASE WHEN ropc_throttle.expires_at <= ? "
+    "THEN excluded.expires_at ELSE ropc_throttle.expires_at END "
+    "RETURNING key, count, expires_at"
+)
 
 
 def create_floor_app(uri: str) -> Flask:
-    """``ropc-password-refresh``'s database work and JWT, on bare ``sqlite3``.
+    """Flask-ROPC's database work and JWTs, hand-written on bare ``sqlite3``.
 
-    The same tables (made by :func:`setup_ropc`) and the same writes as
-    Flask-ROPC: look the client up and compare its secret's SHA-256 digest;
-    read the username's lock; reserve the username and IP places in one
-    committed upsert; check the password; sign an ES256 JWT; then one
-    transaction that inserts the access and refresh token rows, marks the
-    client used, and settles the throttle. Happy path only.
+    Three endpoints, each doing what the matching Flask-ROPC scenario's
+    guarantees need and nothing else (no Authlib, no SQLAlchemy, happy path
+    only), on the same tables (made by :func:`setup_ropc`):
+
+    * ``POST /oauth/token``, ``grant_type=password`` (``floor-password-refresh``):
+      look the client up and compare its secret's SHA-256 digest; read the
+      pair's lock and level and the previous windows; reserve the pair, IP
+      and account places and the in-flight marks in one committed upsert;
+      check the password; sign an ES256 JWT; then one transaction that inserts
+      the access and refresh token rows, marks the client used, clears the
+      pair and gives the other places back.
+    * ``grant_type=refresh_token`` (``floor-refresh``): the client as above;
+      the refresh row joined to its client; sign; one transaction that
+      claims the old token (``UPDATE ... WHERE used_at IS NULL``), inserts the
+      new rows and marks the client used.
+    * ``GET /api/me`` (``floor-require-token``): parse the bearer, check the
+      JWT header, ES256-verify it with joserfc and check ``iss``, ``aud``,
+      ``exp`` and ``iat``; one indexed row lookup joined to the client and
+      the signing key (revocation, a disabled client, a retired key); JSON.
     """
     import hashlib
     import hmac
@@ -308,11 +344,7 @@ def create_floor_app(uri: str) -> Flask:
         # One connection per process (gunicorn's sync worker has one thread).
         if not connection:
             conn = sqlite3.connect(path, isolation_level=None)
-            for pragma in (
-                "journal_mode=WAL",
-                "synchronous=NORMAL",
-                "foreign_keys=ON",
-            ):
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
                 conn.execute(f"PRAGMA {pragma}")
             connection.append(conn)
         return connection[0]
@@ -320,67 +352,54 @@ def create_floor_app(uri: str) -> Flask:
     def sha(value: str) -> str:
         return hashlib.sha256(value.encode()).hexdigest()
 
-    upsert = (
-        "INSERT INTO ropc_throttle (key, count, expires_at) VALUES (?, 1, ?), "
-        "(?, 1, ?) ON CONFLICT (key) DO UPDATE SET count = CASE WHEN "
-        "ropc_throttle.expires_at <= ? THEN excluded.count ELSE ropc_throttle.count "
-        "+ excluded.count END, expires_at = CASE WHEN ropc_throttle.expires_at <= ? "
-        "THEN excluded.expires_at ELSE ropc_throttle.expires_at END "
-        "RETURNING key, count"
-    )
-    app = Flask("bench_floor")
+    def json_response(body: dict[str, t.Any]) -> Response:
+        return Response(
+            json.dumps(body),
+            content_type="application/json",
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        )
 
-    @app.post(TOKEN_PATH)
-    def token() -> t.Any:
-        form, auth = request.form, request.authorization
+    def client_of(conn: sqlite3.Connection) -> str:
+        auth = request.authorization
         assert auth is not None and auth.username and auth.password
-        conn, now = db(), time.time()
-        client_id, username = auth.username, form["username"]
         row = conn.execute(
             "SELECT secret_digest, enabled, scopes FROM ropc_clients "
             "WHERE client_id = ?",
-            (client_id,),
+            (auth.username,),
         ).fetchone()
         assert row and row[1] and hmac.compare_digest(row[0], sha(auth.password))
-        user = sha(username.strip().casefold())[:40]
-        lock, strikes = f"ropc:lock:{user}", f"ropc:strikes:{user}"
-        locked = conn.execute(
-            "SELECT key, count FROM ropc_throttle WHERE key IN (?, ?) "
-            "AND expires_at > ?",
-            (lock, strikes, now),
-        ).fetchall()
-        assert not any(count for _, count in locked)
-        fails = f"ropc:fails:{user}:0"
-        ip = f"ropc:ip:{sha(request.remote_addr or '')[:40]}"
-        conn.execute("BEGIN IMMEDIATE")
-        counts = conn.execute(
-            upsert, (fails, now + 900, ip, now + 900, now, now)
-        ).fetchall()
-        conn.execute("COMMIT")
-        assert all(count <= 100 for _, count in counts)
-        assert username == USERNAME and form["password"] == PASSWORD
-        issued = int(now)
-        scope = form.get("scope", "")
+        return auth.username
+
+    def sign(client_id: str, subject: str, scope: str, now: int) -> str:
         claims = {
             "iss": ISSUER,
-            "sub": "1",
+            "sub": subject,
             "aud": ISSUER,
-            "exp": issued + 3600,
-            "iat": issued,
+            "exp": now + _ACCESS,
+            "iat": now,
             "jti": secrets.token_urlsafe(16),
             "client_id": client_id,
             "scope": scope,
-            "auth_time": issued,
+            "auth_time": now,
         }
-        access = jwt.encode(header, claims, key)
+        return jwt.encode(header, claims, key)
+
+    def store(
+        conn: sqlite3.Connection,
+        client_id: str,
+        grant: str,
+        scope: str,
+        access: str,
+        family: str,
+        now: int,
+        family_expires: int,
+    ) -> str:
         refresh = secrets.token_urlsafe(32)
-        family = secrets.token_hex(16)
-        conn.execute("BEGIN IMMEDIATE")
         conn.execute(
             "INSERT INTO ropc_access_tokens (token_digest, client_id, subject, "
             "grant_type, scope, claims, issued_at, expires_at, kid, family_id) "
-            "VALUES (?, ?, '1', 'password', ?, '{}', ?, ?, 'floor', ?)",
-            (sha(access), client_id, scope, issued, issued + 3600, family),
+            "VALUES (?, ?, '1', ?, ?, '{}', ?, ?, 'floor', ?)",
+            (sha(access), client_id, grant, scope, now, now + _ACCESS, family),
         )
         conn.execute(
             "INSERT INTO ropc_refresh_tokens (token_digest, family_id, client_id, "
@@ -391,37 +410,169 @@ def create_floor_app(uri: str) -> Flask:
                 family,
                 client_id,
                 scope,
-                issued,
-                issued,
-                issued + 14 * 86400,
-                issued + 30 * 86400,
+                now,
+                now,
+                min(now + _SLIDING, family_expires),
+                family_expires,
             ),
+        )
+        return refresh
+
+    def password_grant() -> Response:
+        conn, clock = db(), time.time()
+        now = int(clock)
+        client_id = client_of(conn)
+        form = request.form
+        username = form["username"]
+        # The keys Flask-ROPC's throttle uses (its prefix "ropc", digests of
+        # the normalised username and the client's network).
+        user = "ropc:u:" + sha(username.strip().casefold())[:32] + ":"
+        net = sha(request.remote_addr or "")[:32]
+        pair = f"{user}p:{net}"
+        lock, strikes = f"{pair}:lock", f"{pair}:strikes"
+        pair_window = int(clock // _PAIR_WINDOW)
+        ip_window, account_window = (
+            int(clock // _IP_WINDOW),
+            int(clock // _ACCOUNT_WINDOW),
+        )
+        pair_key = f"{pair}:fails:0:{pair_window}"
+        ip_key = f"ropc:ip:{net}:{ip_window}"
+        account_key = f"{user}fails:{account_window}"
+        seen = dict(
+            conn.execute(
+                "SELECT key, count FROM ropc_throttle WHERE key IN (?, ?, ?, ?, ?) "
+                "AND expires_at > ?",
+                (
+                    strikes,
+                    lock,
+                    f"{user}fails:{account_window - 1}",
+                    f"ropc:ip:{net}:{ip_window - 1}",
+                    f"{pair}:fails:0:{pair_window - 1}",
+                    clock,
+                ),
+            ).fetchall()
+        )
+        assert not seen.get(lock)
+        reserve = sorted(
+            [
+                (pair_key, clock + 2 * _PAIR_WINDOW),
+                (f"{pair}:fails:0:run", clock + _RUN),
+                (ip_key, clock + 2 * _IP_WINDOW),
+                (f"ropc:ip:{net}:run", clock + _RUN),
+                (account_key, clock + 2 * _ACCOUNT_WINDOW),
+            ]
+        )
+        params: list[t.Any] = []
+        for name, until in reserve:
+            params += [name, until]
+        counts = conn.execute(
+            _FLOOR_UPSERT.format(rows=", ".join(["(?, 1, ?)"] * len(reserve))),
+            (*params, clock, clock),
+        ).fetchall()
+        assert all(count <= 100 for _, count, _ in counts)
+        assert username == USERNAME and form["password"] == PASSWORD
+        scope = form.get("scope", "")
+        access = sign(client_id, "1", scope, now)
+        family = secrets.token_hex(16)
+        conn.execute("BEGIN IMMEDIATE")
+        refresh = store(
+            conn, client_id, "password", scope, access, family, now, now + _ABSOLUTE
         )
         conn.execute(
             "UPDATE ropc_clients SET last_used_at = ?, "
             "password_grant_count = password_grant_count + 1 WHERE client_id = ?",
-            (issued, client_id),
+            (now, client_id),
         )
         conn.execute(
-            "DELETE FROM ropc_throttle WHERE key IN (?, ?, ?)", (fails, lock, strikes)
+            "DELETE FROM ropc_throttle WHERE key IN (?, ?, ?, ?)",
+            (lock, strikes, pair_key, f"{pair}:fails:0:{pair_window - 1}"),
         )
         conn.execute(
-            "UPDATE ropc_throttle SET count = count - 1 WHERE key = ? "
+            "UPDATE ropc_throttle SET count = count - 1 WHERE key IN (?, ?, ?, ?) "
             "AND expires_at > ? AND count > 0",
-            (ip, now),
+            (ip_key, f"ropc:ip:{net}:run", f"{pair}:fails:0:run", account_key, clock),
         )
         conn.execute("COMMIT")
-        body = {
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": 3600,
-            "scope": scope,
-            "refresh_token": refresh,
-        }
-        return Response(
-            json.dumps(body),
-            content_type="application/json",
-            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        return json_response(
+            {
+                "access_token": access,
+                "token_type": "Bearer",
+                "expires_in": _ACCESS,
+                "scope": scope,
+                "refresh_token": refresh,
+            }
         )
+
+    def refresh_grant() -> Response:
+        conn, now = db(), int(time.time())
+        client_id = client_of(conn)
+        row = conn.execute(
+            "SELECT t.id, t.client_id, t.scope, t.used_at, t.revoked_at, "
+            "t.expires_at, t.family_expires_at, t.family_id, t.subject, c.enabled "
+            "FROM ropc_refresh_tokens AS t JOIN ropc_clients AS c "
+            "ON c.client_id = t.client_id WHERE t.token_digest = ?",
+            (sha(request.form["refresh_token"]),),
+        ).fetchone()
+        assert row and row[1] == client_id and row[9]
+        assert row[3] is None and row[4] is None and row[5] > now and row[6] > now
+        scope = row[2]
+        access = sign(client_id, row[8], scope, now)
+        conn.execute("BEGIN IMMEDIATE")
+        claimed = conn.execute(
+            "UPDATE ropc_refresh_tokens SET used_at = ? WHERE id = ? "
+            "AND used_at IS NULL AND revoked_at IS NULL",
+            (now, row[0]),
+        )
+        assert claimed.rowcount == 1
+        refresh = store(
+            conn, client_id, "refresh_token", scope, access, row[7], now, row[6]
+        )
+        conn.execute(
+            "UPDATE ropc_clients SET last_used_at = ? WHERE client_id = ?",
+            (now, client_id),
+        )
+        conn.execute("COMMIT")
+        return json_response(
+            {
+                "access_token": access,
+                "token_type": "Bearer",
+                "expires_in": _ACCESS,
+                "scope": scope,
+                "refresh_token": refresh,
+            }
+        )
+
+    app = Flask("bench_floor")
+
+    @app.post(TOKEN_PATH)
+    def token() -> t.Any:
+        if request.form["grant_type"] == "refresh_token":
+            return refresh_grant()
+        return password_grant()
+
+    @app.get(API_PATH)
+    def me() -> t.Any:
+        scheme, _, value = request.headers["Authorization"].partition(" ")
+        assert scheme.lower() == "bearer"
+        now = int(time.time())
+        token = jwt.decode(value, key, algorithms=["ES256"])
+        head, claims = token.header, token.claims
+        assert head.get("typ") == "at+jwt" and head.get("kid") == "floor"
+        assert claims["iss"] == ISSUER and claims["aud"] == ISSUER
+        assert claims["exp"] > now >= claims["iat"]
+        row = (
+            db()
+            .execute(
+                "SELECT t.subject, t.scope, t.revoked_at, t.expires_at, c.enabled, "
+                "k.status FROM ropc_access_tokens AS t JOIN ropc_clients AS c "
+                "ON c.client_id = t.client_id LEFT OUTER JOIN ropc_signing_keys AS k "
+                "ON k.kid = t.kid WHERE t.token_digest = ?",
+                (sha(value),),
+            )
+            .fetchone()
+        )
+        assert row and row[2] is None and row[3] > now and row[4]
+        assert row[5] != "retired" and "api" in row[1].split()
+        return json_response({"sub": row[0], "scopes": row[1].split()})
 
     return app

@@ -11,6 +11,7 @@ import dataclasses
 import http.client
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -222,6 +223,10 @@ def parse_wrk(output: str) -> WrkResult:
     if done is None or rps is None or len(percentiles) != 4:
         raise BenchmarkError("cannot parse wrk output:\n" + output)
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    # A script expecting another status counts the answers that differ.
+    unexpected = re.search(r"^UNEXPECTED (\d+)$", output, re.MULTILINE)
+    if unexpected is not None:
+        non_2xx = unexpected
     errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
@@ -243,6 +248,8 @@ def parse_wrk(output: str) -> WrkResult:
 
 def wrk_version() -> str:
     """wrk's version line (wrk prints it with its usage and exits 1)."""
+    if shutil.which("wrk") is None:
+        return "wrk not installed"
     out = subprocess.run(
         ["wrk", "--version"], capture_output=True, text=True, check=False
     )
@@ -348,6 +355,36 @@ def static_script(
     if body is not None:
         lines.append(f"wrk.body = {lua_string(body)}")
     return "\n".join(lines) + "\n"
+
+
+def expect_status_script(
+    method: str,
+    path: str,
+    headers: t.Mapping[str, str],
+    body: str | None,
+    status: int,
+) -> str:
+    """Like :func:`static_script`, for a request answered with ``status``.
+
+    wrk counts every non-2xx answer as an error; this script counts the
+    answers other than ``status`` and prints ``UNEXPECTED <count>``, which
+    :func:`parse_wrk` reports as the non-2xx count.
+    """
+    return static_script(method, path, headers, body) + (
+        "local threads = {}\n"
+        "function setup(thread) table.insert(threads, thread) end\n"
+        "unexpected = 0\n"
+        "function response(status, headers, body)\n"
+        f"  if status ~= {int(status)} then unexpected = unexpected + 1 end\n"
+        "end\n"
+        "function done(summary, latency, requests)\n"
+        "  local total = 0\n"
+        "  for _, thread in ipairs(threads) do\n"
+        '    total = total + thread:get("unexpected")\n'
+        "  end\n"
+        '  io.write("UNEXPECTED ", total, "\\n")\n'
+        "end\n"
+    )
 
 
 def count_script(

@@ -1,18 +1,18 @@
 """Profile Flask-ROPC's token endpoint in-process, without HTTP or gunicorn.
 
-Runs ``ropc-password-refresh`` (the password grant with scope
-``api offline_access``) through Flask's test client under cProfile, on the
-same app and embedded SQLite database the benchmark serves, and prints where
-the time goes: by package (own time) and the top functions by cumulative
-time::
+Runs one case of ``run.py --cpu`` (by default ``ropc-password-refresh``, the
+password grant with scope ``api offline_access``) through Flask's test client
+under cProfile, on the same apps and embedded SQLite databases, and prints
+where the time goes: by package (own time) and the top functions by
+cumulative time::
 
-    .venv/bin/python benchmarks/profile_grant.py [--requests 2000] [--top 30]
+    .venv/bin/python benchmarks/profile_grant.py [--case ropc-refresh] \
+        [--requests 2000] [--top 30]
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import cProfile
 import pstats
 import tempfile
@@ -21,7 +21,7 @@ import typing as t
 from collections import defaultdict
 from pathlib import Path
 
-import apps
+import cpu
 
 #: Path fragments that name the package a function belongs to.
 PACKAGES = (
@@ -52,54 +52,37 @@ def package_of(filename: str) -> str:
 
 
 def main(argv: t.Sequence[str] | None = None) -> None:
-    """Profile ``--requests`` password grants and print a summary."""
+    """Profile ``--requests`` requests of one case and print a summary."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument(
-        "--scope", default="api offline_access", help="scope to request"
+        "--case",
+        default="ropc-password-refresh",
+        help="a case of run.py --cpu (ropc-refresh, ropc-require-token, "
+        "ropc-throttled, floor-password-refresh, ...)",
     )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ropc-profile-") as tmp:
-        uri = f"sqlite:///{tmp}/ropc.sqlite3"
-        client_id, secret = apps.setup_ropc(uri)
-        app = apps.create_ropc_app(uri)
-        client = app.test_client()
-        auth = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-        form = {
-            "grant_type": "password",
-            "username": apps.USERNAME,
-            "password": apps.PASSWORD,
-            "scope": args.scope,
-        }
-
-        def one() -> None:
-            response = client.post(
-                apps.TOKEN_PATH,
-                data=form,
-                headers={"Authorization": auth},
-                base_url="http://127.0.0.1",
-            )
-            if response.status_code != 200:
-                raise SystemExit(f"token endpoint answered {response.status_code}")
-
+        cases = {case.name: case.once for case in cpu.cases(Path(tmp))}
+        one = cases[args.case]
         for _ in range(50):  # warm-up: key generation, caches, connections
             one()
-        started = time.perf_counter()
+        started = time.process_time()
         for _ in range(args.requests):
             one()
-        plain = time.perf_counter() - started
+        plain = time.process_time() - started
         profiler = cProfile.Profile()
-        started = time.perf_counter()
+        started = time.process_time()
         profiler.enable()
         for _ in range(args.requests):
             one()
         profiler.disable()
-        elapsed = time.perf_counter() - started
+        elapsed = time.process_time() - started
     print(
-        f"{args.requests} requests (scope {args.scope!r}) in-process: "
-        f"{plain / args.requests * 1000:.2f} ms each without the profiler, "
-        f"{elapsed / args.requests * 1000:.2f} ms under cProfile\n"
+        f"{args.requests} requests of {args.case} in-process: "
+        f"{plain / args.requests * 1000:.3f} ms CPU each without the profiler, "
+        f"{elapsed / args.requests * 1000:.3f} ms under cProfile\n"
     )
     stats = pstats.Stats(profiler)
     own: dict[str, float] = defaultdict(float)

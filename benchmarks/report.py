@@ -8,8 +8,11 @@ from pathlib import Path
 
 #: (scenario, reference, factor): reported against, never asserted.
 TARGETS = (
-    ("ropc-password-refresh", "bare", 0.6),
-    ("ropc-password-refresh", "authlib-docs", 1.8),
+    ("ropc-password-refresh", "floor-password-refresh", 0.85),
+    ("ropc-password-refresh", "authlib-docs", 1.5),
+    ("ropc-refresh", "floor-refresh", 0.85),
+    ("ropc-require-token", "floor-require-token", 0.85),
+    ("ropc-throttled", "bare", 0.5),
 )
 PG_TARGET_PCT = 10.0
 MEMORY_TARGET_PCT = 10.0
@@ -49,9 +52,9 @@ def markdown(data: t.Mapping[str, t.Any]) -> str:
         "(e.g. test runs) take CPU time from both server and load generator.",
         f"- Server: gunicorn, 1 sync worker, pinned with `taskset -c 0`. Load: "
         f"`wrk --latency`, pinned with `taskset -c 1`, {settings['threads']} "
-        f"thread(s) x {settings['connections']} connections (ropc-refresh: "
-        f"{settings['connections']} threads x 1 connection, each chaining its "
-        "own one-time refresh tokens).",
+        f"thread(s) x {settings['connections']} connections (the refresh "
+        f"scenarios: {settings['connections']} threads x 1 connection, each "
+        "chaining its own one-time refresh tokens).",
         f"- {settings['rounds']} round(s) x {settings['seconds']:g} s per scenario, "
         f"scenario order rotated each round, medians shown; a "
         f"{settings['warmup_seconds']:g} s warm-up per scenario first.",
@@ -172,7 +175,7 @@ def chart(data: t.Mapping[str, t.Any], path: Path) -> None:
     p99 = [summary[n]["p99_ms"] for n in names]
     colours = [
         "#999999"
-        if n in ("bare", "floor-password-refresh")
+        if n == "bare" or n.startswith("floor-")
         else "#d98c3f"
         if n == "authlib-docs"
         else "#3f7fbf"

@@ -5,6 +5,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/run.py            # full: 20-40 minutes
     .venv/bin/python benchmarks/run.py --quick    # 1 round, ~2 s a scenario
+    .venv/bin/python benchmarks/run.py --cpu      # in-process CPU per request
 
 It prints a Markdown table and writes ``benchmarks/results/latest.md``,
 ``latest.json`` and ``benchmark.png``. See ``benchmarks/README.md``.
@@ -35,6 +36,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import apps
+import cpu
 import dpop_load
 import report
 import requests
@@ -43,6 +45,7 @@ from harness import BenchmarkError
 from harness import Server
 from harness import WrkResult
 from harness import count_script
+from harness import expect_status_script
 from harness import refresh_chain_script
 from harness import run_wrk
 from harness import run_wrk_count
@@ -102,6 +105,26 @@ def get_tokens(base_url: str, creds: Credentials, scope: str) -> dict[str, t.Any
             f"password grant at {base_url} answered {response.status_code}"
         )
     return t.cast(dict[str, t.Any], response.json())
+
+
+def lock_pair(base_url: str, creds: Credentials) -> None:
+    """Lock ``apps.LOCKED_USERNAME`` from 127.0.0.1 (ropc-throttled's pair):
+    wrong passwords until the token endpoint answers 429."""
+    for _ in range(10):
+        response = requests.post(
+            base_url + apps.TOKEN_PATH,
+            data={
+                "grant_type": "password",
+                "username": apps.LOCKED_USERNAME,
+                "password": "wrong",
+                "scope": "api",
+            },
+            headers={"Authorization": creds.basic()},
+            timeout=30,
+        )
+        if response.status_code == 429:
+            return
+    raise BenchmarkError("ten wrong passwords did not lock the throttled pair")
 
 
 # -- scenarios ------------------------------------------------------------------
@@ -199,32 +222,54 @@ def build_scenarios(
             refresh_body,
         ),
     )
+    floor_headers = {"Content-Type": FORM, "Authorization": floor.basic()}
+    throttled = ws.write(
+        "ropc-throttled.lua",
+        expect_status_script(
+            "POST",
+            apps.TOKEN_PATH,
+            token_headers_ropc,
+            urlencode(
+                {
+                    "grant_type": "password",
+                    "username": apps.LOCKED_USERNAME,
+                    "password": "wrong",
+                    "scope": "api",
+                }
+            ),
+            429,
+        ),
+    )
     chain = ws.write(
         "ropc-refresh.lua", refresh_chain_script(apps.TOKEN_PATH, token_headers_ropc)
     )
+    floor_chain = ws.write(
+        "floor-refresh.lua", refresh_chain_script(apps.TOKEN_PATH, floor_headers)
+    )
     ropc_url = servers["ropc"].base_url
+    floor_url = servers["floor"].base_url
 
-    def refresh() -> Plan:
+    def refresh(url: str, creds: Credentials, script: Path) -> Plan:
         # One-time tokens: every run starts new chains, one per thread.
         tokens = [
-            get_tokens(ropc_url, ropc, "api offline_access")["refresh_token"]
+            get_tokens(url, creds, "api offline_access")["refresh_token"]
             for _ in range(connections)
         ]
         return Plan(
-            ropc_url + apps.TOKEN_PATH,
-            chain,
+            url + apps.TOKEN_PATH,
+            script,
             args=tokens,
             threads=connections,
             connections=connections,
         )
 
-    def require_token() -> Plan:
-        access = get_tokens(ropc_url, ropc, "api")["access_token"]
+    def require_token(name: str, url: str, creds: Credentials) -> Plan:
+        access = get_tokens(url, creds, "api")["access_token"]
         script = ws.write(
-            "ropc-require-token.lua",
+            f"{name}.lua",
             static_script("GET", apps.API_PATH, {"Authorization": f"Bearer {access}"}),
         )
-        return Plan(ropc_url + apps.API_PATH, script, connections=connections)
+        return Plan(url + apps.API_PATH, script, connections=connections)
 
     maker = dpop_load.ProofMaker()
 
@@ -285,11 +330,22 @@ def build_scenarios(
             "password grant, scope 'api offline_access' (JWT + refresh token)",
             lambda: password_refresh,
         ),
-        Scenario("ropc-refresh", "refresh grant, chained one-time tokens", refresh),
+        Scenario(
+            "ropc-refresh",
+            "refresh grant, chained one-time tokens",
+            lambda: refresh(ropc_url, ropc, chain),
+        ),
         Scenario(
             "ropc-require-token",
             "GET on @ropc.require_token('api') with a Bearer JWT",
-            require_token,
+            lambda: require_token("ropc-require-token", ropc_url, ropc),
+        ),
+        Scenario(
+            "ropc-throttled",
+            "password grant of a locked username/IP pair, refused with 429",
+            lambda: Plan(
+                ropc_url + apps.TOKEN_PATH, throttled, connections=connections
+            ),
         ),
         Scenario(
             "ropc-password-dpop",
@@ -305,6 +361,16 @@ def build_scenarios(
             "floor-password-refresh",
             "ropc-password-refresh's SQL and JWT hand-written on sqlite3 (apps.py)",
             lambda: floor_refresh,
+        ),
+        Scenario(
+            "floor-refresh",
+            "ropc-refresh's SQL and JWT hand-written on sqlite3",
+            lambda: refresh(floor_url, floor, floor_chain),
+        ),
+        Scenario(
+            "floor-require-token",
+            "ropc-require-token's ES256 check and row lookup on sqlite3",
+            lambda: require_token("floor-require-token", floor_url, floor),
         ),
     ]
 
@@ -678,6 +744,17 @@ def parse_args(argv: t.Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="1 round of ~2 s per scenario, no PostgreSQL scale or memory test",
     )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="only the in-process CPU comparison (cpu.py): Flask test client, "
+        "time.process_time, interleaved rounds",
+    )
+    parser.add_argument(
+        "--cpu-requests",
+        type=int,
+        help="requests per case and round in --cpu (default 500, quick 100)",
+    )
     parser.add_argument("--rounds", type=int, help="rounds (default 5, quick 1)")
     parser.add_argument(
         "--seconds", type=float, help="seconds per run (default 10, quick 2)"
@@ -716,6 +793,8 @@ def parse_args(argv: t.Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: t.Sequence[str] | None = None) -> int:
     """Run the benchmark; return the process exit status."""
     args = parse_args(argv)
+    if args.cpu:
+        return cpu_main(args)
     rounds = args.rounds or (1 if args.quick else 5)
     seconds = args.seconds or (2.0 if args.quick else 10.0)
     warmup = 1.0 if args.quick else 3.0
@@ -760,6 +839,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
             # database connections: keep that out of the warm-up.
             get_tokens(servers["authlib-docs"].base_url, authlib, "api")
             get_tokens(servers["ropc"].base_url, ropc, "api")
+            lock_pair(servers["ropc"].base_url, ropc)
             scenarios = build_scenarios(
                 ws, servers, ropc, authlib, floor, args.connections
             )
@@ -814,6 +894,28 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     else:
         print("Benchmark failed:\n" + "\n".join(f"- {f}" for f in failures))
     return 1 if failures else 0
+
+
+def cpu_main(args: argparse.Namespace) -> int:
+    """``--cpu``: print and write ``cpu.md`` and ``cpu.json``."""
+    rounds = args.rounds or (3 if args.quick else 9)
+    requests_per_case = args.cpu_requests or (100 if args.quick else 500)
+    log(f"in-process CPU: {rounds} round(s) x {requests_per_case} requests per case")
+    result = cpu.measure(rounds=rounds, requests=requests_per_case, log=log)
+    result["machine"] = machine_info()
+    results_dir: Path = args.results_dir
+    results_dir.mkdir(parents=True, exist_ok=True)
+    text = cpu.markdown(result)
+    machine = result["machine"]
+    text += (
+        f"\nMachine: {machine['cpu_model']}, {machine['cores']} cores; load average "
+        f"(1 min) {machine['loadavg_start']:.2f} at start; Flask-ROPC at "
+        f"{machine['flask_ropc_commit']}.\n"
+    )
+    (results_dir / "cpu.json").write_text(json.dumps(result, indent=2) + "\n")
+    (results_dir / "cpu.md").write_text(text)
+    print(text)
+    return 0
 
 
 if __name__ == "__main__":

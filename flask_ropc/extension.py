@@ -249,6 +249,10 @@ class ROPC:
         its office or VPN range (Auth0's IP allow-list). An exempt attempt
         skips the per-network budgets and the (username, network) lock; the
         per-username slow-down and the client budget still apply.
+
+        It runs while the token endpoint holds one of Flask-ROPC's pooled
+        database connections (client lookup and throttle reservation share
+        it): keep it to address checks, without queries on the same engine.
         """
         self._callbacks.throttle_exempt = func
         return func

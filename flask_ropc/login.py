@@ -1,9 +1,11 @@
 """The password grant (RFC 6749 §4.3) as plain functions.
 
-:func:`check` runs everything before the tokens: the grant type, the scope,
-the credentials' shape, a place in the throttling budgets, the app's
-validator. :func:`issue` stores the tokens and settles the throttle in the
-same transaction. Departures from Authlib's grant, each for a reason:
+:func:`check` runs everything before the tokens: :func:`prepare` the grant
+type, the scope, the credentials' shape and a place in the throttling
+budgets; :func:`judge` the app's validator (the seam where a verdict other
+than success or refusal would branch). :func:`issue` stores the tokens and
+settles the throttle in the same transaction. Departures from Authlib's
+grant, each for a reason:
 
 * the order of checks is client authentication, grant type, scope, and only
   then the password, as IdentityServer does; Authlib checks the password
@@ -72,10 +74,36 @@ class PasswordLogin:
     client_ip: str | None
 
 
+@dataclasses.dataclass(frozen=True)
+class PendingLogin:
+    """A password-grant request checked up to the validator, its throttle
+    place reserved: what :func:`judge` decides on."""
+
+    client: Client
+    username: str
+    password: str = dataclasses.field(repr=False)
+    scopes: tuple[str, ...]
+    attempt: Attempt | None
+    client_ip: str | None
+    request: flask.Request = dataclasses.field(repr=False)
+
+
 def check(
     state: State, client: Client, form: t.Mapping[str, str], request: flask.Request
 ) -> PasswordLogin:
-    """Check a password-grant request of an authenticated client.
+    """Check a password-grant request of an authenticated client:
+    :func:`prepare`, then :func:`judge`.
+
+    :raises OAuth2Error: the answer for the first problem found.
+    """
+    return judge(state, prepare(state, client, form, request))
+
+
+def prepare(
+    state: State, client: Client, form: t.Mapping[str, str], request: flask.Request
+) -> PendingLogin:
+    """Every check before the validator, and a place in the throttling
+    budgets (reserved, committed).
 
     :raises OAuth2Error: the answer for the first problem found.
     """
@@ -93,12 +121,22 @@ def check(
     username, password = _credentials(state, form)
     client_ip = _end_user_ip(state, client, request)
     attempt = _begin_attempt(state, username, client, client_ip, request)
+    return PendingLogin(client, username, password, scopes, attempt, client_ip, request)
+
+
+def judge(state: State, pending: PendingLogin) -> PasswordLogin:
+    """Run the app's validator on a prepared login; settle a refusal.
+
+    :raises OAuth2Error: the validator's refusal (or its own error).
+    """
+    client, username, attempt = pending.client, pending.username, pending.attempt
+    settings, client_ip = state.settings, pending.client_ip
     password_request = PasswordRequest(
         username=username,
-        password=password,
+        password=pending.password,
         client=client,
-        scopes=scopes,
-        request=request,
+        scopes=pending.scopes,
+        request=pending.request,
     )
     throttle = state.throttle
     started = time.perf_counter()
@@ -135,7 +173,7 @@ def check(
         attempt = None
     # Database counters are settled in the transaction that stores the
     # tokens (see issue): one commit per login.
-    return PasswordLogin(client, username, scopes, result, attempt, client_ip)
+    return PasswordLogin(client, username, pending.scopes, result, attempt, client_ip)
 
 
 def issue(

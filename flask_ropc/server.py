@@ -126,14 +126,20 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
 
     def validate_token_request(self) -> None:
         """Authenticate the client, check its DPoP proof, then run every
-        check of the login (a bad proof costs no password attempt)."""
-        client = self.authenticate_token_endpoint_client()
-        self.request.client = client
+        check of the login (a bad proof costs no password attempt).
+
+        The steps before the validator share one pooled connection (one
+        checkout, one pre-ping); the validator runs without it.
+        """
         state = self.server.state
-        self.proof = dpop_binding.token_request_proof(state, client, _flask_request())
-        self.login = login.check(
-            self.server.state, client, self.request.form, _flask_request()
-        )
+        with state.store.db.held():
+            client = self.authenticate_token_endpoint_client()
+            self.request.client = client
+            self.proof = dpop_binding.token_request_proof(
+                state, client, _flask_request()
+            )
+            pending = login.prepare(state, client, self.request.form, _flask_request())
+        self.login = login.judge(state, pending)
 
     @hooked  # type: ignore[untyped-decorator]
     def create_token_response(self) -> TokenResponse:
@@ -159,13 +165,17 @@ class RefreshGrant(RefreshTokenGrant):
     def validate_token_request(self) -> None:
         """Authenticate the client, check its DPoP proof, then the presented
         refresh token (and, for a public client, that the proof's key is
-        the one the token is bound to)."""
-        client = self.authenticate_token_endpoint_client()
-        self.request.client = client
+        the one the token is bound to), on one pooled connection (see
+        :meth:`PasswordGrant.validate_token_request`)."""
         state = self.server.state
-        self.proof = dpop_binding.token_request_proof(state, client, _flask_request())
-        self.exchange = refresh.check(state, client, self.request.form)
-        dpop_binding.check_refresh(client, self.exchange.row, self.proof)
+        with state.store.db.held():
+            client = self.authenticate_token_endpoint_client()
+            self.request.client = client
+            self.proof = dpop_binding.token_request_proof(
+                state, client, _flask_request()
+            )
+            self.exchange = refresh.check(state, client, self.request.form)
+            dpop_binding.check_refresh(client, self.exchange.row, self.proof)
 
     @hooked  # type: ignore[untyped-decorator]
     def create_token_response(self) -> TokenResponse:

@@ -148,10 +148,8 @@ class Throttle:
         budgets; the account's slow-down and the client budget still apply.
         Returns ``None`` when the storage failed and the policy is ``open``.
         """
-        result: Attempt | None = self._guard(
-            lambda: self._begin(username, client_ip, client_id, exempt)
-        )
-        return result
+        begin = lambda: self._begin(username, client_ip, client_id, exempt)  # noqa: E731
+        return t.cast("Attempt | None", self._guard(begin))
 
     def _begin(
         self, username: str, client_ip: str, client_id: str, exempt: bool
@@ -164,7 +162,6 @@ class Throttle:
         account = Window.at(
             f"{user}fails", s.throttle_account_limit, s.throttle_account_window, now
         )
-        slot_key = f"{user}slot"
 
         def pair_window(level: int) -> Window:
             # A lock raises the level: counting starts afresh under new keys,
@@ -183,31 +180,36 @@ class Throttle:
             limit, seconds = s.throttle_client_limit, s.throttle_client_window
             client = Window.at(self._key(client_key), limit, seconds, now)
             budgets.append(("client", client))
-        # The level is read before the lock: whoever locks sets the lock
-        # before raising the level, so an attempt that sees the new level
-        # also sees the lock.
-        reads = [strikes_key, lock_key, account.previous]
-        reads += [window.previous for _, window in budgets]
-        if not exempt:
-            reads.append(pair_window(0).previous)
-        seen = self.counters.get_many(reads)
-        level = seen.get(strikes_key, 0)
-        if not exempt:
+        # One step reads the lock, level and previous windows and reserves at
+        # level 0; a lock refuses, another level reserves again. Whoever locks
+        # does so before raising the level: who sees the level sees the lock.
+        shared = [strikes_key, lock_key, account.previous]
+        shared += [window.previous for _, window in budgets]
+        level = 0
+        while True:
+            mine = list(budgets)
+            if not exempt:
+                mine.insert(0, ("username", pair_window(level)))
+            reads = [*shared, *(w.previous for n, w in mine if n == "username")]
+            reserved = [window.reservation for _, window in mine]
+            reserved.append(account.reservation)
+            # A budget counts failures and attempts in flight together (the
+            # reservation); its in-flight mark tells the two apart.
+            in_flight = [(f"{w.base}:run", IN_FLIGHT_SECONDS) for _, w in mine]
+            given_back = [*reserved, *in_flight]
+
+            def proceed(seen: dict[str, int], level: int = level) -> bool:
+                locked = seen.get(lock_key, 0) > 0
+                return exempt or (not locked and seen.get(strikes_key, 0) == level)
+
+            seen, reply, until = self.counters.reserve(reads, given_back, proceed)
+            if reply is not None:
+                break
             if seen.get(lock_key, 0) > 0:
-                raise Throttled(self._remaining(lock_key), "username")
-            window = pair_window(level)
-            if window.previous not in reads:  # after a lock: rare
-                seen.update(self.counters.get_many([window.previous]))
-            budgets.insert(0, ("username", window))
-        # The account counts like the other budgets (failures and attempts
-        # in flight), but past its limit it slows rather than refuses.
-        reserved = [window.reservation for _, window in budgets]
-        reserved.append(account.reservation)
-        # Each budget counts failures and attempts in flight together (the
-        # reservation); its in-flight mark tells the two apart.
-        in_flight = [(f"{w.base}:run", IN_FLIGHT_SECONDS) for _, w in budgets]
-        counts = [c for c, _ in self.counters.incr_many([*reserved, *in_flight])]
-        given_back = [*reserved, *in_flight]
+                raise Throttled(self._remaining(lock_key, until), "username")
+            level = seen.get(strikes_key, 0)  # after a lock: rare
+        budgets, level = mine, seen.get(strikes_key, 0) if exempt else level
+        counts = [count for count, _ in reply]
         for n, (scope, window) in enumerate(budgets):
             estimate = window.estimate(counts[n], seen.get(window.previous, 0))
             if estimate <= window.limit:
@@ -224,10 +226,10 @@ class Throttle:
             # Slowed: one attempt per interval, from anywhere. Only an
             # attempt that passed every other budget competes for it, so a
             # source refused anyway cannot hold it.
-            slot = (slot_key, s.throttle_account_interval)
+            slot = (f"{user}slot", s.throttle_account_interval)
             if self.counters.incr_many([slot])[0][0] > 1:
                 self.counters.release_many(given_back)
-                raise Throttled(self._remaining(slot_key), "account")
+                raise Throttled(self._remaining(slot[0]), "account")
         pair_estimate = 0
         if not exempt:
             pair_estimate = budgets[0][1].estimate(
@@ -245,8 +247,9 @@ class Throttle:
             exempt=exempt,
         )
 
-    def _remaining(self, key: str) -> int:
-        remaining = self.counters.get_expiry(key) - self.counters.now()
+    def _remaining(self, key: str, known: t.Mapping[str, float] = {}) -> int:  # noqa: B006
+        expiry = known.get(key) or self.counters.get_expiry(key)
+        remaining = expiry - self.counters.now()
         return max(1, math.ceil(remaining))
 
     @property

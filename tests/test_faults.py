@@ -91,18 +91,19 @@ def test_killed_connections_between_requests_are_replaced(
 def test_connection_killed_mid_grant_is_503_and_writes_nothing(
     pg_app: flask.Flask, http: t.Any, make_client: t.Any
 ) -> None:
-    """The connection dies after the access token row is written and before
-    the refresh token row: the client gets 503, no half grant is stored, and
-    the next request succeeds."""
+    """The connection dies inside the grant's transaction, after the token
+    rows are written (one statement on PostgreSQL) and before the throttle is
+    settled: the client gets 503, no half grant is stored, and the next
+    request succeeds."""
     client = make_client(grant_types=["password", "refresh_token"])
     engine = _engine(pg_app)
     before = count_rows(pg_app)
-    fired = []
+    fired, wrote_tokens = [], []
 
     def kill_before_refresh_insert(
         conn: t.Any, cursor: t.Any, statement: str, *args: t.Any
     ) -> None:
-        if statement.startswith("INSERT INTO ropc_refresh_tokens") and not fired:
+        if wrote_tokens and not fired:
             fired.append(True)
             pid = conn.connection.dbapi_connection.info.backend_pid
             admin = sa.create_engine(engine.url, isolation_level="AUTOCOMMIT")
@@ -111,6 +112,8 @@ def test_connection_killed_mid_grant_is_503_and_writes_nothing(
                     sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}
                 )
             admin.dispose()
+        if "INSERT INTO ropc_access_tokens" in statement:
+            wrote_tokens.append(True)
 
     sa.event.listen(engine, "before_cursor_execute", kill_before_refresh_insert)
     try:

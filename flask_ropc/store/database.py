@@ -10,6 +10,7 @@ errors are outages (:data:`UNAVAILABLE_ERRORS`) and which a missing schema
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import os
 import typing as t
@@ -110,6 +111,10 @@ class Database:
         self.clock = clock
         self.owned = owned
         self._reader: tuple[sa.Engine, sa.Engine] | None = None
+        # The connection held by :meth:`held` in this thread or task, if any.
+        self._held: contextvars.ContextVar[sa.Connection | None] = (
+            contextvars.ContextVar(f"ropc_held_{id(self)}", default=None)
+        )
         self._set_local: tuple[t.Any, dict[str, str]] | None = None
         settings = timeouts.settings()
         if settings and not (owned is not None and _timeouts_on_connect(owned.url)):
@@ -140,10 +145,66 @@ class Database:
         statement: they end with the transaction, so the app's own sessions
         on the same connections keep theirs.
         """
+        held = self._held.get()
+        if held is not None:
+            return self._begin_held(held)
         engine = self.engine
         if self._set_local is None or engine.dialect.name != "postgresql":
             return engine.begin()
         return self._begin_bounded(engine, *self._set_local)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Run every :meth:`autocommit` and :meth:`begin` of the block on one
+        pooled connection.
+
+        A request's steps before the app's own code runs (client lookup,
+        throttle reservation) use it: one pool checkout, so one pre-ping
+        round trip instead of one per statement. The pool's disconnect
+        handling is unchanged: an error invalidates the connection, the
+        block fails, and the next checkout connects anew. Never hold it
+        around app callbacks (the validator): they may need a connection of
+        the same pool, and enough such requests at once would exhaust it.
+        Nested blocks share the outer one's connection.
+        """
+        if self._held.get() is not None:
+            yield
+            return
+        engine = self.engine
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                # Reads and single statements need no transaction (see
+                # autocommit); _begin_held switches back for a transaction.
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+            token = self._held.set(conn)
+            try:
+                yield
+            finally:
+                self._held.reset(token)
+
+    @contextlib.contextmanager
+    def _autocommit_held(self, conn: sa.Connection) -> Iterator[sa.Connection]:
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        # SQLite autobegins (as engine.begin() would have): end it.
+        conn.commit()
+
+    @contextlib.contextmanager
+    def _begin_held(self, conn: sa.Connection) -> Iterator[sa.Connection]:
+        postgresql = conn.dialect.name == "postgresql"
+        if postgresql:
+            conn.execution_options(isolation_level=conn.default_isolation_level)
+        try:
+            with conn.begin():
+                if postgresql and self._set_local is not None:
+                    conn.execute(self._set_local[0], self._set_local[1])
+                yield conn
+        finally:
+            if postgresql:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @staticmethod
     @contextlib.contextmanager
@@ -176,6 +237,9 @@ class Database:
         locks, and the counters' rows are locked only by our own, bounded,
         transactions.
         """
+        held = self._held.get()
+        if held is not None:
+            return self._autocommit_held(held)
         engine = self.engine
         if engine.dialect.name != "postgresql":
             return engine.begin()

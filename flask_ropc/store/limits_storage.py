@@ -16,6 +16,7 @@ from limits.storage import Storage
 from limits.storage import storage_from_string
 
 from ..errors import ConfigurationError
+from .counters import Reserved
 
 #: redis-py's connection arguments for every Redis (and Valkey) storage,
 #: unless the options or the URI say otherwise: without them a frozen Redis
@@ -97,6 +98,17 @@ class LimitsCounters:
     ) -> list[tuple[int, float | None]]:
         """:meth:`incr` for each pair; no expiry is reported."""
         return [(self.incr(key, window, amount), None) for key, window in items]
+
+    def reserve(
+        self,
+        reads: t.Sequence[str],
+        items: t.Sequence[tuple[str, int]],
+        proceed: t.Callable[[dict[str, int]], bool],
+    ) -> Reserved:
+        """Read ``reads``; increment ``items`` only if ``proceed(seen)``."""
+        seen = self.get_many(reads)
+        counts = self.incr_many(items) if proceed(seen) else None
+        return Reserved(seen, counts, {})
 
     def release_many(self, items: t.Sequence[tuple[str, int]]) -> None:
         """Take one back from each positive counter.

@@ -1,13 +1,12 @@
 """The token rows: storing a grant, looking tokens up, revoking and cleaning up.
 
-Imports :mod:`.database`, :mod:`.locking` and leaves. Every method runs in its
+Imports :mod:`.database`, :mod:`.locking`, :mod:`.token_statements` and
+leaves. Every method runs in its
 own short transaction; a grant is written all at once or not at all.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import typing as t
 from collections.abc import Callable
 
@@ -16,6 +15,7 @@ import sqlalchemy as sa
 from ..models import Tables
 from .database import Database
 from .locking import in_id_order
+from .token_statements import TokenStatements
 
 
 class TokenStore:
@@ -28,6 +28,7 @@ class TokenStore:
     def __init__(self, database: Database, tables: Tables) -> None:
         self._db = database
         self._tables = tables
+        self._statements = TokenStatements(tables)
 
     def save(
         self,
@@ -54,7 +55,7 @@ class TokenStore:
 
         ``also`` is called with the connection last, inside the transaction.
         """
-        statements = self._grant_statements
+        statements = self._statements.grant
         now = access["issued_at"]
         with self._db.begin() as conn:
             # Returning False inside the block changes nothing.
@@ -71,41 +72,10 @@ class TokenStore:
                     conn, claim_refresh_id, family_id, repeat_since, now
                 ):
                     return False
-            conn.execute(statements["access"], _json_claims(access))
-            if refresh is not None:
-                conn.execute(statements["refresh"], _json_claims(refresh))
-            used = (
-                statements["used_password"]
-                if access["grant_type"] == "password"
-                else statements["used"]
-            )
-            conn.execute(used, {"cid": access["client_id"], "now": now})
+            self._statements.write_grant(conn, access, refresh, now)
             if also is not None:
                 also(conn)
         return True
-
-    @functools.cached_property
-    def _grant_statements(self) -> dict[str, t.Any]:
-        # Built once: constructing SQLAlchemy statements costs more than
-        # running them, and the token endpoint runs these on every grant.
-        tables = self._tables
-        refresh_tokens, clients = tables.refresh_tokens, tables.clients
-        now: t.Any = sa.bindparam("now")
-        used = clients.update().where(clients.c.client_id == sa.bindparam("cid"))
-        return {
-            "claim": refresh_tokens.update()
-            .where(refresh_tokens.c.id == sa.bindparam("claim_id"))
-            .where(refresh_tokens.c.used_at.is_(None))
-            .where(refresh_tokens.c.revoked_at.is_(None))
-            .values(used_at=now),
-            "access": tables.access_tokens.insert(),
-            "refresh": refresh_tokens.insert(),
-            "used": used.values(last_used_at=now),
-            "used_password": used.values(
-                last_used_at=now,
-                password_grant_count=clients.c.password_grant_count + 1,
-            ),
-        }
 
     def _reclaim(
         self, conn: sa.Connection, token_id: int, family_id: str, since: int, now: int
@@ -165,7 +135,7 @@ class TokenStore:
         disabling a client or retiring a key stops its tokens at once.
         """
         with self._db.autocommit() as conn:
-            query = self._lookups["access_token"]
+            query = self._statements.lookups["access_token"]
             return conn.execute(query, {"digest": token_digest}).first()
 
     def revoke_access(self, token_digest: str) -> None:
@@ -182,33 +152,8 @@ class TokenStore:
     def find_refresh(self, token_digest: str) -> t.Any | None:
         """The stored refresh token row for a digest (with ``client_enabled``)."""
         with self._db.autocommit() as conn:
-            query = self._lookups["refresh_token"]
+            query = self._statements.lookups["refresh_token"]
             return conn.execute(query, {"digest": token_digest}).first()
-
-    @functools.cached_property
-    def _lookups(self) -> dict[str, t.Any]:
-        # The token endpoint's and require_token's reads, built once (see
-        # _grant_statements).
-        tables = self._tables
-        clients, keys = tables.clients, tables.signing_keys
-        access, refresh = tables.access_tokens, tables.refresh_tokens
-        digest: t.Any = sa.bindparam("digest")
-        return {
-            "access_token": sa.select(
-                access,
-                clients.c.enabled.label("client_enabled"),
-                clients.c.audience.label("client_audience"),
-                keys.c.status.label("key_status"),
-            )
-            .join(clients, clients.c.client_id == access.c.client_id)
-            .outerjoin(keys, keys.c.kid == access.c.kid)
-            .where(access.c.token_digest == digest),
-            "refresh_token": sa.select(
-                refresh, clients.c.enabled.label("client_enabled")
-            )
-            .join(clients, clients.c.client_id == refresh.c.client_id)
-            .where(refresh.c.token_digest == digest),
-        }
 
     def family_has_unrevoked_tokens(self, family_id: str) -> bool:
         """Whether any refresh token of the family is not revoked yet."""
@@ -341,9 +286,3 @@ class TokenStore:
         """Expired, or revoked before ``revoked_before``."""
         now = self._db.now()
         return sa.or_(table.c.expires_at <= now, table.c.revoked_at < revoked_before)
-
-
-def _json_claims(values: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
-    row = dict(values)
-    row["claims"] = json.dumps(row.get("claims") or {}, separators=(",", ":"))
-    return row
