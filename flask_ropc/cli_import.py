@@ -164,7 +164,7 @@ def identityserver(file: t.TextIO, dry_run: bool, as_json: bool) -> None:
         detail = f" ({', '.join(sorted(changes))})" if changes else ""
         echo(f"{imported.client_id}: {done}{detail}")
         for finding in imported.findings:
-            echo(f"  not honoured: {finding}")
+            echo(f"  {finding}")
     if dry_run:
         click.echo("Dry run: nothing was written.")
 

@@ -25,9 +25,9 @@ from .identityserver_json import read_lower
 from .identityserver_json import read_str
 from .identityserver_json import read_strings
 
-_TOKEN_USAGE = {"reuse": 0, "onetimeonly": 1}
-_TOKEN_EXPIRATION = {"sliding": 0, "absolute": 1}
-_ACCESS_TOKEN_TYPE = {"jwt": 0, "reference": 1}
+_TOKEN_USAGE = {"ReUse": 0, "OneTimeOnly": 1}
+_TOKEN_EXPIRATION = {"Sliding": 0, "Absolute": 1}
+_ACCESS_TOKEN_TYPE = {"Jwt": 0, "Reference": 1}
 
 # Client properties we read; everything else is reported unless it holds
 # IdentityServer's default or nothing at all (a full export lists them all).
@@ -193,7 +193,7 @@ def _client(path: str, raw: t.Any) -> ImportedClient:
     if r.get("updateaccesstokenclaimsonrefresh", read_bool, False):
         r.cannot(
             "UpdateAccessTokenClaimsOnRefresh true",
-            "a refresh keeps the claims of the login",
+            "app-wide here: register @ropc.refresh_claims",
         )
     claims = r.raw.get("claims")
     if claims:

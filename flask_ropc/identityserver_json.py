@@ -19,12 +19,14 @@ class InvalidClientFile(ValueError):
 
 
 def read_lower(path: str, value: t.Any) -> dict[str, t.Any]:
+    """An object, its keys lower-cased (binding ignores their case)."""
     if not isinstance(value, dict):
         raise InvalidClientFile(path, "must be an object")
     return {key.lower(): item for key, item in value.items()}
 
 
 def read_int(path: str, value: t.Any) -> int:
+    """An integer, or a string of one (configuration values are text)."""
     # Configuration binding reads "3600" as well as 3600.
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
@@ -34,6 +36,7 @@ def read_int(path: str, value: t.Any) -> int:
 
 
 def read_bool(path: str, value: t.Any) -> bool:
+    """``true``/``false``, or the string of one in any case."""
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     if not isinstance(value, bool):
@@ -42,20 +45,24 @@ def read_bool(path: str, value: t.Any) -> bool:
 
 
 def read_str(path: str, value: t.Any) -> str:
+    """A string."""
     if not isinstance(value, str):
         raise InvalidClientFile(path, "must be a string")
     return value
 
 
 def read_strings(path: str, value: t.Any) -> list[str]:
+    """An array of strings."""
     if not isinstance(value, list):
         raise InvalidClientFile(path, "must be an array of strings")
     return [read_str(f"{path}:{i}", item) for i, item in enumerate(value)]
 
 
 def read_enum(path: str, value: t.Any, names: dict[str, int]) -> int:
-    if isinstance(value, str) and value.lower() in names:
-        return names[value.lower()]
+    """An enum member by name in any case, or by number (``"1"`` too)."""
+    lowered = {name.lower(): number for name, number in names.items()}
+    if isinstance(value, str) and value.lower() in lowered:
+        return lowered[value.lower()]
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):

@@ -211,7 +211,7 @@ def test_every_unsupported_setting_is_reported(runner: t.Any, tmp_path: t.Any) -
     assert "RequirePkce" not in text
     result = run_import(runner, tmp_path, appsettings(client))
     assert result.exit_code == 0, result.output
-    assert "not honoured: RequireDPoP true" in result.output
+    assert "\n  RequireDPoP true cannot be honoured: " in result.output
     assert sha512 not in result.output and SECRET_SHA256 not in result.output
 
 
