@@ -15,6 +15,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import time
 import typing as t
 
 from .identityserver_json import InvalidClientFile
@@ -24,6 +25,7 @@ from .identityserver_json import read_int
 from .identityserver_json import read_lower
 from .identityserver_json import read_str
 from .identityserver_json import read_strings
+from .identityserver_json import read_time
 
 _TOKEN_USAGE = {"ReUse": 0, "OneTimeOnly": 1}
 _TOKEN_EXPIRATION = {"Sliding": 0, "Absolute": 1}
@@ -284,7 +286,11 @@ def _secrets(r: _Reader, public: bool) -> str | None:
         if kind != "SharedSecret":
             r.cannot(label, f"type {kind!r}; only SharedSecret hashes are imported")
             continue
-        if s.raw.get("expiration") is not None:
+        expires = s.get("expiration", read_time, None)
+        if expires is not None and expires <= time.time():
+            r.cannot(label, "expired (its Expiration has passed); not imported")
+            continue
+        if expires is not None:
             r.cannot(
                 f"{label}:Expiration",
                 "Flask-ROPC secrets do not expire; rotate the secret when it is due",

@@ -7,6 +7,7 @@ configuration path (``IdentityServer:Clients:0:Enabled``) or raises
 
 from __future__ import annotations
 
+import datetime
 import typing as t
 
 
@@ -70,3 +71,14 @@ def read_enum(path: str, value: t.Any, names: dict[str, int]) -> int:
             return value
     choices = ", ".join(f"{name}={number}" for name, number in names.items())
     raise InvalidClientFile(path, f"unknown value {value!r}; choose from {choices}")
+
+
+def read_time(path: str, value: t.Any) -> float:
+    """An ISO 8601 date and time (UTC when no offset) as Unix time."""
+    try:
+        when = datetime.datetime.fromisoformat(read_str(path, value))
+    except ValueError:
+        raise InvalidClientFile(path, "must be an ISO 8601 date and time") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()

@@ -190,6 +190,7 @@ def test_every_unsupported_setting_is_reported(runner: t.Any, tmp_path: t.Any) -
             {"Value": sha512},
             {"Value": "plain-text", "Type": "SharedSecret"},
             {"Value": "abc", "Type": "X509Thumbprint"},
+            {"Value": SECRET_SHA256, "Expiration": "2020-01-01T00:00:00"},
         ],
     )
     findings = parse(appsettings(client))[0].findings
@@ -206,6 +207,7 @@ def test_every_unsupported_setting_is_reported(runner: t.Any, tmp_path: t.Any) -
         "Sha512",
         "ClientSecrets:2",
         "ClientSecrets:3",
+        "ClientSecrets:4 cannot be honoured: expired",
     ):
         assert setting in text
     assert "RequirePkce" not in text
@@ -238,3 +240,12 @@ def test_the_parser_raises_with_the_path() -> None:
     with pytest.raises(InvalidClientFile) as raised:
         parse(json.dumps([{"ClientId": "a", "ClientSecrets": [{"Value": 5}]}]))
     assert raised.value.path == "0:ClientSecrets:0:Value"
+
+
+def test_an_expired_secret_is_not_carried_over_and_a_bad_date_is_refused() -> None:
+    expired = [{"Value": SECRET_SHA256, "Expiration": "2001-01-01T00:00:00Z"}]
+    client = parse(appsettings(mobile(ClientSecrets=expired)))[0]
+    assert client.secret_digest is None
+    with pytest.raises(InvalidClientFile) as raised:
+        parse(appsettings(mobile(ClientSecrets=[{"Value": "x", "Expiration": "soon"}])))
+    assert raised.value.path == "IdentityServer:Clients:0:ClientSecrets:0:Expiration"
