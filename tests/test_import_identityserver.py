@@ -249,3 +249,20 @@ def test_an_expired_secret_is_not_carried_over_and_a_bad_date_is_refused() -> No
     with pytest.raises(InvalidClientFile) as raised:
         parse(appsettings(mobile(ClientSecrets=[{"Value": "x", "Expiration": "soon"}])))
     assert raised.value.path == "IdentityServer:Clients:0:ClientSecrets:0:Expiration"
+
+
+def test_json_output_is_the_plan_without_digests(
+    runner: t.Any, tmp_path: t.Any, app: t.Any
+) -> None:
+    before = client_snapshot(app)
+    text = appsettings(mobile(RequireDPoP=True))
+    result = run_import(runner, tmp_path, text, "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["dry_run"] is True
+    [client] = data["clients"]
+    assert client["client_id"] == "mobile" and client["action"] == "create"
+    assert any("RequireDPoP" in finding for finding in client["findings"])
+    assert SECRET_SHA256 not in result.output
+    assert hashlib.sha256(b"secret").hexdigest() not in result.output
+    assert client_snapshot(app) == before
