@@ -103,6 +103,9 @@ class ClientAdmin:
             tokens) or ``off`` (proofs are ignored); see docs/dpop.md.
         :param secret: an existing secret to keep (at least 20 characters).
         :param client_id: an existing client id to keep.
+        :param secret_digest: instead of a secret, the hex SHA-256 of one
+            kept elsewhere (e.g. an IdentityServer ``Sha256()`` hash); no
+            plaintext is returned then.
         :raises ValueError: for an invalid value; nothing is stored then.
         """
         return self._state().store.clients.create(name, **options)
@@ -130,7 +133,9 @@ class ClientAdmin:
         ``sunset_at`` (Unix time; announced in Deprecation and Sunset
         headers) and the resets ``reset_access_token_lifetime``,
         ``reset_refresh_token_lifetimes``, ``reset_access_token_format``,
-        ``reset_audience`` and ``clear_sunset`` (back to the app default).
+        ``reset_audience`` and ``clear_sunset`` (back to the app default),
+        and ``secret_digest`` (a confidential client's new hex SHA-256
+        secret digest, as :meth:`create` takes it).
 
         :raises ClientNotFoundError: no such client.
         :raises ValueError: for an invalid value; nothing is changed then.

@@ -17,6 +17,7 @@ from . import admin
 from . import migrations
 from .cli_check import check
 from .cli_clients import CLIENT_COMMANDS
+from .cli_import import import_cli
 from .cli_keys import keys_cli
 from .cli_output import ROPCGroup
 from .cli_output import echo
@@ -30,6 +31,7 @@ for _command in CLIENT_COMMANDS:
     ropc_cli.add_command(_command)
 ropc_cli.add_command(keys_cli)
 ropc_cli.add_command(check)
+ropc_cli.add_command(import_cli)
 
 
 @ropc_cli.command("init-db")

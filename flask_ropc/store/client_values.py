@@ -199,3 +199,34 @@ def new_secret(
     if secret is not None:
         return check_imported_secret(secret)
     return hashing.generate_secret()
+
+
+def check_digest(secret_digest: str) -> str:
+    """A stored secret digest: 64 lower-case hex digits (SHA-256)."""
+    if len(secret_digest) != 64 or secret_digest.strip("0123456789abcdef"):
+        raise ValueError("a secret digest is 64 lower-case hex digits (SHA-256)")
+    return secret_digest
+
+
+def stored(
+    methods: tuple[str, ...],
+    secret: str | None,
+    trusted_backend: bool,
+    secret_digest: str | None,
+) -> tuple[str | None, str | None]:
+    """The plaintext to return once and the digest to store of a new client.
+
+    ``secret_digest`` is one carried over from another server (the
+    IdentityServer importer): stored as given, with no plaintext to return.
+
+    :raises ValueError: see :func:`new_secret`; a digest for a public client,
+        with a secret as well, or not 64 lower-case hex digits.
+    """
+    plain = new_secret(methods, secret, trusted_backend)
+    if secret_digest is None:
+        return plain, hashing.digest(plain) if plain else None
+    if methods == ("none",) or secret is not None:
+        raise ValueError(
+            "give a secret digest only, and only for a confidential client"
+        )
+    return None, check_digest(secret_digest)

@@ -42,6 +42,7 @@ class NewClient(t.TypedDict, total=False):
     trusted_backend: bool
     dpop: str | None
     secret: str | None
+    secret_digest: str | None
     client_id: str | None
 
 
@@ -70,6 +71,7 @@ class ClientChanges(t.TypedDict, total=False):
     sunset_at: int | None
     clear_sunset: bool
     enabled: bool | None
+    secret_digest: str | None
 
 
 class ClientStore:
@@ -83,8 +85,7 @@ class ClientStore:
         self._db = database
         self._tables = tables
         columns = tables.clients.c.keys()
-        # get() reads a known row and the decoy alike into this (no stand-in
-        # costs what an SQLAlchemy Row's attributes cost).
+        # get() reads a known row and the decoy alike into this (cheap).
         row_type: t.Any = collections.namedtuple("_ClientRow", columns)  # type: ignore[misc]
         self._make_row: t.Callable[[t.Iterable[t.Any]], t.Any] = row_type._make
         self._decoy = tuple(values.DECOY_ROW.get(name) for name in columns)
@@ -107,6 +108,7 @@ class ClientStore:
         dpop: str | None = None,
         secret: str | None = None,
         client_id: str | None = None,
+        secret_digest: str | None = None,
     ) -> tuple[Client, str | None]:
         """Register a client and return it with its secret.
 
@@ -116,12 +118,12 @@ class ClientStore:
         scope_text = values.scope_text(scopes)
         grant_text = values.grant_text(grant_types)
         methods = values.auth_methods(auth_methods, auth_method)
-        values.check_lifetime(access_token_lifetime)
-        values.check_lifetime(refresh_token_sliding_lifetime)
+        for lifetime in (access_token_lifetime, refresh_token_sliding_lifetime):
+            values.check_lifetime(lifetime)
         values.check_lifetime(refresh_token_absolute_lifetime)
         values.check_format(access_token_format)
         audience = values.check_audience(audience)
-        plain = values.new_secret(methods, secret, trusted_backend)
+        plain, stored = values.stored(methods, secret, trusted_backend, secret_digest)
         if client_id is None:
             client_id = hashing.generate_client_id()
         else:
@@ -133,7 +135,7 @@ class ClientStore:
                 self._tables.clients.insert().values(
                     client_id=client_id,
                     name=name,
-                    secret_digest=hashing.digest(plain) if plain else None,
+                    secret_digest=stored,
                     **values.auth_columns(methods),
                     scopes=scope_text,
                     grant_types=grant_text,
@@ -220,6 +222,7 @@ class ClientStore:
         sunset_at: int | None = None,
         clear_sunset: bool = False,
         enabled: bool | None = None,
+        secret_digest: str | None = None,
     ) -> Client:
         """Change the given settings of a client; ``None`` leaves one as is.
 
@@ -278,6 +281,8 @@ class ClientStore:
             changes["deprecated_at"] = self._db.now()
         if enabled is not None:
             changes["enabled"] = enabled
+        if secret_digest is not None:  # the importer's, checked as public
+            changes["secret_digest"] = values.check_digest(secret_digest)
         self._update(client_id, changes)
         return self.require(client_id)
 
