@@ -9,23 +9,22 @@ context. Imports ``keyring``, ``key_lifecycle``, ``state``, ``store`` and leaves
 
 from __future__ import annotations
 
-import dataclasses
 import typing as t
 from collections.abc import Callable
 
 from .errors import ConfigurationError
+from .key_info import KeyInfo as KeyInfo
 from .key_lifecycle import LifecycleReport
 from .key_lifecycle import ManagedKeyRing
 from .keyring import ensure_stored_key
 from .keyring import generate_stored_key
 from .keyring import retire_stored_key
 from .keyring import rotate_stored_keys
-from .keys import SigningKey
 from .models import Client
 from .state import State
 from .state import get_state
-from .store.clients import ClientChanges
-from .store.clients import NewClient
+from .store.client_settings import ClientChanges
+from .store.client_settings import NewClient
 from .store.counters import DatabaseCounters
 from .store.keys import KeyStore
 
@@ -34,37 +33,6 @@ if t.TYPE_CHECKING:  # pragma: no cover
 
 #: Returns the state of the app to act on (default: the current app's).
 StateGetter = Callable[[], State]
-
-
-@dataclasses.dataclass(frozen=True)
-class KeyInfo:
-    """A signing key as the admin API shows it: never its private part."""
-
-    #: The key id (``kid``), the RFC 7638 thumbprint of the public key.
-    kid: str
-    #: ``ES256``, ``RS256`` or ``EdDSA``.
-    alg: str
-    #: ``pending``, ``active``, ``previous``, ``retired``, or ``configured``
-    #: for a key from ``ROPC_SIGNING_KEYS``.
-    status: str
-    #: Unix time of creation (``None`` for configured keys).
-    created_at: int | None = None
-    #: For ``previous`` keys: published until then.
-    publish_until: int | None = None
-
-    @classmethod
-    def from_row(cls, row: t.Any) -> KeyInfo:
-        """Describe a stored key row."""
-        return cls(row.kid, row.alg, row.status, row.created_at, row.publish_until)
-
-    @classmethod
-    def configured(cls, key: SigningKey) -> KeyInfo:
-        """Describe a key from ``ROPC_SIGNING_KEYS``."""
-        return cls(key.kid, key.alg, "configured")
-
-    def to_dict(self) -> dict[str, t.Any]:
-        """JSON-ready data."""
-        return dataclasses.asdict(self)
 
 
 class ClientAdmin:

@@ -245,6 +245,9 @@ class ValidatorError(OAuth2Error):
         return body
 
 
+_SWAPS = {ord('"'): "'", ord("\\"): "/"}
+
+
 def safe_description(text: str | None) -> str | None:
     """Make ``text`` fit RFC 6749 §5.2's ``error_description`` character set.
 
@@ -258,23 +261,14 @@ def safe_description(text: str | None) -> str | None:
         return text
     if not invalid_error_characters(text):
         return text
-    replaced = "".join(_safe_char(c) for c in text)
+    swapped = text.translate(_SWAPS)
+    replaced = "".join(c if 0x20 <= ord(c) <= 0x7E else "?" for c in swapped)
     log.warning(
         "error_description contained characters RFC 6749 forbids; "
         "they were replaced: %r",
         replaced,
     )
     return replaced
-
-
-def _safe_char(char: str) -> str:
-    if char == '"':
-        return "'"
-    if char == "\\":
-        return "/"
-    if 0x20 <= ord(char) <= 0x7E:
-        return char
-    return "?"
 
 
 class MissingTokenError(OAuth2Error):
@@ -287,9 +281,7 @@ class MissingTokenError(OAuth2Error):
         return []
 
     def get_headers(self) -> list[tuple[str, str]]:
-        headers: list[tuple[str, str]] = super().get_headers()
-        headers.append(("WWW-Authenticate", "Bearer"))
-        return headers
+        return [*super().get_headers(), ("WWW-Authenticate", "Bearer")]
 
 
 class InvalidBearerTokenError(OAuth2Error):
@@ -300,14 +292,10 @@ class InvalidBearerTokenError(OAuth2Error):
     description = "The access token is invalid, expired or revoked."
 
     def get_headers(self) -> list[tuple[str, str]]:
-        headers: list[tuple[str, str]] = super().get_headers()
-        headers.append(
-            (
-                "WWW-Authenticate",
-                f'Bearer error="invalid_token", error_description="{self.description}"',
-            )
+        challenge = (
+            f'Bearer error="invalid_token", error_description="{self.description}"'
         )
-        return headers
+        return [*super().get_headers(), ("WWW-Authenticate", challenge)]
 
 
 class InvalidBearerRequestError(OAuth2Error):
@@ -338,14 +326,8 @@ class InsufficientScopeError(OAuth2Error):
         self.required = " ".join(required)
 
     def get_headers(self) -> list[tuple[str, str]]:
-        headers: list[tuple[str, str]] = super().get_headers()
-        headers.append(
-            (
-                "WWW-Authenticate",
-                f'Bearer error="insufficient_scope", scope="{self.required}"',
-            )
-        )
-        return headers
+        challenge = f'Bearer error="insufficient_scope", scope="{self.required}"'
+        return [*super().get_headers(), ("WWW-Authenticate", challenge)]
 
 
 class DPoPError(OAuth2Error):

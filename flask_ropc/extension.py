@@ -22,10 +22,7 @@ from .cli import ropc_cli
 from .config import DEFAULTS
 from .config import Settings
 from .key_encryption import KeyCipher
-from .key_lifecycle import ManagedKeyRing
-from .keyring import ConfigKeyRing
-from .keyring import DatabaseKeyRing
-from .keyring import KeyRing
+from .key_lifecycle import keyring_for
 from .models import new_tables
 from .models import tables_for
 from .resource import BearerProtector
@@ -128,23 +125,7 @@ class ROPC:
             app.config.setdefault(key, value)
         settings = Settings.from_config(app.config)
         store = self._store(app, settings)
-        keyring: KeyRing
-        if settings.signing_keys:
-            keyring = ConfigKeyRing(settings.signing_keys)
-        elif settings.key_policy is not None:
-            keyring = ManagedKeyRing(
-                store.keys,
-                settings.signing_alg,
-                settings.key_policy,
-                lambda: (
-                    store.clients.longest_access_token_lifetime(
-                        settings.access_token_lifetime
-                    )
-                    + settings.jwks_max_age
-                ),
-            )
-        else:
-            keyring = DatabaseKeyRing(store.keys, settings.signing_alg)
+        keyring = keyring_for(settings, store)
         state = State(
             settings=settings, store=store, keyring=keyring, callbacks=self._callbacks
         )

@@ -14,7 +14,8 @@ A stored key no configured secret decrypts is skipped (left out of the
 JWKS, refused for verification) with an error naming its ``kid``, once per
 process. It still counts for every decision, so a worker with the wrong
 secret never mints keys of its own; if it is the key that signs, signing
-fails loudly instead. Imports :mod:`~flask_ropc.keyring`,
+fails loudly instead. :func:`keyring_for` picks an app's key ring.
+Imports :mod:`~flask_ropc.keyring`,
 :mod:`~flask_ropc.store` and leaves.
 """
 
@@ -26,6 +27,7 @@ import threading
 import typing as t
 from collections.abc import Callable
 
+from .config import Settings
 from .errors import ConfigurationError
 from .key_policy import CHECK_INTERVAL
 from .key_policy import KeyPolicy
@@ -34,6 +36,9 @@ from .key_policy import next_change
 from .key_policy import plan
 from .key_policy import publish_until
 from .key_policy import signer_of
+from .keyring import ConfigKeyRing
+from .keyring import DatabaseKeyRing
+from .keyring import KeyRing
 from .keyring import new_key
 from .keys import SigningKey
 from .keys import import_signing_key
@@ -41,6 +46,7 @@ from .keys import is_valid_kid
 from .models import ACTIVE
 from .models import PENDING
 from .models import PREVIOUS
+from .store import Store
 from .store.keys import KeyStore
 
 log = logging.getLogger("flask_ropc")
@@ -256,3 +262,23 @@ class ManagedKeyRing:
             row.kid,
             max(now - row.created_at, 0),
         )
+
+
+def keyring_for(settings: Settings, store: Store) -> KeyRing:
+    """The key ring an app's settings ask for: the configured keys, the
+    automatic lifecycle, or the database keys rotated by hand."""
+    if settings.signing_keys:
+        return ConfigKeyRing(settings.signing_keys)
+    if settings.key_policy is None:
+        return DatabaseKeyRing(store.keys, settings.signing_alg)
+
+    def longest_token_life() -> int:
+        # Retention covers the longest-lived client's tokens plus the JWKS cache.
+        longest = store.clients.longest_access_token_lifetime(
+            settings.access_token_lifetime
+        )
+        return longest + settings.jwks_max_age
+
+    return ManagedKeyRing(
+        store.keys, settings.signing_alg, settings.key_policy, longest_token_life
+    )

@@ -1,6 +1,7 @@
 """The ``ropc_clients`` rows: registering, reading, changing and deleting clients.
 
-Imports :mod:`.database`, :mod:`.locking`, :mod:`.client_values` and leaves.
+Imports :mod:`.database`, :mod:`.locking`, :mod:`.client_values`,
+:mod:`.client_settings` and leaves.
 Every method runs in its own short transaction, never in the app's session.
 """
 
@@ -19,59 +20,10 @@ from ..errors import SecretChangedError
 from ..models import Client
 from ..models import Tables
 from . import client_values as values
+from .client_settings import ClientChanges as ClientChanges
+from .client_settings import NewClient as NewClient
 from .database import Database
 from .locking import in_id_order
-
-
-class NewClient(t.TypedDict, total=False):
-    """The settings a client may be created with (all optional).
-
-    See :meth:`flask_ropc.admin.ClientAdmin.create` for their meaning.
-    """
-
-    scopes: Iterable[str]
-    grant_types: Iterable[str]
-    auth_method: str
-    auth_methods: Iterable[str]
-    access_token_lifetime: int | None
-    refresh_token_sliding_lifetime: int | None
-    refresh_token_absolute_lifetime: int | None
-    access_token_format: str | None
-    audience: str | None
-    is_resource_server: bool
-    trusted_backend: bool
-    dpop: str | None
-    secret: str | None
-    secret_digest: str | None
-    client_id: str | None
-
-
-class ClientChanges(t.TypedDict, total=False):
-    """The settings :meth:`ClientStore.update` may change (all optional).
-
-    See :meth:`flask_ropc.admin.ClientAdmin.update` for their meaning.
-    """
-
-    name: str | None
-    scopes: Iterable[str] | None
-    grant_types: Iterable[str] | None
-    auth_methods: Iterable[str] | None
-    access_token_lifetime: int | None
-    reset_access_token_lifetime: bool
-    refresh_token_sliding_lifetime: int | None
-    refresh_token_absolute_lifetime: int | None
-    reset_refresh_token_lifetimes: bool
-    access_token_format: str | None
-    reset_access_token_format: bool
-    audience: str | None
-    reset_audience: bool
-    is_resource_server: bool | None
-    trusted_backend: bool | None
-    dpop: str | None
-    sunset_at: int | None
-    clear_sunset: bool
-    enabled: bool | None
-    secret_digest: str | None
 
 
 class ClientStore:
