@@ -69,6 +69,9 @@ class ClientAdmin:
         :param dpop: ``required`` (a token request without a DPoP proof
             fails), ``allowed`` (the default: a proof, if sent, binds the
             tokens) or ``off`` (proofs are ignored); see docs/dpop.md.
+        :param dpop_nonce: DPoP nonces (RFC 9449 §8) for this client:
+            ``required``, ``off``, or ``default`` (``None`` on create: follow
+            ``ROPC_DPOP_NONCE``).
         :param secret: an existing secret to keep (at least 20 characters).
         :param client_id: an existing client id to keep.
         :param secret_digest: instead of a secret, the hex SHA-256 of one

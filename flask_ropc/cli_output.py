@@ -26,6 +26,7 @@ from .errors import ConfigurationError
 from .errors import KeysChangedError
 from .errors import SecretChangedError
 from .models import DPOP_MODES
+from .models import DPOP_NONCE_MODES
 from .models import GRANT_TYPES
 from .models import Client
 from .state import get_state
@@ -178,6 +179,14 @@ def client_options(func: F) -> F:
                 "a proof; 'allowed' (default) binds tokens when a proof is sent; "
                 "'off' ignores proofs.",
             ),
+            click.option(
+                "--dpop-nonce",
+                type=click.Choice(DPOP_NONCE_MODES),
+                default=None,
+                help="DPoP nonces (RFC 9449 §8): 'required' makes this client's "
+                "proofs carry a nonce we handed out, 'off' never asks it for one, "
+                "'default' follows ROPC_DPOP_NONCE.",
+            ),
             json_option,
         ]
     ):
@@ -305,6 +314,12 @@ def describe(client: Client) -> str:
         f"resource server:       {'yes' if client.is_resource_server else 'no'}",
         f"trusted backend:       {'yes' if client.trusted_backend else 'no'}",
         f"dpop:                  {client.dpop}",
+        "dpop nonce:            "
+        + (
+            "app default (ROPC_DPOP_NONCE)"
+            if client.dpop_nonce == "default"
+            else client.dpop_nonce
+        ),
         f"password logins:       {client.password_grant_count}",
         "sunset:                "
         + (when(client.sunset_at) if client.sunset_at else "-"),

@@ -112,8 +112,9 @@ DEFAULTS: dict[str, t.Any] = {
     # either way, in seconds; its jti is remembered that long.
     "ROPC_DPOP_PROOF_LIFETIME": 60,
     "ROPC_DPOP_CLOCK_SKEW": 5,
-    # Require DPoP nonces (token endpoint and require_token), made from this
-    # secret shared by every instance; None: derived from SECRET_KEY.
+    # Require DPoP nonces (token endpoint and require_token) of clients whose
+    # own --dpop-nonce is "default", made from this secret shared by every
+    # instance; None: derived from SECRET_KEY.
     "ROPC_DPOP_NONCE": False,
     "ROPC_DPOP_NONCE_SECRET": None,
     # Serve the OpenAPI 3.1 description of our endpoints at {prefix}/openapi.json.

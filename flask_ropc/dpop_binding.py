@@ -12,6 +12,10 @@ binds, and the answers when it fails.
   needs a proof with ``ath`` by the token's key; a bound token sent as
   ``Bearer`` is refused (§7.2). Errors are 401 with a ``DPoP`` challenge.
 
+Nonces (§8) are required per client (``dpop_nonce``: ``required`` or
+``off``), else as ``ROPC_DPOP_NONCE`` says (:func:`nonces_for`); at a view,
+the token's client decides.
+
 Our URL for a request (``htu``) is ``ROPC_ISSUER`` plus the request's path
 when the issuer is configured: a spoofed ``Host`` or ``X-Forwarded-Host``
 then changes nothing. Without it, the URL Werkzeug sees (after
@@ -37,6 +41,7 @@ from .errors import ConfigurationError
 from .errors import DPoPError
 from .errors import InvalidGrantError
 from .errors import OAuth2Error
+from .errors import ServerError
 from .errors import TemporarilyUnavailableError
 from .models import Client
 from .state import State
@@ -51,8 +56,11 @@ NONCE_HEADER = "DPoP-Nonce"
 
 
 def setup(state: State) -> None:
-    """Give ``state`` its replay cache and, with ``ROPC_DPOP_NONCE``, its
-    nonces (run by ``init_app``).
+    """Give ``state`` its replay cache and its nonces (run by ``init_app``).
+
+    The nonces are made whenever there is a secret for them, even with
+    ``ROPC_DPOP_NONCE`` off: a client's own ``dpop_nonce = required`` needs
+    them too.
 
     :raises ConfigurationError: nonces are on without a secret to make them.
     """
@@ -60,15 +68,42 @@ def setup(state: State) -> None:
     state.dpop_replay = state.store.dpop_replay(
         settings.ratelimit_storage_uri, settings.ratelimit_storage_options
     )
-    if not settings.dpop_nonce:
-        return
     secret = settings.dpop_nonce_secret or next(iter(settings.secret_keys), None)
-    if secret is None:
+    if secret is not None:
+        state.dpop_nonces = NonceSource(secret)
+    elif settings.dpop_nonce:
         raise ConfigurationError(
             "ROPC_DPOP_NONCE needs ROPC_DPOP_NONCE_SECRET or a SECRET_KEY of at "
             "least 32 characters, the same on every instance"
         )
-    state.dpop_nonces = NonceSource(secret)
+
+
+def nonces_for(state: State, client: Client | None) -> NonceSource | None:
+    """The nonces ``client``'s proofs must carry, or ``None`` if none.
+
+    The client's ``dpop_nonce`` decides (``required`` or ``off``); its
+    ``default`` (and an unknown client) follows ``ROPC_DPOP_NONCE``.
+
+    :raises ServerError: the client requires nonces but the app has no
+        secret to make them (logged): failing closed, not silently
+        accepting proofs without a nonce.
+    """
+    setting = "default" if client is None else client.dpop_nonce
+    if setting == "default":
+        wanted = state.settings.dpop_nonce
+    else:
+        wanted = setting == "required"
+    if not wanted:
+        return None
+    if state.dpop_nonces is None:
+        # Only a client's own setting gets here: setup() refused the global one.
+        log.error(
+            "Client %s requires DPoP nonces, but neither ROPC_DPOP_NONCE_SECRET "
+            "nor a SECRET_KEY of at least 32 characters is set",
+            client.client_id if client is not None else "-",
+        )
+        raise ServerError()
+    return state.dpop_nonces
 
 
 def request_url(state: State, request: flask.Request) -> str:
@@ -94,7 +129,7 @@ def token_request_proof(
         if client.dpop == "required":
             raise _error(state, dpop.INVALID, "This client must send a DPoP proof.")
         return None
-    return _verify(state, request)
+    return _verify(state, request, nonces_for(state, client))
 
 
 def require_bound_key(bound_jkt: str | None, proof: Proof | None, what: str) -> None:
@@ -140,7 +175,9 @@ def check_presentation(
         raise _error(state, "invalid_token", "This token is not DPoP-bound.", True)
     if "DPoP" not in request.headers:
         raise _error(state, dpop.INVALID, "Send a DPoP proof with the token.", True)
-    _verify(state, request, access_token=value, bound_jkt=token.dpop_jkt)
+    # The token's client decides about nonces (a deleted one: the default).
+    nonces = nonces_for(state, state.store.clients.get(token.client_id))
+    _verify(state, request, nonces, access_token=value, bound_jkt=token.dpop_jkt)
 
 
 def invalid_token(state: State, description: str) -> DPoPError:
@@ -159,12 +196,14 @@ def extra_challenges(error: OAuth2Error) -> list[tuple[str, str]]:
 def _verify(
     state: State,
     request: flask.Request,
+    nonces: NonceSource | None,
     *,
     access_token: str | None = None,
     bound_jkt: str | None = None,
 ) -> Proof:
-    """Every check of the proof, then the replay check (which records it)."""
-    settings, nonces = state.settings, state.dpop_nonces
+    """Every check of the proof (a nonce from ``nonces``, if given), then
+    the replay check (which records it)."""
+    settings = state.settings
     at_resource = access_token is not None
     now = state.store.now()
     try:
@@ -181,7 +220,9 @@ def _verify(
             ),
         )
     except dpop.ProofError as problem:
-        raise _error(state, problem.error, problem.description, at_resource) from None
+        raise _error(
+            state, problem.error, problem.description, at_resource, nonces
+        ) from None
     if bound_jkt is not None and proof.jkt != bound_jkt:
         raise _error(
             state, dpop.INVALID, "The DPoP proof is not by the token's key.", True
@@ -227,12 +268,15 @@ def _add_headers(
 
 
 def _error(
-    state: State, error: str, description: str, at_resource: bool = False
+    state: State,
+    error: str,
+    description: str,
+    at_resource: bool = False,
+    nonces: NonceSource | None = None,
 ) -> DPoPError:
     """The answer for a DPoP failure at the token endpoint (400) or at a
     protected view (401 with a ``DPoP`` challenge); with a nonce to use."""
     headers: list[tuple[str, str]] = []
-    nonces = state.dpop_nonces
     if error == dpop.USE_NONCE and nonces is not None:
         headers.extend(_nonce_headers(nonces, state.store.now()))
     if not at_resource:

@@ -34,6 +34,9 @@ TOKEN_FORMATS = ("jwt", "reference")
 
 #: A client's DPoP (RFC 9449) setting; NULL in the column is "allowed".
 DPOP_MODES = ("required", "allowed", "off")
+#: A client's DPoP nonce setting; ``default`` (stored as NULL) follows
+#: ``ROPC_DPOP_NONCE``.
+DPOP_NONCE_MODES = ("required", "off", "default")
 
 #: States of a stored signing key; see :mod:`flask_ropc.keyring`.
 PENDING, ACTIVE, PREVIOUS, RETIRED = "pending", "active", "previous", "retired"
@@ -118,6 +121,8 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("sunset_at", sa.BigInteger, nullable=True),
         sa.Column("deprecated_at", sa.BigInteger, nullable=True),
         sa.Column("dpop", sa.String(16), nullable=True),  # DPOP_MODES
+        # "required" or "off"; NULL means the app's ROPC_DPOP_NONCE.
+        sa.Column("dpop_nonce", sa.String(16), nullable=True),
         # Unix seconds: portable across SQLite and PostgreSQL, no time zones.
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("last_used_at", sa.BigInteger, nullable=True),
@@ -271,6 +276,8 @@ class Client(AuthlibClientMethods):
     token_endpoint_auth_methods: tuple[str, ...]
     #: DPoP: ``required``, ``allowed`` (a proof, if sent, binds) or ``off``.
     dpop: str = "allowed"
+    #: DPoP nonces: ``required``, ``off`` or ``default`` (``ROPC_DPOP_NONCE``).
+    dpop_nonce: str = "default"
     #: Hex SHA-256 of the secret, ``None`` for public clients. Not the secret.
     secret_digest: str | None = dataclasses.field(default=None, repr=False)
 
@@ -299,6 +306,7 @@ class Client(AuthlibClientMethods):
             secret_digest=row.secret_digest,
             token_endpoint_auth_methods=_methods(row),
             dpop=getattr(row, "dpop", None) or "allowed",
+            dpop_nonce=getattr(row, "dpop_nonce", None) or "default",
         )
 
     @property

@@ -131,7 +131,7 @@ class State:
     throttle: Throttle | None = None
     #: Where DPoP proofs' ``jti`` are remembered (see ``dpop_binding.setup``).
     dpop_replay: ReplayCache | None = None
-    #: DPoP nonces, or ``None`` when ROPC_DPOP_NONCE is off.
+    #: DPoP nonces, or ``None`` without a secret to make them.
     dpop_nonces: NonceSource | None = None
     #: Whether :meth:`check_first_request` has run.
     first_request_checked: bool = False

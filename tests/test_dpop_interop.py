@@ -27,17 +27,32 @@ pytestmark = pytest.mark.live
 NODE_FLOW = NODE_DIR / "dpop_flow.mjs"
 
 
-@pytest.fixture(params=[False, True], ids=["no-nonce", "nonce"])
-def app_config(request: pytest.FixtureRequest) -> dict[str, t.Any]:
-    return {"ROPC_DPOP_NONCE": request.param}
+@pytest.fixture(params=["no-nonce", "nonce", "client-nonce"])
+def nonce_mode(request: pytest.FixtureRequest) -> str:
+    """No nonces; nonces for every client (``ROPC_DPOP_NONCE``); or only for
+    the test's client (its ``dpop_nonce = required``, the global one off)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def app_config(nonce_mode: str) -> dict[str, t.Any]:
+    return {"ROPC_DPOP_NONCE": nonce_mode == "nonce"}
+
+
+@pytest.fixture
+def dpop_nonce(nonce_mode: str) -> str:
+    """The test client's nonce setting."""
+    return "required" if nonce_mode == "client-nonce" else "default"
 
 
 def test_requests_oauth2client_password_refresh_and_api(
-    live_server: LiveServer, make_client: t.Any
+    live_server: LiveServer, make_client: t.Any, dpop_nonce: str
 ) -> None:
     """A public client: the refresh must prove the login's key."""
     client = make_client(
-        auth_methods=["none"], grant_types=["password", "refresh_token"]
+        auth_methods=["none"],
+        grant_types=["password", "refresh_token"],
+        dpop_nonce=dpop_nonce,
     )
     oauth = OAuth2Client(
         token_endpoint=f"{live_server.url}/oauth/token",
@@ -83,9 +98,11 @@ def test_requests_oauth2client_password_refresh_and_api(
 
 
 def test_requests_oauth2client_confidential_client_rotates_its_key(
-    live_server: LiveServer, make_client: t.Any
+    live_server: LiveServer, make_client: t.Any, dpop_nonce: str
 ) -> None:
-    client = make_client(grant_types=["password", "refresh_token"])
+    client = make_client(
+        grant_types=["password", "refresh_token"], dpop_nonce=dpop_nonce
+    )
     oauth = OAuth2Client(
         token_endpoint=f"{live_server.url}/oauth/token",
         auth=(client.client_id, client.secret),
@@ -104,13 +121,17 @@ def test_requests_oauth2client_confidential_client_rotates_its_key(
     assert me.status_code == 200, me.text
 
 
-def test_node_oauth4webapi(live_server: LiveServer, make_client: t.Any) -> None:
+def test_node_oauth4webapi(
+    live_server: LiveServer, make_client: t.Any, dpop_nonce: str
+) -> None:
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
     if not (NODE_DIR / "node_modules" / "oauth4webapi").is_dir():
         pytest.skip("oauth4webapi is not installed: run scripts/install-node-client")
     client = make_client(
-        auth_methods=["none"], grant_types=["password", "refresh_token"]
+        auth_methods=["none"],
+        grant_types=["password", "refresh_token"],
+        dpop_nonce=dpop_nonce,
     )
     env = dict(
         os.environ,
@@ -135,7 +156,7 @@ def test_node_oauth4webapi(live_server: LiveServer, make_client: t.Any) -> None:
     assert results["refresh"]["ok"] is True, results
     assert results["api_after_refresh"]["status"] == 200, results
     assert results["bearer_downgrade"]["status"] == 401
-    nonces = live_server.app.config["ROPC_DPOP_NONCE"]
+    nonces = dpop_nonce == "required" or live_server.app.config["ROPC_DPOP_NONCE"]
     # With nonces: one use_dpop_nonce, at the login. oauth4webapi keeps the
     # nonce per origin, and ours is good at every endpoint of the server.
     assert results["nonce_retries"] == (1 if nonces else 0), results

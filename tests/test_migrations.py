@@ -346,3 +346,46 @@ def test_an_old_database_upgrades_and_old_basic_clients_accept_both(
     assert (body("old-post"), basic("old-post")) == (200, 401)
     with app.app_context():
         db.engine.dispose()
+
+
+def test_the_dpop_nonce_revision_upgrades_and_downgrades(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """Revision 0006 adds ``ropc_clients.dpop_nonce`` and its downgrade
+    drops it again, keeping the clients (who then follow ROPC_DPOP_NONCE)."""
+    app, db, ropc = _app_with_migrate(empty_database, tmp_path)
+    directory = str(tmp_path / "migrations")
+    with app.app_context():
+        flask_migrate.init(directory=directory)
+    assert app.test_cli_runner().invoke(args=["ropc", "migration"]).exit_code == 0
+    written = (tmp_path / "migrations" / "versions").glob("ropc_0006_*.py")
+    nonce_revision = next(written).name[:18]
+
+    def columns() -> set[str]:
+        engine = sa.create_engine(empty_database)
+        try:
+            found = sa.inspect(engine).get_columns("ropc_clients")
+            return {column["name"] for column in found}
+        finally:
+            engine.dispose()
+
+    with app.app_context():
+        flask_migrate.upgrade(directory=directory)
+        client, _ = ropc.clients.create("App", dpop_nonce="required")
+        db.engine.dispose()
+    assert "dpop_nonce" in columns()
+    with app.app_context():
+        # Down to just before 0006, whatever revisions come between.
+        flask_migrate.downgrade(directory=directory, revision=f"{nonce_revision}-1")
+        db.engine.dispose()
+    assert "dpop_nonce" not in columns() and "dpop" in columns()
+    engine = sa.create_engine(empty_database)
+    with engine.connect() as conn:
+        names = conn.execute(sa.text("SELECT name FROM ropc_clients")).scalars()
+        assert list(names) == ["App"]
+    engine.dispose()
+    with app.app_context():
+        flask_migrate.upgrade(directory=directory)
+        assert ropc.clients.require(client.client_id).dpop_nonce == "default"
+        db.engine.dispose()
+    assert _our_differences(empty_database) == []

@@ -28,6 +28,7 @@ class NewClient(t.TypedDict, total=False):
     is_resource_server: bool
     trusted_backend: bool
     dpop: str | None
+    dpop_nonce: str | None
     secret: str | None
     secret_digest: str | None
     client_id: str | None
@@ -55,6 +56,7 @@ class ClientChanges(t.TypedDict, total=False):
     is_resource_server: bool | None
     trusted_backend: bool | None
     dpop: str | None
+    dpop_nonce: str | None
     sunset_at: int | None
     clear_sunset: bool
     enabled: bool | None

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from .. import hashing
 from ..models import AUTH_METHODS
 from ..models import DPOP_MODES
+from ..models import DPOP_NONCE_MODES
 from ..models import GRANT_TYPES
 from ..models import SECRET_METHODS
 from ..models import TOKEN_FORMATS
@@ -139,6 +140,21 @@ def dpop_column(mode: str | None) -> dict[str, str]:
             f"unknown DPoP setting {mode!r}; choose from required, allowed, off"
         )
     return {"dpop": mode}
+
+
+def dpop_nonce_column(mode: str | None) -> dict[str, str | None]:
+    """The ``dpop_nonce`` column for a client's nonce setting; ``{}`` for
+    ``None`` (no change), NULL for ``default`` (follow ``ROPC_DPOP_NONCE``).
+
+    :raises ValueError: not one of ``required``, ``off``, ``default``.
+    """
+    if mode is None:
+        return {}
+    if mode not in DPOP_NONCE_MODES:
+        raise ValueError(
+            f"unknown DPoP nonce setting {mode!r}; choose from required, off, default"
+        )
+    return {"dpop_nonce": None if mode == "default" else mode}
 
 
 def check_lifetime(lifetime: int | None) -> None:

@@ -58,6 +58,7 @@ class ClientStore:
         is_resource_server: bool = False,
         trusted_backend: bool = False,
         dpop: str | None = None,
+        dpop_nonce: str | None = None,
         secret: str | None = None,
         client_id: str | None = None,
         secret_digest: str | None = None,
@@ -99,6 +100,7 @@ class ClientStore:
                     is_resource_server=is_resource_server,
                     trusted_backend=trusted_backend,
                     **values.dpop_column(dpop),
+                    **values.dpop_nonce_column(dpop_nonce),
                     password_grant_count=0,
                     enabled=True,
                     created_at=self._db.now(),
@@ -171,6 +173,7 @@ class ClientStore:
         is_resource_server: bool | None = None,
         trusted_backend: bool | None = None,
         dpop: str | None = None,
+        dpop_nonce: str | None = None,
         sunset_at: int | None = None,
         clear_sunset: bool = False,
         enabled: bool | None = None,
@@ -225,6 +228,7 @@ class ClientStore:
         elif trusted_backend is False:
             changes["trusted_backend"] = False
         changes.update(values.dpop_column(dpop))
+        changes.update(values.dpop_nonce_column(dpop_nonce))
         if clear_sunset:
             changes["sunset_at"] = None
             changes["deprecated_at"] = None
