@@ -20,6 +20,8 @@ from .errors import ClientNotFoundError as ClientNotFoundError
 from .errors import ConfigurationError as ConfigurationError
 from .errors import ROPCError as ROPCError
 from .extension import ROPC as ROPC
+from .mfa_contract import MfaRequest as MfaRequest
+from .mfa_contract import MfaResult as MfaResult
 from .models import Client as Client
 from .resource import current_token as current_token
 from .tokens import AccessToken as AccessToken
@@ -35,6 +37,8 @@ __all__ = [
     "ClientNotFoundError",
     "ConfigurationError",
     "GrantResult",
+    "MfaRequest",
+    "MfaResult",
     "PasswordRequest",
     "ROPCError",
     "RefreshRequest",

@@ -19,6 +19,8 @@ import typing as t
 from .config_checks import check_bounds
 from .config_checks import warn_unknown_keys
 from .config_defaults import DEFAULTS as DEFAULTS
+from .config_mfa import MfaSettings
+from .config_mfa import mfa_settings
 
 # The generic checks, under the names every line below uses.
 from .config_values import boolean as _bool
@@ -96,6 +98,8 @@ class Settings:
     dpop_proof_lifetime: int
     dpop_clock_skew: int
     dpop_nonce: bool
+    #: The ``ROPC_MFA_*`` settings.
+    mfa: MfaSettings
     dpop_nonce_secret: str | None = dataclasses.field(repr=False)
 
     @property
@@ -197,6 +201,7 @@ class Settings:
             dpop_proof_lifetime=_positive_int(config, "ROPC_DPOP_PROOF_LIFETIME"),
             dpop_clock_skew=_positive_int(config, "ROPC_DPOP_CLOCK_SKEW"),
             dpop_nonce=_bool(config, "ROPC_DPOP_NONCE"),
+            mfa=mfa_settings(config),
             dpop_nonce_secret=_optional_str(config, "ROPC_DPOP_NONCE_SECRET"),
         )
         check_bounds(config)

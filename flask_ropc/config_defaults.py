@@ -117,6 +117,16 @@ DEFAULTS: dict[str, t.Any] = {
     # instance; None: derived from SECRET_KEY.
     "ROPC_DPOP_NONCE": False,
     "ROPC_DPOP_NONCE_SECRET": None,
+    # MFA continuation (docs/mfa.md): an mfa_token's lifetime (at most 600 s)
+    # and the wrong codes it survives (at most 10); wrong codes per user
+    # across every mfa_token in a window, then one more per interval; the
+    # status of the mfa_required answer (403 as Auth0, or 400).
+    "ROPC_MFA_TOKEN_LIFETIME": 300,
+    "ROPC_MFA_MAX_ATTEMPTS": 5,
+    "ROPC_MFA_FAILURE_LIMIT": 10,
+    "ROPC_MFA_FAILURE_WINDOW": 3600,
+    "ROPC_MFA_SLOW_INTERVAL": 360,
+    "ROPC_MFA_REQUIRED_STATUS": 403,
     # Serve the OpenAPI 3.1 description of our endpoints at {prefix}/openapi.json.
     "ROPC_OPENAPI_ENABLED": False,
     # OpenTelemetry metrics, when opentelemetry-api is installed (docs/metrics.md).

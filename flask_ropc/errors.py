@@ -177,6 +177,7 @@ class ThrottledError(OAuth2Error):
         "client": "Too many failed attempts by this client; try again in {} s.",
         "account": "Too many failed attempts for this account; try again in {} s.",
         "in_flight": "Too many attempts in progress; try again in {} s.",
+        "mfa": "Too many wrong codes for this account; try again in {} s.",
     }
 
     def __init__(self, retry_after: int, scope: str = "username") -> None:

@@ -8,7 +8,6 @@ imported only by ``__init__``; it may import every module below it.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import typing as t
 from collections.abc import Callable
@@ -21,10 +20,9 @@ from . import metrics
 from .cli import ropc_cli
 from .config import DEFAULTS
 from .config import Settings
-from .key_encryption import KeyCipher
 from .key_lifecycle import keyring_for
-from .models import new_tables
-from .models import tables_for
+from .mfa_contract import MfaRequest
+from .mfa_throttle import MfaThrottle
 from .resource import BearerProtector
 from .server import ROPCAuthorizationServer
 from .state import EXTENSION_KEY
@@ -32,10 +30,7 @@ from .state import Callbacks
 from .state import State
 from .state import get_state
 from .store import Clock
-from .store import Database
-from .store import Store
-from .store import Timeouts
-from .store import create_engine
+from .store_setup import build_store
 from .throttle import Throttle
 from .validation import PasswordRequest
 from .validation import RefreshRequest
@@ -59,6 +54,9 @@ H = t.TypeVar("H", bound=RefreshHook)
 #: A throttle exemption check: ``(ThrottleRequest) -> bool``.
 ExemptionCheck = Callable[[ThrottleRequest], t.Any]
 E = t.TypeVar("E", bound=ExemptionCheck)
+#: An MFA verifier: ``(MfaRequest) -> MfaResult | bool``.
+MfaVerifier = Callable[[MfaRequest], t.Any]
+M = t.TypeVar("M", bound=MfaVerifier)
 F = t.TypeVar("F", bound=Callable[..., t.Any])
 P = t.ParamSpec("P")
 R = t.TypeVar("R")
@@ -124,7 +122,7 @@ class ROPC:
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
         settings = Settings.from_config(app.config)
-        store = self._store(app, settings)
+        store = build_store(app, settings, self._db, self._clock)
         keyring = keyring_for(settings, store)
         state = State(
             settings=settings, store=store, keyring=keyring, callbacks=self._callbacks
@@ -142,6 +140,13 @@ class ROPC:
                     "guesses"
                 )
             state.throttle = Throttle(counters, settings, settings.ratelimit_key_prefix)
+            state.mfa_throttle = MfaThrottle(state.throttle, settings.mfa)
+        state.mfa_tokens = store.mfa_tokens(
+            settings.ratelimit_storage_uri,
+            settings.ratelimit_storage_options,
+            settings.ratelimit_key_prefix,
+        )
+        state.mfa_steps = store.mfa_steps()
         if settings.issuer is None:
             log.warning(
                 "ROPC_ISSUER is not set: tokens name the request's own base "
@@ -158,34 +163,6 @@ class ROPC:
         if settings.metrics_enabled and metrics.AVAILABLE:
             metrics.subscribe(app, self._meter_provider)
 
-    def _store(self, app: flask.Flask, settings: Settings) -> Store:
-        cipher = None
-        if settings.key_encryption_keys or settings.secret_keys:
-            cipher = KeyCipher(settings.key_encryption_keys, settings.secret_keys)
-        if settings.stores_plaintext_keys:  # only with ROPC_ALLOW_PLAINTEXT_KEYS
-            log.warning(
-                "ROPC_ALLOW_PLAINTEXT_KEYS is on: private signing keys are "
-                "stored in the database unencrypted. Set SECRET_KEY or "
-                "ROPC_KEY_ENCRYPTION_KEYS to encrypt them, then run "
-                "'flask ropc keys encrypt'."
-            )
-        timeouts = Timeouts(
-            settings.database_lock_timeout, settings.database_statement_timeout
-        )
-        db = self._db if self._db is not None else app.extensions.get("sqlalchemy")
-        if db is not None and settings.database_uri is None:
-            # Flask-SQLAlchemy looks its engine up per app context.
-            database = Database(lambda: db.engine, self._clock, timeouts=timeouts)
-            return Store(database, tables_for(db.metadata), cipher)
-        uri = (
-            settings.database_uri
-            or app.config.get("SQLALCHEMY_DATABASE_URI")
-            or _instance_sqlite_uri(app)
-        )
-        engine = create_engine(uri, timeouts)
-        database = Database(lambda: engine, self._clock, engine, timeouts)
-        return Store(database, new_tables(), cipher)
-
     # -- callbacks ------------------------------------------------------------
 
     def password_validator(self, func: V) -> V:
@@ -197,6 +174,21 @@ class ROPC:
         Only one validator is kept; registering again replaces it.
         """
         self._callbacks.validator = func
+        return func
+
+    def mfa_verifier(self, func: M) -> M:
+        """Register the function that checks a second factor's code.
+
+        It receives a :class:`~flask_ropc.MfaRequest` (the subject, the
+        factor ``"otp"`` or ``"recovery-code"``, the code, the client, the
+        Flask request) after the password validator returned
+        :meth:`GrantResult.mfa_required <flask_ropc.GrantResult.mfa_required>`
+        and returns an :class:`~flask_ropc.MfaResult`, or ``True``/``False``.
+        The library never stores the user's OTP secret; see
+        :class:`~flask_ropc.totp.TotpVerifier` for TOTP with replay
+        rejection, and :doc:`mfa`.
+        """
+        self._callbacks.mfa_verifier = func
         return func
 
     def subject_is_active(self, func: H) -> H:
@@ -326,8 +318,3 @@ class ROPC:
         if callable(scope):
             return self._protector.protect(None)(scope)
         return self._protector.protect(scope)
-
-
-def _instance_sqlite_uri(app: flask.Flask) -> str:
-    os.makedirs(app.instance_path, exist_ok=True)
-    return "sqlite:///" + os.path.join(app.instance_path, "ropc.sqlite3")

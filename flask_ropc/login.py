@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
 import logging
 import secrets
 import time
@@ -33,14 +32,12 @@ import typing as t
 import flask
 
 from . import signals
-from .errors import InvalidGrantError
 from .errors import InvalidRequestError
-from .errors import ServerError
-from .errors import Throttled
-from .errors import ThrottledError
 from .errors import UnauthorizedClientError
 from .errors import ValidatorError
 from .errors import safe_description
+from .login_attempts import begin_attempt
+from .login_attempts import end_user_ip
 from .models import Client
 from .scopes import resolve_scopes
 from .state import State
@@ -48,10 +45,8 @@ from .throttle import Attempt
 from .token_service import RefreshPlan
 from .token_service import announce_issued
 from .token_service import issue_tokens
-from .validation import INVALID_CREDENTIALS
 from .validation import GrantResult
 from .validation import PasswordRequest
-from .validation import ThrottleRequest
 
 log = logging.getLogger("flask_ropc")
 
@@ -119,8 +114,8 @@ def prepare(
         offline_allowed=client.offline_access,
     )
     username, password = _credentials(state, form)
-    client_ip = _end_user_ip(state, client, request)
-    attempt = _begin_attempt(state, username, client, client_ip, request)
+    client_ip = end_user_ip(state, client, request)
+    attempt = begin_attempt(state, username, client, client_ip, request)
     return PendingLogin(client, username, password, scopes, attempt, client_ip, request)
 
 
@@ -149,6 +144,12 @@ def judge(state: State, pending: PendingLogin) -> PasswordLogin:
             throttle.failed(attempt, counts=False)
         raise
     _announce_validated(client, client_ip, started, result)
+    if result.needs_mfa:
+        # The password was right: settle as a success now. The tokens
+        # follow only after the second factor (mfa_challenge).
+        if throttle is not None:
+            throttle.succeeded(attempt)
+        return PasswordLogin(client, username, pending.scopes, result, None, client_ip)
     if not result.is_success:
         if throttle is not None:
             throttle.failed(attempt, counts=result.counts_as_failure)
@@ -189,18 +190,7 @@ def issue(
     client, result, scopes = login.client, login.result, login.scopes
     assert result.subject is not None
     now = state.store.now()
-    refresh = None
-    if client.offline_access and state.settings.offline_access_scope in scopes:
-        absolute = (
-            client.refresh_token_absolute_lifetime
-            or state.settings.refresh_token_absolute_lifetime
-        )
-        refresh = RefreshPlan(
-            family_id=secrets.token_hex(16),
-            scope=" ".join(scopes),
-            family_expires_at=now + absolute,
-            dpop_jkt=dpop_jkt if client.is_public else None,
-        )
+    refresh = new_family(state, client, scopes, now, dpop_jkt)
     throttle, attempt = state.throttle, login.attempt
     settle = None
     if throttle is not None and attempt is not None:
@@ -233,6 +223,30 @@ def issue(
     return body
 
 
+def new_family(
+    state: State,
+    client: Client,
+    scopes: tuple[str, ...],
+    now: int,
+    dpop_jkt: str | None,
+) -> RefreshPlan | None:
+    """The refresh token family a login starts: when the client has offline
+    access and the offline scope was granted; a public client's is bound to
+    its DPoP key."""
+    if not (client.offline_access and state.settings.offline_access_scope in scopes):
+        return None
+    absolute = (
+        client.refresh_token_absolute_lifetime
+        or state.settings.refresh_token_absolute_lifetime
+    )
+    return RefreshPlan(
+        family_id=secrets.token_hex(16),
+        scope=" ".join(scopes),
+        family_expires_at=now + absolute,
+        dpop_jkt=dpop_jkt if client.is_public else None,
+    )
+
+
 def _credentials(state: State, form: t.Mapping[str, str]) -> tuple[str, str]:
     settings = state.settings
     username = form.get("username")
@@ -250,73 +264,6 @@ def _credentials(state: State, form: t.Mapping[str, str]) -> tuple[str, str]:
     return username, password
 
 
-def _begin_attempt(
-    state: State,
-    username: str,
-    client: Client,
-    client_ip: str | None,
-    request: flask.Request,
-) -> Attempt | None:
-    """Reserve a place in the throttling budgets, or refuse the attempt."""
-    if state.throttle is None:
-        return None
-    if client_ip is None:
-        # Without an address there is no network budget and no pair to lock:
-        # an attacker would get the username's whole account budget. Refuse
-        # (fail closed) and say how to fix the deployment.
-        log.error(
-            "password attempt without a client IP address (REMOTE_ADDR is empty, "
-            "e.g. a unix socket): refused. Behind a proxy, wrap the app in "
-            "werkzeug.middleware.proxy_fix.ProxyFix so that Flask sees the "
-            "client's address, or set ROPC_THROTTLE_ENABLED = False."
-        )
-        raise ServerError()
-    exempt = state.callbacks.run_throttle_exempt(
-        ThrottleRequest(client_ip, client, username, request)
-    )
-    try:
-        return state.throttle.begin(
-            username, client_ip, client.client_id, exempt=exempt
-        )
-    except Throttled as throttled:
-        signals.send(
-            signals.throttled,
-            client_ip=client_ip,
-            client_id=client.client_id,
-            username=signals.username_for_event(
-                username, state.settings.event_username
-            ),
-            scope=throttled.scope,
-            retry_after=throttled.retry_after,
-        )
-        if (
-            state.settings.throttle_response == "invalid_grant"
-            and throttled.scope != "in_flight"
-        ):
-            # Keycloak-style: indistinguishable from a wrong password. Never
-            # for attempts in flight: no password was found wrong.
-            raise InvalidGrantError(INVALID_CREDENTIALS) from None
-        raise ThrottledError(throttled.retry_after, throttled.scope) from None
-
-
-def _end_user_ip(state: State, client: Client, request: flask.Request) -> str | None:
-    """The IP address throttling and events count this login under.
-
-    A trusted backend may name its end user's IP. Only clients marked
-    ``trusted_backend`` (confidential by construction): otherwise every user
-    behind one backend server would share its IP and lock each other out.
-    From any other client the header is ignored, so it cannot be used to
-    dodge the per-IP budget.
-    """
-    if client.trusted_backend:
-        value = request.headers.get(state.settings.end_user_ip_header, "").strip()
-        try:
-            return str(ipaddress.ip_address(value))
-        except ValueError:
-            pass
-    return request.remote_addr or None
-
-
 def _announce_validated(
     client: Client, client_ip: str | None, started: float, result: GrantResult | None
 ) -> None:
@@ -327,6 +274,7 @@ def _announce_validated(
     outcome = "exception"
     if result is not None:
         outcome = "success" if result.is_success else "failure"
+        outcome = "mfa_required" if result.needs_mfa else outcome
     signals.send(
         signals.password_validated,
         client_ip=client_ip,

@@ -1,6 +1,6 @@
-"""Our five database tables, and the :class:`Client` record read from them.
+"""Our database tables, and the :class:`Client` record read from them.
 
-A leaf: imports only :mod:`~flask_ropc.client_methods`.
+A leaf: imports only :mod:`~flask_ropc.client_methods` and the MFA leaves.
 
 The tables are SQLAlchemy Core :class:`~sqlalchemy.Table` objects added to a
 :class:`~sqlalchemy.MetaData`: the app's own ``db.metadata`` when it has a
@@ -19,6 +19,9 @@ import typing as t
 import sqlalchemy as sa
 
 from .client_methods import AuthlibClientMethods
+from .mfa_contract import MFA_OTP_GRANT
+from .mfa_contract import MFA_RECOVERY_CODE_GRANT
+from .mfa_tables import define_mfa_tables
 
 #: Values of ``token_endpoint_auth_method`` (RFC 7591 §2).
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
@@ -27,7 +30,8 @@ SECRET_METHODS = AUTH_METHODS[:2]
 
 #: Grant types a client can be allowed. ``refresh_token`` is what
 #: IdentityServer calls ``AllowOfflineAccess`` (CLI ``--offline-access``).
-GRANT_TYPES = ("password", "refresh_token")
+#: The last two are Auth0's MFA continuation grants (see ``docs/mfa.md``).
+GRANT_TYPES = ("password", "refresh_token", MFA_OTP_GRANT, MFA_RECOVERY_CODE_GRANT)
 
 #: Access token formats: signed RFC 9068 JWTs, or opaque reference tokens.
 TOKEN_FORMATS = ("jwt", "reference")
@@ -55,6 +59,9 @@ class Tables:
     refresh_tokens: sa.Table
     signing_keys: sa.Table
     throttle: sa.Table
+    #: Pending MFA logins and accepted TOTP steps (see ``mfa_tables``).
+    mfa_tokens: sa.Table
+    mfa_steps: sa.Table
 
     def all(self) -> list[sa.Table]:
         """Every table, in creation order (referenced tables first)."""
@@ -64,6 +71,8 @@ class Tables:
             self.refresh_tokens,
             self.signing_keys,
             self.throttle,
+            self.mfa_tokens,
+            self.mfa_steps,
         ]
 
 
@@ -210,12 +219,15 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("count", sa.BigInteger, nullable=False),
         sa.Column("expires_at", sa.Float, nullable=False, index=True),
     )
+    mfa_tokens, mfa_steps = define_mfa_tables(metadata)
     return Tables(
         clients=clients,
         access_tokens=access_tokens,
         refresh_tokens=refresh_tokens,
         signing_keys=signing_keys,
         throttle=throttle,
+        mfa_tokens=mfa_tokens,
+        mfa_steps=mfa_steps,
     )
 
 

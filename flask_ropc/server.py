@@ -21,8 +21,10 @@ import flask
 from authlib.common.security import is_secure_transport
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc6749.grants import BaseGrant
 from authlib.oauth2.rfc6749.grants import RefreshTokenGrant
 from authlib.oauth2.rfc6749.grants import ResourceOwnerPasswordCredentialsGrant
+from authlib.oauth2.rfc6749.grants import TokenEndpointMixin
 from authlib.oauth2.rfc6749.hooks import hooked
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -30,11 +32,17 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from . import client_auth
 from . import dpop_binding
 from . import login
+from . import mfa_challenge
+from . import mfa_continue
 from . import refresh
 from . import signals
 from . import token_endpoints
 from .dpop import Proof
 from .errors import InvalidClientAuthError
+from .mfa_contract import MFA_OTP_GRANT
+from .mfa_contract import MFA_RECOVERY_CODE_GRANT
+from .mfa_contract import OTP
+from .mfa_contract import RECOVERY_CODE
 from .models import Client
 from .state import State
 from .token_service import sunset_headers
@@ -69,6 +77,8 @@ class ROPCAuthorizationServer(AuthorizationServer):
         self.register_client_auth_method("none", client_auth.authenticate_none)
         self.register_grant(PasswordGrant)
         self.register_grant(RefreshGrant)
+        self.register_grant(MfaOtpGrant)
+        self.register_grant(MfaRecoveryCodeGrant)
         self.register_endpoint(TokenIntrospection)
         self.register_endpoint(TokenRevocation)
 
@@ -143,12 +153,14 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
 
     @hooked  # type: ignore[untyped-decorator]
     def create_token_response(self) -> TokenResponse:
-        """Issue the tokens of the checked login."""
-        body = login.issue(
-            self.server.state, self.login, dpop_jkt=dpop_binding.jkt(self.proof)
-        )
+        """Issue the tokens of the checked login, or, when the validator
+        asked for a second factor, the ``mfa_required`` challenge."""
+        state, jkt = self.server.state, dpop_binding.jkt(self.proof)
         headers = [*self.TOKEN_RESPONSE_HEADER, *sunset_headers(self.login.client)]
-        return 200, body, headers
+        if self.login.result.needs_mfa:
+            status, body = mfa_challenge.challenge(state, self.login, dpop_jkt=jkt)
+            return status, body, headers
+        return 200, login.issue(state, self.login, dpop_jkt=jkt), headers
 
 
 class RefreshGrant(RefreshTokenGrant):
@@ -188,6 +200,57 @@ class RefreshGrant(RefreshTokenGrant):
         )
         headers = [*self.TOKEN_RESPONSE_HEADER, *sunset_headers(self.exchange.client)]
         return 200, body, headers
+
+
+class MfaOtpGrant(BaseGrant, TokenEndpointMixin):
+    """Auth0's ``mfa-otp`` grant: :mod:`flask_ropc.mfa_continue` behind Authlib."""
+
+    GRANT_TYPE = MFA_OTP_GRANT
+    #: The factor this grant's code is.
+    FACTOR = OTP
+    TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_ENDPOINT_AUTH_METHODS
+    server: ROPCAuthorizationServer
+    #: The checked request, set by :meth:`validate_token_request`.
+    continuation: mfa_continue.MfaContinuation
+    #: Its DPoP proof, if it sent one (RFC 9449).
+    proof: Proof | None
+
+    def validate_token_request(self) -> None:
+        """Authenticate the client exactly as the password grant does, check
+        its DPoP proof, then the ``mfa_token`` and the code (the verifier
+        runs without a held connection)."""
+        state = self.server.state
+        with state.store.db.held():
+            client = self.authenticate_token_endpoint_client()
+            self.request.client = client
+            self.proof = dpop_binding.token_request_proof(
+                state, client, _flask_request()
+            )
+        self.continuation = mfa_continue.check(
+            state,
+            client,
+            self.FACTOR,
+            self.request.form,
+            _flask_request(),
+            proof=self.proof,
+        )
+
+    @hooked  # type: ignore[untyped-decorator]
+    def create_token_response(self) -> TokenResponse:
+        """Consume the ``mfa_token`` and issue the tokens."""
+        continuation = self.continuation
+        body = mfa_continue.issue(
+            self.server.state, continuation, dpop_jkt=dpop_binding.jkt(self.proof)
+        )
+        headers = [*self.TOKEN_RESPONSE_HEADER, *sunset_headers(continuation.client)]
+        return 200, body, headers
+
+
+class MfaRecoveryCodeGrant(MfaOtpGrant):
+    """Auth0's ``mfa-recovery-code`` grant (``recovery_code`` for ``otp``)."""
+
+    GRANT_TYPE = MFA_RECOVERY_CODE_GRANT
+    FACTOR = RECOVERY_CODE
 
 
 class TokenIntrospection(IntrospectionEndpoint):

@@ -28,6 +28,12 @@ signal                                    payload (besides request_id, client_ip
                                           ``reason``, ``duration``
 ``token_request_handled``                 ``grant_type``, ``client_id``, ``status``,
                                           ``error``
+``mfa_required``                          ``client_id``, ``subject``, ``factors``
+``mfa_succeeded``                         ``client_id``, ``subject``, ``factor``
+``mfa_failed``                            ``client_id``, ``subject``, ``factor``,
+                                          ``reason``, ``token_dead``
+``mfa_locked``                            ``client_id``, ``subject``
+``recovery_code_used``                    ``client_id``, ``subject``
 ========================================  ==========================================
 """
 
@@ -71,6 +77,17 @@ password_validated = _signals.signal("ropc.password-validated")
 #: The token endpoint answered a request, whatever the grant or the outcome;
 #: sent once per request.
 token_request_handled = _signals.signal("ropc.token-request-handled")
+#: A right password needs a second factor: an ``mfa_token`` was issued.
+mfa_required = _signals.signal("ropc.mfa-required")
+#: An MFA continuation succeeded (tokens follow).
+mfa_succeeded = _signals.signal("ropc.mfa-succeeded")
+#: An MFA continuation was refused after its checks (wrong code, a replay,
+#: an inactive user, a token used twice); never carries the code.
+mfa_failed = _signals.signal("ropc.mfa-failed")
+#: An ``mfa_token`` reached ``ROPC_MFA_MAX_ATTEMPTS`` wrong codes: it is dead.
+mfa_locked = _signals.signal("ropc.mfa-locked")
+#: A recovery code was accepted (the user should get new ones).
+recovery_code_used = _signals.signal("ropc.recovery-code-used")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 

@@ -22,6 +22,12 @@ from .config import Settings
 from .dpop_nonce import NonceSource
 from .errors import ConfigurationError
 from .keyring import KeyRing
+from .mfa_contract import MfaRequest
+from .mfa_contract import MfaResult
+from .mfa_contract import StepLedger
+from .mfa_contract import normalise_mfa_result
+from .mfa_throttle import MfaThrottle
+from .store import MfaTokens
 from .store import ReplayCache
 from .store import Store
 from .throttle import Throttle
@@ -40,6 +46,12 @@ NO_VALIDATOR = (
     "@ropc.password_validator"
 )
 
+#: What is wrong when a validator asks for MFA and no verifier is registered.
+NO_MFA_VERIFIER = (
+    "a password validator returned GrantResult.mfa_required() but no MFA "
+    "verifier is registered: decorate a function with @ropc.mfa_verifier"
+)
+
 log = logging.getLogger("flask_ropc")
 
 
@@ -55,6 +67,8 @@ class Callbacks:
     refresh_claims: Callable[[RefreshRequest], t.Any] | None = None
     #: ``@ropc.throttle_exempt``.
     throttle_exempt: Callable[[ThrottleRequest], t.Any] | None = None
+    #: ``@ropc.mfa_verifier``.
+    mfa_verifier: Callable[[MfaRequest], t.Any] | None = None
 
     def run_validator(self, request: PasswordRequest) -> GrantResult:
         """Call the app's validator and normalise what it returns.
@@ -72,6 +86,25 @@ class Callbacks:
                 "returned %s; it must return a GrantResult, a non-empty subject "
                 "string or None. Every password grant answers 500 until it does.",
                 getattr(self.validator, "__qualname__", repr(self.validator)),
+                type(verdict).__name__,
+            )
+            raise
+
+    def run_mfa_verifier(self, request: MfaRequest) -> MfaResult:
+        """Call the app's MFA verifier and normalise what it returns.
+
+        :raises ConfigurationError: no verifier is registered.
+        """
+        if self.mfa_verifier is None:
+            raise ConfigurationError(NO_MFA_VERIFIER)
+        verdict = flask.current_app.ensure_sync(self.mfa_verifier)(request)
+        try:
+            return normalise_mfa_result(verdict)
+        except TypeError:
+            log.warning(
+                "the function decorated with @ropc.mfa_verifier (%s) returned "
+                "%s; it must return an MfaResult, True or False",
+                getattr(self.mfa_verifier, "__qualname__", repr(self.mfa_verifier)),
                 type(verdict).__name__,
             )
             raise
@@ -133,6 +166,12 @@ class State:
     dpop_replay: ReplayCache | None = None
     #: DPoP nonces, or ``None`` without a secret to make them.
     dpop_nonces: NonceSource | None = None
+    #: Pending MFA logins (SQL, or the throttle's Redis).
+    mfa_tokens: MfaTokens | None = None
+    #: The per-user budget of MFA codes, or ``None`` without throttling.
+    mfa_throttle: MfaThrottle | None = None
+    #: The default store of accepted TOTP steps.
+    mfa_steps: StepLedger | None = None
     #: Whether :meth:`check_first_request` has run.
     first_request_checked: bool = False
 

@@ -118,7 +118,7 @@ class Throttle:
         """Every key of one username starts with this (see :meth:`unlock`)."""
         return self._key("u", _digest(normalise_username(username))) + ":"
 
-    def _guard(self, action: t.Callable[[], t.Any]) -> t.Any:
+    def guard(self, action: t.Callable[[], t.Any]) -> t.Any:
         """Run a storage call; apply ``ROPC_THROTTLE_ON_STORAGE_ERROR``."""
         try:
             return action()
@@ -149,7 +149,7 @@ class Throttle:
         Returns ``None`` when the storage failed and the policy is ``open``.
         """
         begin = lambda: self._begin(username, client_ip, client_id, exempt)  # noqa: E731
-        return t.cast("Attempt | None", self._guard(begin))
+        return t.cast("Attempt | None", self.guard(begin))
 
     def _begin(
         self, username: str, client_ip: str, client_id: str, exempt: bool
@@ -297,7 +297,7 @@ class Throttle:
             self.counters.clear_many(clear)
             self.counters.release_many(release)
 
-        self._guard(settle)
+        self.guard(settle)
 
     def settle_in(self, conn: sa.Connection, attempt: Attempt) -> None:
         """:meth:`succeeded` for database counters, inside ``conn``'s transaction.
@@ -315,9 +315,7 @@ class Throttle:
             return
         flying = list(attempt.in_flight)
         if not counts:
-            self._guard(
-                lambda: self.counters.release_many([*attempt.reserved, *flying])
-            )
+            self.guard(lambda: self.counters.release_many([*attempt.reserved, *flying]))
             return
 
         def record() -> None:
@@ -327,7 +325,7 @@ class Throttle:
             if not attempt.exempt and attempt.pair_estimate >= limit:
                 self._lock(attempt)
 
-        self._guard(record)
+        self.guard(record)
 
     def _lock(self, attempt: Attempt) -> None:
         s = self.settings

@@ -16,6 +16,8 @@ import re
 import typing as t
 from collections.abc import Mapping
 
+from .mfa_contract import MFA_FACTORS
+
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask import Request
 
@@ -118,11 +120,18 @@ class GrantResult:
     reason: str | None = None
     #: Whether a failure counts towards brute-force throttling.
     counts_as_failure: bool = True
+    #: The factors a second step may use (:meth:`mfa_required`), else empty.
+    mfa_factors: tuple[str, ...] = ()
 
     @property
     def is_success(self) -> bool:
         """Whether this result grants a token."""
         return self.error_code is None
+
+    @property
+    def needs_mfa(self) -> bool:
+        """Whether the password was right and a second factor must follow."""
+        return bool(self.mfa_factors)
 
     @classmethod
     def success(
@@ -146,6 +155,44 @@ class GrantResult:
         extra = dict(extra or {})
         _refuse_reserved(extra, RESERVED_TOKEN_FIELDS, "token response")
         return cls(subject=subject, claims=dict(claims or {}), extra=extra)
+
+    @classmethod
+    def mfa_required(
+        cls,
+        subject: str,
+        factors: t.Sequence[str] = MFA_FACTORS,
+        claims: Mapping[str, t.Any] | None = None,
+        extra: Mapping[str, t.Any] | None = None,
+    ) -> GrantResult:
+        """The password is right; the user must also pass a second factor.
+
+        Return this only after the password was verified: the token endpoint
+        answers ``mfa_required`` with an ``mfa_token`` (Auth0's format), and
+        the tokens are issued by the MFA grant that follows, with these
+        ``claims`` and ``extra`` fields. It never counts as a failed password.
+
+        :param factors: which of :data:`~flask_ropc.mfa_contract.MFA_FACTORS`
+            (``"otp"``, ``"recovery-code"``) the user may use.
+        :raises ValueError: an empty subject, no or unknown factors, or a
+            reserved ``extra`` name.
+        """
+        success = cls.success(subject, claims, extra)
+        chosen = tuple(dict.fromkeys(factors))
+        if not chosen or isinstance(factors, str):
+            raise ValueError("GrantResult.mfa_required() needs a sequence of factors")
+        unknown = [f for f in chosen if f not in MFA_FACTORS]
+        if unknown:
+            raise ValueError(
+                f"unknown MFA factor {unknown[0]!r}; choose from "
+                + ", ".join(MFA_FACTORS)
+            )
+        return dataclasses.replace(
+            success,
+            error_code="mfa_required",
+            counts_as_failure=False,
+            reason="mfa_required",
+            mfa_factors=chosen,
+        )
 
     @classmethod
     def error(

@@ -57,6 +57,9 @@ BODY_ONLY_PARAMETERS = frozenset(
         "refresh_token",
         "token",
         "token_type_hint",
+        "mfa_token",
+        "otp",
+        "recovery_code",
     }
 )
 

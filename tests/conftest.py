@@ -80,6 +80,8 @@ def pg_database() -> Iterator[sa.URL | None]:
 
 #: Our tables, children first: the order in which rows can be deleted.
 TABLES = (
+    "ropc_mfa_tokens",
+    "ropc_mfa_steps",
     "ropc_access_tokens",
     "ropc_refresh_tokens",
     "ropc_signing_keys",
@@ -510,7 +512,11 @@ def table_rows(app: flask.Flask, name: str) -> list[t.Any]:
     would cost more than the test).
     """
     assert name in TABLES, name
-    order = "key" if name == "ropc_throttle" else "id"
+    order = {
+        "ropc_throttle": "key",
+        "ropc_mfa_tokens": "token_digest",
+        "ropc_mfa_steps": "subject_digest",
+    }.get(name, "id")
     with app.app_context():
         engine = ropc_of(app).engine
         with engine.connect() as conn:

@@ -1,4 +1,4 @@
-"""The only package that runs SQL: our five tables on one database.
+"""The only package that runs SQL: our tables on one database.
 
 :class:`Store` bundles the row stores of one app: :attr:`~Store.clients`,
 :attr:`~Store.tokens` and :attr:`~Store.keys` (with encryption at rest), plus
@@ -34,6 +34,11 @@ from .dpop_replay import ReplayCache as ReplayCache
 from .dpop_replay import replay_cache
 from .keys import KeyStore
 from .limits_storage import LimitsCounters
+from .mfa import MfaTokens as MfaTokens
+from .mfa import PendingMfa as PendingMfa
+from .mfa import SQLMfaTokens
+from .mfa import SQLStepLedger
+from .mfa_redis import RedisMfaTokens
 from .tokens import TokenStore
 
 
@@ -111,3 +116,19 @@ class Store:
         """Where DPoP proof ids are remembered: the throttle's Redis, if
         ``storage_uri`` names one, else our database."""
         return replay_cache(self.db, self.tables.throttle, storage_uri, options)
+
+    def mfa_tokens(
+        self,
+        storage_uri: str | None,
+        options: t.Mapping[str, t.Any] | None = None,
+        prefix: str = "ropc",
+    ) -> MfaTokens:
+        """Where pending MFA logins live: the throttle's Redis, if
+        ``storage_uri`` names one, else our database."""
+        if storage_uri is not None and storage_uri.startswith(("redis", "valkey")):
+            return RedisMfaTokens(storage_uri, options or {}, prefix)
+        return SQLMfaTokens(self.db, self.tables.mfa_tokens)
+
+    def mfa_steps(self) -> SQLStepLedger:
+        """The default store of accepted TOTP steps (replay rejection)."""
+        return SQLStepLedger(self.db, self.tables.mfa_steps)
