@@ -27,6 +27,7 @@ from .store.client_settings import ClientChanges
 from .store.client_settings import NewClient
 from .store.counters import DatabaseCounters
 from .store.keys import KeyStore
+from .store.mfa import SQLMfaTokens
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from typing import Unpack
@@ -287,7 +288,8 @@ def cleanup(
     progress: Callable[[str, int], None] | None = None,
 ) -> dict[str, int]:
     """Delete expired tokens, tokens revoked ``revoked_for`` seconds ago or
-    more, and expired throttle counters; return the count per table.
+    more, expired throttle counters and expired or used ``mfa_token`` rows;
+    return the count per table.
 
     Works in batches of ``batch_size`` rows, each its own short transaction,
     so it can run while the server is serving; ``progress(table, rows)`` is
@@ -301,6 +303,8 @@ def cleanup(
     throttle = state.throttle
     if throttle is not None and isinstance(throttle.counters, DatabaseCounters):
         deleted["ropc_throttle"] = throttle.counters.purge_expired()
+    if isinstance(state.mfa_tokens, SQLMfaTokens):  # Redis expires its own
+        deleted["ropc_mfa_tokens"] = state.mfa_tokens.purge_expired(state.store.now())
     return deleted
 
 

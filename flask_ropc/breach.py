@@ -121,11 +121,6 @@ class BreachCheck:
                 f"BreachCheck policy must be one of {', '.join(POLICIES)}, "
                 f"not {policy!r}"
             )
-        if policy == "step_up" and not hasattr(GrantResult, "mfa_required"):
-            raise ConfigurationError(
-                "BreachCheck(policy='step_up') needs GrantResult.mfa_required "
-                "(the MFA continuation); use 'block' or 'flag'"
-            )
         if fail not in ("open", "closed"):
             raise ConfigurationError(
                 f"BreachCheck fail must be 'open' or 'closed', not {fail!r}"
@@ -251,14 +246,13 @@ class BreachCheck:
                 reason=LOOKUP_FAILED if lookup_failed else BREACHED,
             )
         if self.policy == "step_up":
-            # Added by the MFA continuation (checked in __init__). The
-            # success's extra fields belong in a token response, not in
-            # this error, so only the claims carry over.
-            mfa_required: t.Callable[..., GrantResult] = getattr(  # noqa: B009
-                GrantResult, "mfa_required"
-            )
-            return mfa_required(
-                verdict.subject, factors=self._factors, claims=verdict.claims
+            # The tokens come after the second factor, with the success's
+            # claims and extra fields.
+            return GrantResult.mfa_required(
+                verdict.subject,
+                factors=self._factors,
+                claims=verdict.claims,
+                extra=verdict.extra,
             )
         if not self._flag_claims:
             return verdict

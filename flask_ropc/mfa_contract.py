@@ -8,7 +8,8 @@ Auth0's MFA grants; the app's ``@ropc.mfa_verifier`` then receives one frozen
 recovery codes: it keeps only the pending login, and, for
 :class:`~flask_ropc.totp.TotpVerifier`, the last accepted time step.
 
-A leaf: imports neither Flask nor Authlib.
+A leaf: imports neither Flask nor Authlib; the factor names come from
+:mod:`~flask_ropc.mfa_factors`.
 """
 
 from __future__ import annotations
@@ -17,22 +18,17 @@ import dataclasses
 import typing as t
 from collections.abc import Mapping
 
+from .mfa_factors import GRANT_OF_FACTOR as GRANT_OF_FACTOR
+from .mfa_factors import MFA_FACTORS as MFA_FACTORS
+from .mfa_factors import MFA_OTP_GRANT as MFA_OTP_GRANT
+from .mfa_factors import MFA_RECOVERY_CODE_GRANT as MFA_RECOVERY_CODE_GRANT
+from .mfa_factors import OTP as OTP
+from .mfa_factors import RECOVERY_CODE as RECOVERY_CODE
+
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask import Request
 
     from .models import Client
-
-#: A one-time password (TOTP/HOTP): Auth0's ``mfa-otp`` grant.
-OTP = "otp"
-#: A recovery code: Auth0's ``mfa-recovery-code`` grant.
-RECOVERY_CODE = "recovery-code"
-#: The factors a validator may ask for, in the order challenges list them.
-MFA_FACTORS = (OTP, RECOVERY_CODE)
-#: Auth0's grant types that continue a login with each factor.
-MFA_OTP_GRANT = "http://auth0.com/oauth/grant-type/mfa-otp"
-MFA_RECOVERY_CODE_GRANT = "http://auth0.com/oauth/grant-type/mfa-recovery-code"
-#: The grant type of each factor.
-GRANT_OF_FACTOR = {OTP: MFA_OTP_GRANT, RECOVERY_CODE: MFA_RECOVERY_CODE_GRANT}
 
 
 class StepLedger(t.Protocol):

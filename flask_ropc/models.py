@@ -19,8 +19,8 @@ import typing as t
 import sqlalchemy as sa
 
 from .client_methods import AuthlibClientMethods
-from .mfa_contract import MFA_OTP_GRANT
-from .mfa_contract import MFA_RECOVERY_CODE_GRANT
+from .mfa_factors import MFA_OTP_GRANT
+from .mfa_factors import MFA_RECOVERY_CODE_GRANT
 from .mfa_tables import define_mfa_tables
 
 #: Values of ``token_endpoint_auth_method`` (RFC 7591 §2).

@@ -33,6 +33,8 @@ from conftest import assert_oauth_error
 from conftest import bearer
 from conftest import login
 from conftest import ropc_of
+from mfa_helpers import MFA_GRANTS
+from mfa_helpers import send_otp
 
 ANN_PASSWORD = USERS["ann"][0]
 BOB_PASSWORD = USERS["bob"][0]
@@ -445,20 +447,31 @@ def test_a_clean_password_logs_in_without_an_event(
     assert breaches == []
 
 
-@pytest.mark.skipif(
-    not hasattr(GrantResult, "mfa_required"),
-    reason="needs the MFA continuation (issue 16)",
-)
-def test_step_up_answers_mfa_required(
-    http: t.Any, oauth_client: t.Any, range_server: RangeServer, use_breach: t.Any
+def test_step_up_answers_mfa_required_and_the_second_factor_gets_in(
+    app: t.Any,
+    http: t.Any,
+    make_client: t.Any,
+    range_server: RangeServer,
+    use_breach: t.Any,
 ) -> None:
     range_server.breached(ANN_PASSWORD)
     verdicts = use_breach(checker(range_server, policy="step_up"))
-    response = login(http, oauth_client)
+    codes: list[t.Any] = []
+    ropc_of(app).mfa_verifier(lambda req: codes.append(req) or req.code == "123456")
+    client = make_client("MFA app", grant_types=MFA_GRANTS)
+    response = login(http, client)
     [verdict] = verdicts
-    assert not verdict.is_success
+    assert not verdict.is_success and verdict.needs_mfa
     assert verdict.error_code == "mfa_required"
     assert_oauth_error(response, 403, "mfa_required")
+    token = response.get_json()["mfa_token"]
+    done = send_otp(http, client, token, "123456")
+    assert done.status_code == 200, done.get_data(as_text=True)
+    # The validator's extra fields come with the tokens, after the factor.
+    assert done.get_json()["display_name"] == "Ann"
+    assert [req.subject for req in codes] == ["user-1"]
+    # A password that is not breached logs in without the second factor.
+    assert login(http, client, "bob").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -539,10 +552,8 @@ def test_fewer_appearances_than_min_count_are_not_a_breach(
     assert breaches == []
 
 
-def test_step_up_is_refused_up_front_without_the_mfa_continuation() -> None:
+def test_an_unknown_policy_is_refused_up_front() -> None:
     """Not at the first breached login: BreachCheck() itself says so."""
-    if hasattr(GrantResult, "mfa_required"):
-        assert BreachCheck(policy="step_up").policy == "step_up"
-    else:
-        with pytest.raises(ConfigurationError, match="mfa_required"):
-            BreachCheck(policy="step_up")
+    assert BreachCheck(policy="step_up").policy == "step_up"
+    with pytest.raises(ConfigurationError, match="block, step_up, flag"):
+        BreachCheck(policy="stepup")

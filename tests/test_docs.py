@@ -505,7 +505,7 @@ def test_events_page_documents_every_signal_and_its_payload() -> None:
         for name, value in vars(signals).items()
         if type(value).__name__ == "NamedSignal"
     ]
-    assert len(names) == 10
+    assert len(names) == 15
     docstring = signals.__doc__ or ""
     for name in names:
         assert f"`{name}`" in text, name

@@ -561,3 +561,19 @@ def test_on_redis_the_flow_the_single_use_and_the_budget_hold(
             send_otp(app.test_client(), creds, token, "0").status_code for _ in range(2)
         ]
     assert codes[:4] == [400] * 4 and 429 in codes[4:]
+
+
+def test_cleanup_deletes_used_and_expired_mfa_tokens(
+    app: flask.Flask, http: t.Any, mfa_client: t.Any, factors: t.Any
+) -> None:
+    factors.totp = lambda req: MfaResult.success()
+    used = mfa_token(http, mfa_client)
+    assert send_otp(http, mfa_client, used, "123456").status_code == 200
+    mfa_token(http, mfa_client)  # expires below
+    clock_of(app).advance(300)
+    live = mfa_token(http, mfa_client)
+    with app.app_context():
+        deleted = ropc_of(app).cleanup()
+    assert deleted["ropc_mfa_tokens"] == 2
+    (row,) = table_rows(app, "ropc_mfa_tokens")
+    assert row.token_digest == hashlib.sha256(live.encode()).hexdigest()

@@ -389,3 +389,41 @@ def test_the_dpop_nonce_revision_upgrades_and_downgrades(
         assert ropc.clients.require(client.client_id).dpop_nonce == "default"
         db.engine.dispose()
     assert _our_differences(empty_database) == []
+
+
+def test_the_mfa_revision_creates_and_drops_only_its_tables(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """Revision 0008 adds ``ropc_mfa_tokens`` and ``ropc_mfa_steps``; its
+    downgrade drops them and nothing else."""
+    app, db, ropc = _app_with_migrate(empty_database, tmp_path)
+    directory = str(tmp_path / "migrations")
+    with app.app_context():
+        flask_migrate.init(directory=directory)
+    assert app.test_cli_runner().invoke(args=["ropc", "migration"]).exit_code == 0
+    written = (tmp_path / "migrations" / "versions").glob("ropc_0008_*.py")
+    mfa_revision = next(written).name[:18]
+
+    def tables() -> set[str]:
+        engine = sa.create_engine(empty_database)
+        try:
+            return set(sa.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+
+    with app.app_context():
+        flask_migrate.upgrade(directory=directory)
+        ropc.clients.create("App")
+        db.engine.dispose()
+    assert {"ropc_mfa_tokens", "ropc_mfa_steps"} <= tables()
+    assert _our_differences(empty_database) == []
+    with app.app_context():
+        flask_migrate.downgrade(directory=directory, revision=f"{mfa_revision}-1")
+        db.engine.dispose()
+    assert not {"ropc_mfa_tokens", "ropc_mfa_steps"} & tables()
+    assert "ropc_clients" in tables()
+    with app.app_context():
+        flask_migrate.upgrade(directory=directory)
+        assert [c.name for c in ropc.clients.list()] == ["App"]
+        db.engine.dispose()
+    assert _our_differences(empty_database) == []
