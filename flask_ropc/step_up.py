@@ -66,7 +66,7 @@ def requirement(
         return None
     values: tuple[str, ...] = ()
     if acr is not None:
-        values = (acr,) if isinstance(acr, str) else tuple(acr)
+        values = (acr,) if isinstance(acr, str) else tuple(_iterable(acr))
         if not all(isinstance(value, str) for value in values):
             raise TypeError("require_token(acr=...) takes a string or strings")
         if not values or not all(value and is_acr_value(value) for value in values):
@@ -85,6 +85,14 @@ def requirement(
                 f"require_token(max_age=...) must not be negative, got {max_age}"
             )
     return StepUp(values, max_age)
+
+
+def _iterable(acr: t.Any) -> t.Iterable[t.Any]:
+    if not isinstance(acr, t.Iterable) or isinstance(acr, bytes):
+        raise TypeError(
+            f"require_token(acr=...) takes a string or strings, got {acr!r}"
+        )
+    return acr
 
 
 def check(step: StepUp, token: AccessToken, now: int) -> None:
