@@ -33,6 +33,7 @@ import typing as t
 import flask
 
 from . import signals
+from .auth_context import password_context
 from .errors import InvalidGrantError
 from .errors import InvalidRequestError
 from .errors import ServerError
@@ -213,7 +214,7 @@ def issue(
             scopes=scopes,
             claims=result.claims,
             grant_type=GRANT_TYPE,
-            auth_time=now,
+            auth_context=password_context(state.settings.acr_password, now),
             now=now,
             refresh=refresh,
             also=settle,
