@@ -76,7 +76,10 @@ class ClientAdmin:
         :param secret: an existing secret to keep (at least 20 characters).
         :param client_id: an existing client id to keep.
         :param secret_digest: instead of a secret, the hex SHA-256 of one
-            kept elsewhere (e.g. an IdentityServer ``Sha256()`` hash); no
+            kept elsewhere (e.g. an IdentityServer ``Sha256()`` hash), or a
+            carried ``Sha512()`` one as
+            :func:`~flask_ropc.hashing.carried_sha512` makes it (replaced by
+            our digest on the client's first successful authentication); no
             plaintext is returned then.
         :raises ValueError: for an invalid value; nothing is stored then.
         """
@@ -106,8 +109,8 @@ class ClientAdmin:
         headers) and the resets ``reset_access_token_lifetime``,
         ``reset_refresh_token_lifetimes``, ``reset_access_token_format``,
         ``reset_audience`` and ``clear_sunset`` (back to the app default),
-        and ``secret_digest`` (a confidential client's new hex SHA-256
-        secret digest, as :meth:`create` takes it).
+        and ``secret_digest`` (a confidential client's new secret digest,
+        as :meth:`create` takes it).
 
         :raises ClientNotFoundError: no such client.
         :raises ValueError: for an invalid value; nothing is changed then.

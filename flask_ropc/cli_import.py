@@ -4,7 +4,7 @@ Parses the file with :mod:`~flask_ropc.identityserver`, plans every client
 (create, update or unchanged) against :class:`~flask_ropc.admin.ClientAdmin`
 before writing anything, then upserts by client id. Invalid input exits
 non-zero naming the bad field and writes nothing. Secret digests are never
-printed. Imports ``admin``, ``cli_output`` and leaves.
+printed. Imports ``admin``, ``cli_output``, ``identityserver`` and leaves.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import typing as t
 
 import click
 
+from . import hashing
 from .admin import ClientAdmin
 from .cli_output import app_command
 from .cli_output import echo
@@ -47,7 +48,12 @@ def _wanted(imported: ImportedClient) -> dict[str, t.Any]:
 
 
 def _changes(imported: ImportedClient, existing: Client) -> dict[str, t.Any]:
-    """The settings that differ (a digest only when one was carried over)."""
+    """The settings that differ (a digest only when one was carried over).
+
+    A carried ``Sha512()`` digest never replaces one of ours: the client has
+    used its secret since (it was rehashed) or it was rotated here, and
+    either is newer than the file.
+    """
     changes: dict[str, t.Any] = {}
     for name, value in _wanted(imported).items():
         current = getattr(existing, name)
@@ -59,9 +65,13 @@ def _changes(imported: ImportedClient, existing: Client) -> dict[str, t.Any]:
             differ = current != value
         if differ:
             changes[name] = value
+    if imported.dpop_required != (existing.dpop == "required"):
+        # RequireDPoP false is our "allowed"; an "off" set here stays.
+        changes["dpop"] = "required" if imported.dpop_required else "allowed"
     digest = imported.secret_digest
     if digest is not None and existing.secret_digest != digest:
-        changes["secret_digest"] = digest
+        if not hashing.is_carried(digest) or hashing.is_carried(existing.secret_digest):
+            changes["secret_digest"] = digest
     return changes
 
 
@@ -112,6 +122,7 @@ def _apply(action: str, imported: ImportedClient, changes: dict[str, t.Any]) -> 
             access_token_format=imported.access_token_format,
             refresh_token_sliding_lifetime=imported.refresh_token_sliding_lifetime,
             refresh_token_absolute_lifetime=imported.refresh_token_absolute_lifetime,
+            dpop="required" if imported.dpop_required else None,
         )
         if not imported.enabled:
             _clients.update(imported.client_id, enabled=False)
@@ -129,9 +140,11 @@ def identityserver(file: t.TextIO, dry_run: bool, as_json: bool) -> None:
     """Create or update clients from IdentityServer's appsettings.json
     (IdentityServer:Clients) or a JSON array of Client objects.
 
-    Upserts by ClientId; Sha256() secret hashes carry over without the
-    plaintext. Every setting that cannot be honoured is listed. Invalid input
-    exits 1 naming the bad field, and nothing is written.
+    Upserts by ClientId; Sha256() and Sha512() secret hashes carry over
+    without the plaintext (Sha512() ones are rehashed on first use).
+    RequireDPoP true becomes --dpop required. Every setting that cannot be
+    honoured is listed. Invalid input exits 1 naming the bad field, and
+    nothing is written.
     """
     try:
         plan = _plan(parse(file.read()))
@@ -150,6 +163,7 @@ def identityserver(file: t.TextIO, dry_run: bool, as_json: bool) -> None:
                         "action": action,
                         "changed": sorted(changes),
                         "findings": list(imported.findings),
+                        "notes": list(imported.notes),
                     }
                     for action, imported, changes in plan
                 ],
@@ -163,8 +177,8 @@ def identityserver(file: t.TextIO, dry_run: bool, as_json: bool) -> None:
         )
         detail = f" ({', '.join(sorted(changes))})" if changes else ""
         echo(f"{imported.client_id}: {done}{detail}")
-        for finding in imported.findings:
-            echo(f"  {finding}")
+        for line in (*imported.notes, *imported.findings):
+            echo(f"  {line}")
     if dry_run:
         click.echo("Dry run: nothing was written.")
 

@@ -20,6 +20,7 @@ from flask.cli import AppGroup
 from flask.cli import ScriptInfo
 from flask.cli import with_appcontext
 
+from . import hashing
 from . import inspection
 from .errors import ClientNotFoundError
 from .errors import ConfigurationError
@@ -302,6 +303,12 @@ def describe(client: Client) -> str:
         f"client_id:             {client.client_id}",
         f"name:                  {client.name}",
         f"type:                  {'public' if client.is_public else 'confidential'}",
+        *(
+            # Never the digest itself: only that it is still the imported one.
+            ["secret:                carried (sha512, rehashed on first use)"]
+            if hashing.is_carried(client.secret_digest)
+            else []
+        ),
         f"auth methods:          {' '.join(client.token_endpoint_auth_methods)}",
         f"scopes:                {' '.join(client.scopes) or '(none)'}",
         f"grant types:           {' '.join(client.grant_types) or '(none)'}",

@@ -19,6 +19,12 @@ the same work as a known one: the store builds a client for it too (see
 :meth:`~flask_ropc.store.clients.ClientStore.get`), and the secret is
 checked against a decoy.
 
+A client whose stored digest was carried over from IdentityServer (a
+``Sha512()`` hash) is handed, with the secret that matched, to the
+``carried`` callback the server registers (it stores our digest instead, see
+:mod:`~flask_ropc.secret_upgrade`); only after the check succeeded, so a
+failure costs the same for every kind of digest.
+
 A leaf: imports ``hashing``, ``errors`` and ``models`` only.
 
 Each function returns ``None`` when the request does not use its method, the
@@ -40,6 +46,10 @@ from .errors import InvalidClientAuthError
 from .models import Client
 
 QueryClient = Callable[[str], "Client | None"]
+
+#: Called with a client that authenticated against a carried-over digest and
+#: the secret that matched.
+CarriedSecret = Callable[[Client, str], object]
 
 log = logging.getLogger("flask_ropc")
 
@@ -130,8 +140,16 @@ def parse_basic_authorization(header: str | None) -> tuple[str, str] | None:
     return credentials.client_id, credentials.secret
 
 
-def authenticate_basic(query_client: QueryClient, request: t.Any) -> Client | None:
-    """``client_secret_basic``: id and secret in the ``Authorization`` header."""
+def authenticate_basic(
+    query_client: QueryClient,
+    request: t.Any,
+    *,
+    carried: CarriedSecret | None = None,
+) -> Client | None:
+    """``client_secret_basic``: id and secret in the ``Authorization`` header.
+
+    :param carried: see :data:`CarriedSecret`.
+    """
     credentials = basic_credentials(request.headers.get("Authorization"))
     if credentials is None:
         return None
@@ -140,11 +158,20 @@ def authenticate_basic(query_client: QueryClient, request: t.Any) -> Client | No
         (credentials.client_id, credentials.raw_client_id),
         (credentials.secret, credentials.raw_secret),
         method="client_secret_basic",
+        carried=carried,
     )
 
 
-def authenticate_post(query_client: QueryClient, request: t.Any) -> Client | None:
-    """``client_secret_post``: ``client_id`` and ``client_secret`` in the body."""
+def authenticate_post(
+    query_client: QueryClient,
+    request: t.Any,
+    *,
+    carried: CarriedSecret | None = None,
+) -> Client | None:
+    """``client_secret_post``: ``client_id`` and ``client_secret`` in the body.
+
+    :param carried: see :data:`CarriedSecret`.
+    """
     form = request.form
     if "client_secret" not in form:
         return None
@@ -153,7 +180,11 @@ def authenticate_post(query_client: QueryClient, request: t.Any) -> Client | Non
     # The body was form-decoded by Werkzeug: there is no other spelling, so
     # the one secret is checked twice, for the same work as Basic.
     return _check_secret(
-        query_client, (client_id,), (secret, secret), method="client_secret_post"
+        query_client,
+        (client_id,),
+        (secret, secret),
+        method="client_secret_post",
+        carried=carried,
     )
 
 
@@ -177,6 +208,7 @@ def _check_secret(
     presented: tuple[str, str],
     *,
     method: str,
+    carried: CarriedSecret | None,
 ) -> Client:
     """The client of the first id that names one, if a secret matches.
 
@@ -202,6 +234,8 @@ def _check_secret(
         )
     if client is None or not ((first_ok | second_ok) & method_ok & candidate.enabled):
         raise InvalidClientAuthError()
+    if carried is not None and hashing.is_carried(client.secret_digest):
+        carried(client, presented[0] if first_ok else presented[1])
     return client
 
 

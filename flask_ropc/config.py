@@ -5,10 +5,10 @@ Every key Flask-ROPC reads lives in :data:`DEFAULTS` (kept in
 for each one so that ``app.config`` shows the values in effect, then reads
 them once into a :class:`Settings` object that is never re-read per request.
 A leaf: imports ``config_defaults``, ``config_values``, ``config_checks``,
-``errors``, ``keys``, ``key_encryption``, ``key_policy`` and ``scopes`` (to
-check values) only. Besides ``ROPC_`` keys it reads Flask's ``SECRET_KEY`` and
-``SECRET_KEY_FALLBACKS``, from which the key that encrypts stored signing
-keys is derived by default.
+``auth_context``, ``errors``, ``keys``, ``key_encryption``, ``key_policy``
+and ``scopes`` (to check values) only. Besides ``ROPC_`` keys it reads
+Flask's ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS``, from which the key that
+encrypts stored signing keys is derived by default.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
+from .auth_context import is_acr_value
 from .config_checks import check_bounds
 from .config_checks import warn_unknown_keys
 from .config_defaults import DEFAULTS as DEFAULTS
@@ -101,6 +102,8 @@ class Settings:
     #: The ``ROPC_MFA_*`` settings.
     mfa: MfaSettings
     dpop_nonce_secret: str | None = dataclasses.field(repr=False)
+    acr_password: str
+    acr_mfa: str
 
     @property
     def stores_plaintext_keys(self) -> bool:
@@ -203,7 +206,14 @@ class Settings:
             dpop_nonce=_bool(config, "ROPC_DPOP_NONCE"),
             mfa=mfa_settings(config),
             dpop_nonce_secret=_optional_str(config, "ROPC_DPOP_NONCE_SECRET"),
+            acr_password=_acr(config, "ROPC_ACR_PASSWORD"),
+            acr_mfa=_acr(config, "ROPC_ACR_MFA"),
         )
+        if settings.acr_password == settings.acr_mfa:
+            raise ConfigurationError(
+                "ROPC_ACR_PASSWORD and ROPC_ACR_MFA must differ: an API asking "
+                "for the second factor could not tell the two apart"
+            )
         check_bounds(config)
         # Last, so that a wrong value of any other key is named first.
         if settings.stores_plaintext_keys and not settings.allow_plaintext_keys:
@@ -246,6 +256,17 @@ def _key_prefix(config: t.Mapping[str, t.Any]) -> str:
     if len(value) > 32:
         raise ConfigurationError(f"{key} may be at most 32 characters")
     return value
+
+
+def _acr(config: t.Mapping[str, t.Any], key: str) -> str:
+    value = config[key]
+    # One token: it is compared as a whole and quoted in WWW-Authenticate's
+    # acr_values (RFC 9470 §3), a space-separated list.
+    if isinstance(value, str) and value and is_acr_value(value):
+        return value
+    raise ConfigurationError(
+        f"{key} must be a non-empty string without whitespace or quotes, got {value!r}"
+    )
 
 
 def _scope_name(config: t.Mapping[str, t.Any], key: str) -> str:

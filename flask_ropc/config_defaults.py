@@ -127,6 +127,11 @@ DEFAULTS: dict[str, t.Any] = {
     "ROPC_MFA_FAILURE_WINDOW": 3600,
     "ROPC_MFA_SLOW_INTERVAL": 360,
     "ROPC_MFA_REQUIRED_STATUS": 403,
+    # The "acr" (authentication context class) of tokens from a password
+    # login, and of those a second factor completed; listed in discovery
+    # and required with require_token(acr=...) (RFC 9470).
+    "ROPC_ACR_PASSWORD": "urn:flask-ropc:acr:pwd",
+    "ROPC_ACR_MFA": "urn:flask-ropc:acr:mfa",
     # Serve the OpenAPI 3.1 description of our endpoints at {prefix}/openapi.json.
     "ROPC_OPENAPI_ENABLED": False,
     # OpenTelemetry metrics, when opentelemetry-api is installed (docs/metrics.md).

@@ -29,7 +29,8 @@ import Authlib; the others take Authlib's error classes from here.
     ├── InvalidBearerTokenError    401 invalid_token
     ├── InvalidBearerRequestError  400 invalid_request at a protected view
     ├── DPoPError                  400/401 invalid_dpop_proof, use_dpop_nonce...
-    └── InsufficientScopeError     403 insufficient_scope
+    ├── InsufficientScopeError     403 insufficient_scope
+    └── (step_up) InsufficientUserAuthenticationError  401, RFC 9470
 
 Wire errors reuse Authlib's :class:`~authlib.oauth2.OAuth2Error` so that its
 server renders them; messages never contain a secret, password or token.

@@ -301,11 +301,19 @@ class ROPC:
 
     @t.overload
     def require_token(
-        self, scope: str | t.Sequence[str] | None = None
+        self,
+        scope: str | t.Sequence[str] | None = None,
+        *,
+        acr: str | t.Sequence[str] | None = None,
+        max_age: int | None = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
     def require_token(
-        self, scope: str | t.Sequence[str] | None | Callable[P, R] = None
+        self,
+        scope: str | t.Sequence[str] | None | Callable[P, R] = None,
+        *,
+        acr: str | t.Sequence[str] | None = None,
+        max_age: int | None = None,
     ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
         """Protect a view with a bearer token (RFC 6750).
 
@@ -314,7 +322,14 @@ class ROPC:
         ``@ropc.require_token()`` or bare ``@ropc.require_token`` any live
         token. Inside the view, :data:`~flask_ropc.current_token` describes it.
         The decorated view keeps its signature for type checkers.
+
+        Step-up (RFC 9470): ``acr`` (one value, or several meaning any of
+        them) requires the token's ``acr``; ``max_age`` a login at most that
+        many seconds ago. Otherwise 401 ``insufficient_user_authentication``.
+
+        :raises TypeError: ``acr`` or ``max_age`` of the wrong type.
+        :raises ValueError: an empty ``acr`` or a negative ``max_age``.
         """
         if callable(scope):
             return self._protector.protect(None)(scope)
-        return self._protector.protect(scope)
+        return self._protector.protect(scope, acr, max_age)

@@ -10,10 +10,16 @@ hash (bcrypt, argon2) would only slow down every token request without adding
 protection. This is what IdentityServer does (``Sha256()`` client secrets).
 Imported secrets are therefore required to be long (see
 :data:`MIN_IMPORTED_SECRET_LENGTH`).
+
+A secret carried over from IdentityServer as a ``Sha512()`` hash is stored as
+:func:`carried_sha512` makes it (``ids-sha512:`` and base64), accepted by
+:func:`verify_secret`, and replaced by our digest on its first successful use
+(:mod:`~flask_ropc.secret_upgrade`).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -29,6 +35,14 @@ MIN_IMPORTED_SECRET_LENGTH = 20
 # is unknown (a decoy without digest) or public keeps the cost of a failed
 # check equal to a real one.
 _UNMATCHABLE_DIGEST = "0" * 64
+
+#: How a carried-over IdentityServer ``Sha512()`` digest starts when stored.
+CARRIED_SHA512_PREFIX = "ids-sha512:"
+
+#: Bytes of a ``Sha512()`` digest kept. The secret column holds 64
+#: characters: the prefix (11) and the base64 of 39 bytes (52) fit without a
+#: migration, and 312 bits are still far beyond any search.
+CARRIED_SHA512_BYTES = 39
 
 
 def generate_client_id() -> str:
@@ -65,14 +79,43 @@ def digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def carried_sha512(sha512: bytes) -> str:
+    """Return how an IdentityServer ``Sha512()`` hash is stored.
+
+    :param sha512: the 64 bytes of the hash (base64-decoded from
+        IdentityServer's ``Value``).
+    :raises ValueError: not 64 bytes.
+    """
+    if len(sha512) != 64:
+        raise ValueError("a SHA-512 digest is 64 bytes")
+    encoded = base64.b64encode(sha512[:CARRIED_SHA512_BYTES]).decode("ascii")
+    return CARRIED_SHA512_PREFIX + encoded
+
+
+def is_carried(stored_digest: str | None) -> bool:
+    """Whether ``stored_digest`` is a carried-over ``Sha512()`` one, to be
+    replaced by our digest at the next successful authentication."""
+    return stored_digest is not None and stored_digest.startswith(CARRIED_SHA512_PREFIX)
+
+
+def _carried_digest(value: str) -> str:
+    # IdentityServer's Sha512(): SHA-512 of the UTF-8 secret.
+    raw = hashlib.sha512(value.encode("utf-8", "surrogatepass")).digest()
+    return carried_sha512(raw)
+
+
 def verify_secret(presented: str, stored_digest: str | None) -> bool:
     """Check ``presented`` against ``stored_digest`` in constant time.
 
-    A missing stored digest (a public client) still costs one digest and one
-    comparison, so that the timing does not tell public from confidential
-    clients. The comparison is on ASCII hex strings, which
-    :func:`hmac.compare_digest` accepts whatever the presented input was.
+    ``stored_digest`` is our hex SHA-256 or a carried-over ``Sha512()`` one
+    (:func:`carried_sha512`). Both candidate digests are always computed and
+    both compared, so the timing tells neither which kind a client has nor
+    whether it is public: a missing stored digest (a public client) costs
+    the same. The comparisons are on ASCII strings, which
+    :func:`hmac.compare_digest` accepts whatever the presented input was; the
+    two kinds differ in length and prefix, so neither can match the other.
     """
     expected = stored_digest if stored_digest is not None else _UNMATCHABLE_DIGEST
-    matched = hmac.compare_digest(digest(presented), expected)
-    return matched and stored_digest is not None
+    ours = hmac.compare_digest(digest(presented), expected)
+    carried = hmac.compare_digest(_carried_digest(presented), expected)
+    return (ours | carried) and stored_digest is not None

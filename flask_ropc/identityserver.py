@@ -6,26 +6,25 @@ with ``Clients``, or a JSON array of ``Client`` objects. Property names match
 in any case and enums by name (any case) or number, as .NET configuration
 binding does. Every setting we cannot honour becomes a finding; invalid input
 raises :class:`InvalidClientFile` naming the path of the bad field. A leaf:
-imports only :mod:`~flask_ropc.identityserver_json`.
+imports only :mod:`~flask_ropc.identityserver_json` and
+:mod:`~flask_ropc.identityserver_secrets`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import json
-import time
 import typing as t
 
 from .identityserver_json import InvalidClientFile
+from .identityserver_json import Reader
 from .identityserver_json import read_bool
 from .identityserver_json import read_enum
 from .identityserver_json import read_int
 from .identityserver_json import read_lower
 from .identityserver_json import read_str
 from .identityserver_json import read_strings
-from .identityserver_json import read_time
+from .identityserver_secrets import read_secrets
 
 _TOKEN_USAGE = {"ReUse": 0, "OneTimeOnly": 1}
 _TOKEN_EXPIRATION = {"Sliding": 0, "Absolute": 1}
@@ -64,7 +63,9 @@ class ImportedClient:
     enabled: bool
     #: ``RequireClientSecret: false``.
     public: bool
-    #: Hex SHA-256 of the secret carried over, or ``None``.
+    #: The secret digest carried over, or ``None``: our hex SHA-256 (from a
+    #: ``Sha256()`` hash) or a carried ``Sha512()`` one
+    #: (:func:`~flask_ropc.hashing.carried_sha512`). Never printed.
     secret_digest: str | None
     scopes: tuple[str, ...]
     grant_types: tuple[str, ...]
@@ -74,6 +75,11 @@ class ImportedClient:
     refresh_token_absolute_lifetime: int | None
     #: "setting X cannot be honoured because ..." lines.
     findings: tuple[str, ...]
+    #: ``RequireDPoP: true``: our ``dpop=required``.
+    dpop_required: bool = False
+    #: "setting X: how it was carried over" lines, for what was imported in
+    #: a way worth knowing (a ``Sha512()`` secret, ``RequireDPoP``).
+    notes: tuple[str, ...] = ()
 
 
 def parse(text: str) -> list[ImportedClient]:
@@ -121,30 +127,8 @@ def _clients_of(document: t.Any) -> tuple[str, list[t.Any]]:
     return path + "Clients", clients
 
 
-class _Reader:
-    """One client object: typed reads by property name, with findings."""
-
-    def __init__(self, path: str, raw: t.Any) -> None:
-        self.path = path
-        self.raw = read_lower(path, raw)
-        self.names = {key.lower(): key for key in raw}
-        self.findings: list[str] = []
-
-    def at(self, key: str) -> str:
-        return f"{self.path}:{self.names.get(key, key)}"
-
-    def get(
-        self, key: str, read: t.Callable[[str, t.Any], t.Any], default: t.Any
-    ) -> t.Any:
-        value = self.raw.get(key)
-        return default if value is None else read(self.at(key), value)
-
-    def cannot(self, setting: str, why: str) -> None:
-        self.findings.append(f"{setting} cannot be honoured: {why}")
-
-
 def _client(path: str, raw: t.Any) -> ImportedClient:
-    r = _Reader(path, raw)
+    r = Reader(path, raw)
     if r.raw.get("clientid") is None:
         raise InvalidClientFile(f"{path}:ClientId", "missing")
     client_id = read_str(r.at("clientid"), r.raw["clientid"])
@@ -206,11 +190,13 @@ def _client(path: str, raw: t.Any) -> ImportedClient:
             f"{len(claims)} static client claim(s) not imported; Flask-ROPC "
             "has no per-client claims (add them in the app's claims hook)",
         )
-    if r.get("requiredpop", read_bool, False):
-        r.cannot(
-            "RequireDPoP true", "DPoP is not supported yet; tokens are Bearer tokens"
+    dpop_required = r.get("requiredpop", read_bool, False)
+    if dpop_required:
+        r.notes.append(
+            "RequireDPoP true: dpop required (a token request without a DPoP "
+            "proof fails)"
         )
-    digest = _secrets(r, public)
+    digest = read_secrets(r, public)
     for key, value in r.raw.items():
         if (
             key in _READ
@@ -235,11 +221,13 @@ def _client(path: str, raw: t.Any) -> ImportedClient:
         refresh_token_sliding_lifetime=sliding,
         refresh_token_absolute_lifetime=absolute,
         findings=tuple(r.findings),
+        dpop_required=dpop_required,
+        notes=tuple(r.notes),
     )
 
 
 def _refresh_lifetimes(
-    r: _Reader, offline: bool, expiration: int, sliding: int, absolute: int
+    r: Reader, offline: bool, expiration: int, sliding: int, absolute: int
 ) -> tuple[int | None, int | None]:
     if not offline:
         return None, None
@@ -263,61 +251,3 @@ def _refresh_lifetimes(
         )
         return sliding, None
     return min(sliding, absolute), absolute
-
-
-def _secrets(r: _Reader, public: bool) -> str | None:
-    raw = r.raw.get("clientsecrets")
-    if raw is None:
-        raw = []
-    if not isinstance(raw, list):
-        raise InvalidClientFile(r.at("clientsecrets"), "must be an array")
-    digests: list[str] = []
-    for index, item in enumerate(raw):
-        s = _Reader(f"{r.at('clientsecrets')}:{index}", item)
-        kind = s.get("type", read_str, "SharedSecret")
-        value = s.get("value", read_str, "")
-        label = f"ClientSecrets:{index}"
-        if public:
-            r.cannot(
-                label,
-                "RequireClientSecret is false: a public client has no secret",
-            )
-            continue
-        if kind != "SharedSecret":
-            r.cannot(label, f"type {kind!r}; only SharedSecret hashes are imported")
-            continue
-        expires = s.get("expiration", read_time, None)
-        if expires is not None and expires <= time.time():
-            r.cannot(label, "expired (its Expiration has passed); not imported")
-            continue
-        if expires is not None:
-            r.cannot(
-                f"{label}:Expiration",
-                "Flask-ROPC secrets do not expire; rotate the secret when it is due",
-            )
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            decoded = b""
-        if len(decoded) == 32:
-            digests.append(decoded.hex())
-        elif len(decoded) == 64:
-            r.cannot(
-                label,
-                "a Sha512() hash; only Sha256() hashes carry over "
-                "(rotate this client's secret)",
-            )
-        else:
-            r.cannot(label, "not a Sha256() hash (a plaintext secret?); not imported")
-    if len(digests) > 1:
-        r.cannot(
-            "ClientSecrets",
-            f"{len(digests)} secrets; Flask-ROPC keeps one per client, "
-            "the first is imported",
-        )
-    if not public and not digests:
-        r.findings.append(
-            "ClientSecrets: no secret carried over; "
-            "run 'flask ropc rotate-secret' for this client"
-        )
-    return digests[0] if digests else None

@@ -2,7 +2,8 @@
 
 Helpers of :mod:`~flask_ropc.identityserver`: each reads one value at a
 configuration path (``IdentityServer:Clients:0:Enabled``) or raises
-:class:`InvalidClientFile` naming it. A leaf: the standard library only.
+:class:`InvalidClientFile` naming it; :class:`Reader` reads one object's
+properties that way. A leaf: the standard library only.
 """
 
 from __future__ import annotations
@@ -82,3 +83,39 @@ def read_time(path: str, value: t.Any) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
     return when.timestamp()
+
+
+class Reader:
+    """One JSON object (a client, a secret): typed reads by property name in
+    any case, and the findings and notes about it.
+
+    :param path: the object's configuration path.
+    :param raw: the object.
+    """
+
+    def __init__(self, path: str, raw: t.Any) -> None:
+        #: The object's configuration path, e.g. ``IdentityServer:Clients:0``.
+        self.path = path
+        #: The properties, by lower-cased name.
+        self.raw = read_lower(path, raw)
+        #: Each lower-cased name as the file spells it.
+        self.names = {key.lower(): key for key in raw}
+        #: "X cannot be honoured: why" lines.
+        self.findings: list[str] = []
+        #: "X: how it was carried over" lines.
+        self.notes: list[str] = []
+
+    def at(self, key: str) -> str:
+        """The path of property ``key`` (lower-cased), as the file spells it."""
+        return f"{self.path}:{self.names.get(key, key)}"
+
+    def get(
+        self, key: str, read: t.Callable[[str, t.Any], t.Any], default: t.Any
+    ) -> t.Any:
+        """Property ``key`` read with ``read``, or ``default`` when absent."""
+        value = self.raw.get(key)
+        return default if value is None else read(self.at(key), value)
+
+    def cannot(self, setting: str, why: str) -> None:
+        """Report that ``setting`` is not honoured, and ``why``."""
+        self.findings.append(f"{setting} cannot be honoured: {why}")

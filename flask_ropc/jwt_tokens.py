@@ -98,8 +98,12 @@ def issue_jwt(grant: TokenGrant, keyring: KeyRing) -> IssuedToken:
         client_id=grant.client_id,
         scope=" ".join(grant.scopes),
     )
-    if grant.auth_time is not None:
-        claims["auth_time"] = grant.auth_time
+    context = grant.auth_context
+    if context is not None:
+        # RFC 9068 §2.2.1: auth_time, acr and amr (a JSON array, RFC 8176).
+        claims.update(
+            auth_time=context.auth_time, acr=context.acr, amr=list(context.amr)
+        )
     if grant.dpop_jkt is not None:
         claims["cnf"] = {"jkt": grant.dpop_jkt}  # RFC 9449 §6.1
     header = {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}

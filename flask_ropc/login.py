@@ -32,6 +32,7 @@ import typing as t
 import flask
 
 from . import signals
+from .auth_context import password_context
 from .errors import InvalidRequestError
 from .errors import UnauthorizedClientError
 from .errors import ValidatorError
@@ -203,7 +204,7 @@ def issue(
             scopes=scopes,
             claims=result.claims,
             grant_type=GRANT_TYPE,
-            auth_time=now,
+            auth_context=password_context(state.settings.acr_password, now),
             now=now,
             refresh=refresh,
             also=settle,

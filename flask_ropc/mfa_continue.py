@@ -32,6 +32,7 @@ import flask
 
 from . import hashing
 from . import signals
+from .auth_context import AuthContext
 from .dpop import Proof
 from .dpop_binding import require_bound_key
 from .errors import InvalidGrantError
@@ -63,6 +64,9 @@ log = logging.getLogger("flask_ropc")
 CODE_FIELD = {OTP: "otp", RECOVERY_CODE: "recovery_code"}
 #: What a wrong code is told (Auth0's words for the OTP).
 WRONG_CODE = {OTP: "Invalid otp_code.", RECOVERY_CODE: "Invalid recovery_code."}
+#: The tokens' ``amr`` per factor (RFC 8176 has no value for a recovery
+#: code: it counts as the second factor only).
+AMR_OF_FACTOR = {OTP: ("pwd", "otp", "mfa"), RECOVERY_CODE: ("pwd", "mfa")}
 #: Every mfa_token that is not live, or not this client's, is told the same.
 INVALID_MFA_TOKEN = "The mfa_token is invalid or expired."
 
@@ -185,7 +189,11 @@ def issue(
             scopes=continuation.scopes,
             claims=pending.claims,
             grant_type=grant_type,
-            auth_time=pending.auth_time,
+            auth_context=AuthContext(
+                amr=AMR_OF_FACTOR[continuation.factor],
+                acr=state.settings.acr_mfa,
+                auth_time=pending.auth_time,
+            ),
             now=now,
             refresh=refresh,
             also=also,

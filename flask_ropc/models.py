@@ -164,6 +164,10 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("family_id", sa.String(32), nullable=True, index=True),
         # The DPoP key it is bound to (RFC 9449 cnf.jkt), if any.
         sa.Column("dpop_jkt", sa.String(64), nullable=True),
+        # How and when the user authenticated (auth_context.py); NULL in
+        # rows from before revision 0007, read as a password login.
+        *_auth_context_columns(),
+        sa.Column("auth_time", sa.BigInteger, nullable=True),
     )
     refresh_tokens = sa.Table(
         "ropc_refresh_tokens",
@@ -195,6 +199,8 @@ def _define(metadata: sa.MetaData) -> Tables:
         sa.Column("revoked_at", sa.BigInteger, nullable=True, index=True),
         # A public client's DPoP key: refreshing needs a proof by it.
         sa.Column("dpop_jkt", sa.String(64), nullable=True),
+        # The family's amr and acr (with auth_time above), kept by rotations.
+        *_auth_context_columns(),
     )
     signing_keys = sa.Table(
         "ropc_signing_keys",
@@ -228,6 +234,14 @@ def _define(metadata: sa.MetaData) -> Tables:
         throttle=throttle,
         mfa_tokens=mfa_tokens,
         mfa_steps=mfa_steps,
+    )
+
+
+def _auth_context_columns() -> tuple[sa.Column[t.Any], ...]:
+    # Space-separated RFC 8176 values, and the acr URI.
+    return (
+        sa.Column("amr", sa.String(255), nullable=True),
+        sa.Column("acr", sa.String(255), nullable=True),
     )
 
 

@@ -30,6 +30,7 @@ import typing as t
 import flask
 
 from . import signals
+from .auth_context import stored_context
 from .errors import InvalidGrantError
 from .errors import InvalidRequestError
 from .errors import InvalidScopeError
@@ -130,6 +131,10 @@ def issue(
         repeat_since=exchange.repeat_since,
         dpop_jkt=dpop_jkt if client.is_public else None,
     )
+    # The family's context: a refresh never upgrades (nor refreshes) it.
+    context = stored_context(
+        row.amr, row.acr, row.auth_time, password_acr=state.settings.acr_password
+    )
     interval = state.settings.refresh_token_reuse_interval
     while True:
         try:
@@ -140,7 +145,7 @@ def issue(
                 scopes=scopes,
                 claims=claims,
                 grant_type=GRANT_TYPE,
-                auth_time=row.auth_time,
+                auth_context=context,
                 now=state.store.now(),
                 refresh=refresh,
                 dpop_jkt=dpop_jkt,

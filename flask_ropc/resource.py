@@ -7,6 +7,8 @@ replaced:
   (RFC 6750 §3.1), where Authlib sends its own ``missing_authorization``;
 * insufficient scope → 403 with ``error="insufficient_scope"`` and the needed
   ``scope`` in ``WWW-Authenticate`` (§3.1), which Authlib leaves out;
+* a login too weak or too old for the view's ``acr``/``max_age`` → 401
+  ``insufficient_user_authentication`` (RFC 9470, :mod:`~flask_ropc.step_up`);
 * a store outage → 503 ``temporarily_unavailable`` instead of a 500, and
   missing tables a JSON 500 ``server_error`` (see :mod:`flask_ropc.guards`);
 * a Host header Werkzeug cannot use → 400 ``invalid_request`` with its
@@ -14,7 +16,7 @@ replaced:
   400 or a 500 (see :mod:`~flask_ropc.hosts`).
 
 One of the three modules that import Authlib. Imports ``token_service``,
-``guards``, ``state`` and leaves (``hosts``).
+``step_up``, ``guards``, ``state`` and leaves (``hosts``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from authlib.oauth2.rfc6749.resource_protector import TokenValidator
 from werkzeug.local import LocalProxy
 
 from . import dpop_binding
+from . import step_up
 from .errors import InsufficientScopeError
 from .errors import InvalidBearerRequestError
 from .errors import InvalidBearerTokenError
@@ -124,17 +127,29 @@ class BearerProtector(ResourceProtector):
         validator: TokenValidator = self.get_token_validator(scheme.lower())
         return validator, token.strip()
 
-    def protect(self, scope: str | t.Sequence[str] | None) -> Callable[[F], F]:
-        """A decorator requiring a live token with every scope in ``scope``."""
+    def protect(
+        self,
+        scope: str | t.Sequence[str] | None,
+        acr: str | t.Sequence[str] | None = None,
+        max_age: int | None = None,
+    ) -> Callable[[F], F]:
+        """A decorator requiring a live token with every scope in ``scope``
+        and, with ``acr`` or ``max_age``, a strong or recent enough login
+        (see :mod:`~flask_ropc.step_up`).
+
+        :raises TypeError: a wrong type of ``acr`` or ``max_age``.
+        :raises ValueError: an empty ``acr`` or a negative ``max_age``.
+        """
         if isinstance(scope, str):
             scopes = scope.split()
         else:
             scopes = [s for item in scope or () for s in item.split()]
+        step = step_up.requirement(acr, max_age)
 
         def decorator(view: F) -> F:
             @functools.wraps(view)
             def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
-                self.authenticate(scopes)
+                self.authenticate(scopes, step)
                 return flask.current_app.ensure_sync(view)(*args, **kwargs)
 
             # The blueprint's host check answers for us, even when routing
@@ -147,7 +162,9 @@ class BearerProtector(ResourceProtector):
         """Raise the 400 ``invalid_request`` for an unusable host."""
         self.raise_error_response(InvalidBearerRequestError(problem))
 
-    def authenticate(self, scopes: list[str]) -> AccessToken:
+    def authenticate(
+        self, scopes: list[str], step: step_up.StepUp | None = None
+    ) -> AccessToken:
         """Validate the current request's token or raise an HTTP error."""
         # Again here for views whose decorators hid the mark (no
         # functools.wraps, a decorated MethodView method): Authlib reads
@@ -160,6 +177,9 @@ class BearerProtector(ResourceProtector):
             # Authlib ORs list items and ANDs words within one item: one item
             # holding every required scope means "all of them".
             token: AccessToken = self.acquire_token([" ".join(scopes)])
+            if step is not None:
+                # Live and scoped: only then does the login's strength count.
+                step_up.check(step, token, get_state().store.now())
         except OAuth2Error as error:
             self.raise_error_response(error)
         except DatabaseError as error:

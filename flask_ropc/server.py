@@ -9,11 +9,12 @@ request has been found to be travels on the grant instance (Authlib makes one
 per request) as a typed object, not as attributes on Authlib's request.
 
 One of the three modules that import Authlib (with ``errors`` and
-``resource``). Imports the flows, ``state`` and leaves.
+``resource``). Imports the flows, ``secret_upgrade``, ``state`` and leaves.
 """
 
 from __future__ import annotations
 
+import functools
 import typing as t
 from collections.abc import Mapping
 
@@ -35,6 +36,7 @@ from . import login
 from . import mfa_challenge
 from . import mfa_continue
 from . import refresh
+from . import secret_upgrade
 from . import signals
 from . import token_endpoints
 from .dpop import Proof
@@ -68,12 +70,13 @@ class ROPCAuthorizationServer(AuthorizationServer):
     def __init__(self, state: State) -> None:
         super().__init__()
         self.state = state
-        self.register_client_auth_method(
-            "client_secret_basic", client_auth.authenticate_basic
-        )
-        self.register_client_auth_method(
-            "client_secret_post", client_auth.authenticate_post
-        )
+        for method, authenticate in (
+            ("client_secret_basic", client_auth.authenticate_basic),
+            ("client_secret_post", client_auth.authenticate_post),
+        ):
+            self.register_client_auth_method(
+                method, functools.partial(authenticate, carried=self._rehash)
+            )
         self.register_client_auth_method("none", client_auth.authenticate_none)
         self.register_grant(PasswordGrant)
         self.register_grant(RefreshGrant)
@@ -94,6 +97,10 @@ class ROPCAuthorizationServer(AuthorizationServer):
             # token endpoint's event names it (a known id: never user input).
             flask.g.setdefault("ropc_client_id", client.client_id)
         return client
+
+    def _rehash(self, client: Client, secret: str) -> None:
+        # A carried-over IdentityServer digest matched: store ours instead.
+        secret_upgrade.upgrade_carried_secret(self.state.store.clients, client, secret)
 
     def save_token(self, token: Mapping[str, t.Any], request: t.Any) -> None:
         """Authlib hook, unused: our flows store tokens."""

@@ -21,6 +21,7 @@ import typing as t
 
 from . import hashing
 from . import signals
+from .auth_context import stored_amr
 from .errors import InvalidRequestError
 from .models import Client
 from .state import State
@@ -77,6 +78,7 @@ def introspection_payload(state: State, token: t.Any | None) -> dict[str, t.Any]
             "token_type": "refresh_token",
             "iss": state.issuer(),
             **_confirmation(token.dpop_jkt),
+            **_context(stored_amr(token.amr), token.acr, token.auth_time, state),
         }
     return {
         "active": True,
@@ -89,7 +91,17 @@ def introspection_payload(state: State, token: t.Any | None) -> dict[str, t.Any]
         "iss": state.issuer(),
         "aud": token.audience,
         **_confirmation(token.dpop_jkt),
+        **_context(token.amr, token.acr, token.auth_time, state),
     }
+
+
+def _context(
+    amr: tuple[str, ...], acr: str | None, auth_time: int | None, state: State
+) -> dict[str, t.Any]:
+    """How the user authenticated (RFC 9470 §6.2): ``amr``, ``acr`` and,
+    when known, ``auth_time``."""
+    found = {"amr": list(amr), "acr": acr or state.settings.acr_password}
+    return found if auth_time is None else {**found, "auth_time": auth_time}
 
 
 def _confirmation(jkt: str | None) -> dict[str, t.Any]:

@@ -20,6 +20,9 @@ from werkzeug.http import http_date
 
 from . import hashing
 from . import signals
+from .auth_context import AuthContext
+from .auth_context import amr_column
+from .auth_context import stored_amr
 from .errors import RefreshTokenReused
 from .jwt_tokens import issue_jwt
 from .jwt_tokens import verify_jwt
@@ -69,7 +72,7 @@ def issue_tokens(
     scopes: tuple[str, ...],
     claims: Mapping[str, t.Any],
     grant_type: str,
-    auth_time: int,
+    auth_context: AuthContext,
     now: int,
     refresh: RefreshPlan | None = None,
     also: Callable[[sa.Connection], None] | None = None,
@@ -80,6 +83,8 @@ def issue_tokens(
     ``also`` writes more in the same transaction (the throttle's
     settlement of a successful login). With ``dpop_jkt`` the access token
     is DPoP-bound (RFC 9449 §5): ``cnf.jkt`` and ``token_type`` ``DPoP``.
+    ``auth_context`` (how and when the user authenticated) goes into the
+    JWT (``amr``, ``acr``, ``auth_time``) and onto both rows.
 
     Returns the RFC 6749 §5.1 response fields. The access token lives for
     the client's own lifetime, else ``ROPC_ACCESS_TOKEN_LIFETIME``, for
@@ -101,7 +106,7 @@ def issue_tokens(
         expires_at=now + lifetime,
         issuer=state.issuer(),
         audience=state.audience_for(client.audience),
-        auth_time=auth_time,
+        auth_context=auth_context,
         dpop_jkt=dpop_jkt,
     )
     issued = token_format_for(state, client)(grant)
@@ -118,6 +123,9 @@ def issue_tokens(
         "kid": issued.kid,
         "family_id": refresh.family_id if refresh else None,
         "dpop_jkt": dpop_jkt,
+        "amr": amr_column(auth_context),
+        "acr": auth_context.acr,
+        "auth_time": auth_context.auth_time,
     }
     body: dict[str, t.Any] = {
         "access_token": issued.value,
@@ -140,7 +148,9 @@ def issue_tokens(
             "subject": subject,
             "scope": refresh.scope,
             "claims": claims,
-            "auth_time": auth_time,
+            "amr": amr_column(auth_context),
+            "acr": auth_context.acr,
+            "auth_time": auth_context.auth_time,
             "issued_at": now,
             "expires_at": min(now + sliding, refresh.family_expires_at),
             "family_expires_at": refresh.family_expires_at,
@@ -205,7 +215,24 @@ def load_access_token(
             claims["aud"] if claims else row.client_audience or default_audience
         ),
         dpop_jkt=row.dpop_jkt,
+        amr=stored_amr(row.amr),
+        acr=row.acr or state.settings.acr_password,
+        auth_time=_auth_time(row, claims),
     )
+
+
+def _auth_time(row: t.Any, claims: Mapping[str, t.Any] | None) -> int | None:
+    """When the user authenticated, for an access token's row.
+
+    Rows stored before revision 0007 have none: a JWT of theirs carries it,
+    and a reference token from a password login was issued at that time;
+    only a reference token from an old refresh leaves it unknown.
+    """
+    if row.auth_time is not None:
+        return int(row.auth_time)
+    if claims is not None and isinstance(claims.get("auth_time"), int):
+        return int(claims["auth_time"])
+    return int(row.issued_at) if row.grant_type == "password" else None
 
 
 def find_refresh_token(state: State, value: str) -> t.Any | None:

@@ -6,7 +6,8 @@ back into an :class:`AccessToken`. Every format stores a row per token keyed
 by the SHA-256 digest of the token string, so that revocation, per-user
 sign-out and a disabled client take effect at once whatever the format.
 
-A leaf: imports only :mod:`~flask_ropc.hashing`.
+A leaf: imports only :mod:`~flask_ropc.hashing` and
+:mod:`~flask_ropc.auth_context`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import typing as t
 from collections.abc import Mapping
 
 from . import hashing
+from .auth_context import PASSWORD_AMR
+from .auth_context import AuthContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +45,14 @@ class AccessToken:
     audience: str = ""
     #: The thumbprint of the DPoP key it is bound to (``cnf.jkt``), if any.
     dpop_jkt: str | None = None
+    #: How the user authenticated (RFC 8176 ``amr``), e.g. ``("pwd",)``.
+    amr: tuple[str, ...] = PASSWORD_AMR
+    #: The authentication context class (``acr``): ``ROPC_ACR_PASSWORD``,
+    #: ``ROPC_ACR_MFA`` or another value a grant set.
+    acr: str = ""
+    #: When the user authenticated (Unix seconds); ``None`` only for a
+    #: reference token from a refresh stored before this was recorded.
+    auth_time: int | None = None
 
     def has_scope(self, scope: str) -> bool:
         """Whether ``scope`` was granted."""
@@ -63,8 +74,8 @@ class TokenGrant:
     issuer: str
     #: The ``aud`` of the token.
     audience: str
-    #: When the user typed the password (Unix time), if known.
-    auth_time: int | None = None
+    #: How and when the user authenticated (``amr``, ``acr``, ``auth_time``).
+    auth_context: AuthContext | None = None
     #: The DPoP key thumbprint to bind the token to (``cnf.jkt``), if any.
     dpop_jkt: str | None = None
 

@@ -238,8 +238,8 @@ class _Endpoints:
             scopes = self.state.store.clients.all_scopes()
         except DatabaseError as error:
             return self._error(failure_error(error, "at the discovery endpoint"))
-        issuer = self.state.issuer()
-        base = issuer + self.state.settings.url_prefix
+        issuer, settings = self.state.issuer(), self.state.settings
+        base = issuer + settings.url_prefix
         client_auth = ["client_secret_basic", "client_secret_post"]
         metadata = {
             "issuer": issuer,
@@ -261,10 +261,13 @@ class _Endpoints:
             "id_token_signing_alg_values_supported": [],
             "access_token_signing_alg_values_supported": list(SUPPORTED_ALGORITHMS),
             "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
+            # The acr values our tokens carry (OpenID Connect Discovery names
+            # the field), for clients answering RFC 9470 challenges.
+            "acr_values_supported": [settings.acr_password, settings.acr_mfa],
         }
         response = flask.jsonify(metadata)
         response.cache_control.public = True
-        response.cache_control.max_age = self.state.settings.jwks_max_age
+        response.cache_control.max_age = settings.jwks_max_age
         return response
 
 

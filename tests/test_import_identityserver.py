@@ -193,27 +193,31 @@ def test_every_unsupported_setting_is_reported(runner: t.Any, tmp_path: t.Any) -
             {"Value": SECRET_SHA256, "Expiration": "2020-01-01T00:00:00"},
         ],
     )
-    findings = parse(appsettings(client))[0].findings
-    text = "\n".join(findings)
+    imported = parse(appsettings(client))[0]
+    text = "\n".join(imported.findings)
     for setting in (
         "'client_credentials'",
         "RefreshTokenUsage ReUse",
         "UpdateAccessTokenClaimsOnRefresh",
         "Claims",
-        "RequireDPoP",
         "RedirectUris",
         "ClientSecrets:0:Expiration",
-        "ClientSecrets:1",
-        "Sha512",
+        # Sha512() hashes carry over now (#18), but one secret is kept.
+        "2 secrets; Flask-ROPC keeps one per client: ClientSecrets:0 is "
+        "imported, not ClientSecrets:1",
         "ClientSecrets:2",
         "ClientSecrets:3",
         "ClientSecrets:4 cannot be honoured: expired",
     ):
         assert setting in text
     assert "RequirePkce" not in text
+    # RequireDPoP is honoured now (per-client DPoP): a note, not a finding.
+    assert "RequireDPoP" not in text
+    assert imported.dpop_required
+    assert imported.secret_digest == hashlib.sha256(b"secret").hexdigest()
     result = run_import(runner, tmp_path, appsettings(client))
     assert result.exit_code == 0, result.output
-    assert "\n  RequireDPoP true cannot be honoured: " in result.output
+    assert "\n  RequireDPoP true: dpop required" in result.output
     assert sha512 not in result.output and SECRET_SHA256 not in result.output
 
 
@@ -262,7 +266,8 @@ def test_json_output_is_the_plan_without_digests(
     assert data["dry_run"] is True
     [client] = data["clients"]
     assert client["client_id"] == "mobile" and client["action"] == "create"
-    assert any("RequireDPoP" in finding for finding in client["findings"])
+    assert any("RequireDPoP" in note for note in client["notes"])
+    assert not any("RequireDPoP" in finding for finding in client["findings"])
     assert SECRET_SHA256 not in result.output
     assert hashlib.sha256(b"secret").hexdigest() not in result.output
     assert client_snapshot(app) == before

@@ -87,8 +87,14 @@ def test_live_token_is_active_with_the_rfc7662_claims(
         "token_type",
         "iss",
         "aud",
+        "amr",
+        "acr",
+        "auth_time",
     }
     assert body["active"] is True
+    assert body["amr"] == ["pwd"]
+    assert body["acr"] == "urn:flask-ropc:acr:pwd"
+    assert body["auth_time"] == body["iat"]
     assert body["scope"] == "api profile"
     assert body["client_id"] == client.client_id
     assert body["sub"] == "user-1"

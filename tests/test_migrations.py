@@ -391,6 +391,70 @@ def test_the_dpop_nonce_revision_upgrades_and_downgrades(
     assert _our_differences(empty_database) == []
 
 
+def test_the_auth_context_revision_upgrades_and_downgrades(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """Revision 0007 adds amr/acr (both token tables) and auth_time (access
+    tokens); its downgrade drops them, keeping the tokens; upgraded again,
+    the old rows read as a password login."""
+    app, db, ropc = _app_with_migrate(empty_database, tmp_path)
+    directory = str(tmp_path / "migrations")
+    with app.app_context():
+        flask_migrate.init(directory=directory)
+    assert app.test_cli_runner().invoke(args=["ropc", "migration"]).exit_code == 0
+    written = (tmp_path / "migrations" / "versions").glob("ropc_0007_*.py")
+    context_revision = next(written).name[:18]
+
+    def columns(table: str) -> set[str]:
+        engine = sa.create_engine(empty_database)
+        try:
+            return {column["name"] for column in sa.inspect(engine).get_columns(table)}
+        finally:
+            engine.dispose()
+
+    with app.app_context():
+        flask_migrate.upgrade(directory=directory)
+        client, secret = ropc.clients.create(
+            "App", scopes=["api"], grant_types=["password", "refresh_token"]
+        )
+        db.engine.dispose()
+    assert secret is not None
+    assert {"amr", "acr", "auth_time"} <= columns("ropc_access_tokens")
+    assert {"amr", "acr"} <= columns("ropc_refresh_tokens")
+    http = app.test_client()
+    form = {**password_form(), "password": "pw", "scope": "api offline_access"}
+    login = http.post(
+        "/oauth/token", data=form, headers=basic_auth(client.client_id, secret)
+    )
+    assert login.status_code == 200, login.json
+    with app.app_context():
+        flask_migrate.downgrade(directory=directory, revision=f"{context_revision}-1")
+        db.engine.dispose()
+    assert not {"amr", "acr", "auth_time"} & columns("ropc_access_tokens")
+    assert not {"amr", "acr"} & columns("ropc_refresh_tokens")
+    assert "dpop_nonce" in columns("ropc_clients")
+    with app.app_context():
+        flask_migrate.upgrade(directory=directory)
+        db.engine.dispose()
+    assert _our_differences(empty_database) == []
+    refresh = {
+        "grant_type": "refresh_token",
+        "refresh_token": login.json["refresh_token"],
+    }
+    refreshed = http.post(
+        "/oauth/token", data=refresh, headers=basic_auth(client.client_id, secret)
+    )
+    assert refreshed.status_code == 200, refreshed.json
+    info = http.post(
+        "/oauth/introspect",
+        data={"token": refreshed.json["access_token"]},
+        headers=basic_auth(client.client_id, secret),
+    ).json
+    assert (info["amr"], info["acr"]) == (["pwd"], "urn:flask-ropc:acr:pwd")
+    with app.app_context():
+        db.engine.dispose()
+
+
 def test_the_mfa_revision_creates_and_drops_only_its_tables(
     empty_database: str, tmp_path: Path
 ) -> None:

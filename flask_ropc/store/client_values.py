@@ -7,6 +7,8 @@ Imports only leaves.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import typing as t
 from collections.abc import Iterable
 
@@ -218,7 +220,21 @@ def new_secret(
 
 
 def check_digest(secret_digest: str) -> str:
-    """A stored secret digest: 64 lower-case hex digits (SHA-256)."""
+    """A stored secret digest: 64 lower-case hex digits (SHA-256), or a
+    carried-over ``Sha512()`` one (:func:`~flask_ropc.hashing.carried_sha512`).
+    """
+    if hashing.is_carried(secret_digest):
+        encoded = secret_digest[len(hashing.CARRIED_SHA512_PREFIX) :]
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != hashing.CARRIED_SHA512_BYTES:
+            raise ValueError(
+                f"a carried SHA-512 digest is {hashing.CARRIED_SHA512_PREFIX!r} "
+                f"and the base64 of {hashing.CARRIED_SHA512_BYTES} bytes"
+            )
+        return secret_digest
     if len(secret_digest) != 64 or secret_digest.strip("0123456789abcdef"):
         raise ValueError("a secret digest is 64 lower-case hex digits (SHA-256)")
     return secret_digest
@@ -236,7 +252,7 @@ def stored(
     IdentityServer importer): stored as given, with no plaintext to return.
 
     :raises ValueError: see :func:`new_secret`; a digest for a public client,
-        with a secret as well, or not 64 lower-case hex digits.
+        with a secret as well, or not a digest (:func:`check_digest`).
     """
     plain = new_secret(methods, secret, trusted_backend)
     if secret_digest is None:

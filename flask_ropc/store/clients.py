@@ -263,6 +263,26 @@ class ClientStore:
             raise SecretChangedError(client_id) from None
         return self.require(client_id), plain
 
+    def replace_carried_digest(self, client_id: str, old: str, new: str) -> bool:
+        """Swap a carried-over digest ``old`` for our digest ``new``.
+
+        Compare-and-swap on ``old``: when the secret was rotated (or the
+        client deleted) since ``old`` was read, nothing changes and the
+        answer is ``False``; the newer secret wins.
+
+        :raises ValueError: ``old`` is not a carried digest, or ``new`` is
+            not one of ours (an upgrade never goes the other way).
+        """
+        if not hashing.is_carried(old) or hashing.is_carried(new):
+            raise ValueError("only a carried digest is replaced, and by ours")
+        unchanged = self._tables.clients.c.secret_digest == old
+        changes = {"secret_digest": values.check_digest(new)}
+        try:
+            self._update(client_id, changes, unchanged)
+        except ClientNotFoundError:
+            return False
+        return True
+
     def delete(self, client_id: str) -> None:
         """Delete a client and every token issued to it.
 

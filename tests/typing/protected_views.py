@@ -45,13 +45,30 @@ def any_token() -> str:
     return current_token.client_id
 
 
+@app.get("/transfer/<int:amount>")
+@ropc.require_token("payments", acr="urn:flask-ropc:acr:mfa", max_age=300)
+def transfer(amount: int) -> dict[str, int | str | None]:
+    return {"amount": amount, "acr": current_token.acr, "at": current_token.auth_time}
+
+
+@app.get("/recent")
+@ropc.require_token(acr=["urn:a", "urn:b"])
+def recent() -> str:
+    amr: tuple[str, ...] = current_token.amr
+    return " ".join(amr)
+
+
 # The exact types survive the decorator.
 item_view: Callable[[int], dict[str, str | int]] = item
 me_view: Callable[[], str] = me
 admin_view: Callable[[], tuple[str, int]] = admin
 any_view: Callable[[], str] = any_token
+transfer_view: Callable[[int], dict[str, int | str | None]] = transfer
+recent_view: Callable[[], str] = recent
 
 # And wrong uses are errors, as they are without the decorator.
 item("seven")  # type: ignore[arg-type]
 me(1)  # type: ignore[call-arg]
 wrong_result: int = admin()  # type: ignore[assignment]
+transfer("ten")  # type: ignore[arg-type]
+ropc.require_token("api", max_age="300")  # type: ignore[call-overload]

@@ -1,7 +1,7 @@
 """Flask-ROPC: MFA continuation (pending logins and accepted TOTP steps).
 
 Revision ID: ropc_0008
-Revises: ropc_0006
+Revises: ropc_0007
 Create Date: 2026-12-04
 
 Adds ``ropc_mfa_tokens`` (an ``mfa_token`` per login whose password was
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "ropc_0008"
-down_revision = "ropc_0006"
+down_revision = "ropc_0007"
 branch_labels = None
 depends_on = None
 #: Which of Flask-ROPC's revisions this is, in the app's history too.
