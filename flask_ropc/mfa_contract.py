@@ -9,7 +9,7 @@ recovery codes: it keeps only the pending login, and, for
 :class:`~flask_ropc.totp.TotpVerifier`, the last accepted time step.
 
 A leaf: imports neither Flask nor Authlib; the factor names come from
-:mod:`~flask_ropc.mfa_factors`.
+:mod:`~flask_ropc.grant_types`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import dataclasses
 import typing as t
 from collections.abc import Mapping
 
-from .mfa_factors import GRANT_OF_FACTOR as GRANT_OF_FACTOR
-from .mfa_factors import MFA_FACTORS as MFA_FACTORS
-from .mfa_factors import MFA_OTP_GRANT as MFA_OTP_GRANT
-from .mfa_factors import MFA_RECOVERY_CODE_GRANT as MFA_RECOVERY_CODE_GRANT
-from .mfa_factors import OTP as OTP
-from .mfa_factors import RECOVERY_CODE as RECOVERY_CODE
+from .grant_types import GRANT_OF_FACTOR as GRANT_OF_FACTOR
+from .grant_types import MFA_FACTORS as MFA_FACTORS
+from .grant_types import MFA_OTP_GRANT as MFA_OTP_GRANT
+from .grant_types import MFA_RECOVERY_CODE_GRANT as MFA_RECOVERY_CODE_GRANT
+from .grant_types import OTP as OTP
+from .grant_types import RECOVERY_CODE as RECOVERY_CODE
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask import Request

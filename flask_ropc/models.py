@@ -1,14 +1,11 @@
 """Our database tables, and the :class:`Client` record read from them.
 
-A leaf: imports only :mod:`~flask_ropc.client_methods` and the MFA leaves.
-
-The tables are SQLAlchemy Core :class:`~sqlalchemy.Table` objects added to a
-:class:`~sqlalchemy.MetaData`: the app's own ``db.metadata`` when it has a
-Flask-SQLAlchemy ``db`` (so its migrations see our tables), or a metadata of
-our own for the embedded database. Core rather than ORM classes because one
-set of tables must attach to any metadata, and because the token endpoint's
-hot path does a handful of single-row statements where the ORM's unit of work
-costs far more than the SQL.
+A leaf: imports only ``client_methods``, ``grant_types`` and ``mfa_tables``.
+The tables are SQLAlchemy Core :class:`~sqlalchemy.Table` objects on the
+app's ``db.metadata`` (so its migrations see them) or a metadata of our own.
+Core rather than ORM classes because one set of tables must attach to any
+metadata, and because the hot path's single-row statements would cost far
+more through the ORM's unit of work than in SQL.
 """
 
 from __future__ import annotations
@@ -19,19 +16,13 @@ import typing as t
 import sqlalchemy as sa
 
 from .client_methods import AuthlibClientMethods
-from .mfa_factors import MFA_OTP_GRANT
-from .mfa_factors import MFA_RECOVERY_CODE_GRANT
+from .grant_types import GRANT_TYPES as GRANT_TYPES
 from .mfa_tables import define_mfa_tables
 
 #: Values of ``token_endpoint_auth_method`` (RFC 7591 §2).
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 #: What a confidential client accepts unless restricted: both secret methods.
 SECRET_METHODS = AUTH_METHODS[:2]
-
-#: Grant types a client can be allowed. ``refresh_token`` is what
-#: IdentityServer calls ``AllowOfflineAccess`` (CLI ``--offline-access``).
-#: The last two are Auth0's MFA continuation grants (see ``docs/mfa.md``).
-GRANT_TYPES = ("password", "refresh_token", MFA_OTP_GRANT, MFA_RECOVERY_CODE_GRANT)
 
 #: Access token formats: signed RFC 9068 JWTs, or opaque reference tokens.
 TOKEN_FORMATS = ("jwt", "reference")

@@ -19,6 +19,7 @@ import flask
 import pytest
 
 from flask_ropc import MfaResult
+from flask_ropc import current_token
 from flask_ropc import signals
 
 from conftest import OAuthClient
@@ -27,6 +28,7 @@ from conftest import basic_auth
 from conftest import bearer
 from conftest import clock_of
 from conftest import delete_redis_keys
+from conftest import introspect
 from conftest import ropc_of
 from conftest import table_rows
 from dpop_proofs import TOKEN_URL
@@ -577,3 +579,47 @@ def test_cleanup_deletes_used_and_expired_mfa_tokens(
     assert deleted["ropc_mfa_tokens"] == 2
     (row,) = table_rows(app, "ropc_mfa_tokens")
     assert row.token_digest == hashlib.sha256(live.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("token_format", ["jwt", "reference"])
+def test_mfa_tokens_carry_the_mfa_context_and_pass_an_mfa_step_up(
+    app: flask.Flask,
+    http: t.Any,
+    make_client: t.Any,
+    factors: t.Any,
+    token_format: str,
+) -> None:
+    ropc = ropc_of(app)
+    mfa_acr = "urn:flask-ropc:acr:mfa"
+
+    @ropc.require_token("api", acr=mfa_acr)
+    def strong() -> dict[str, t.Any]:
+        return {"amr": list(current_token.amr)}
+
+    app.add_url_rule("/api/strong", "strong", strong)
+    client = make_client(
+        "MFA app",
+        grant_types=MFA_GRANTS,
+        access_token_format=None if token_format == "jwt" else "reference",
+    )
+    login_time = clock_of(app)()
+    token = mfa_token(http, client, scope="api offline_access")
+    clock_of(app).advance(40)  # the code comes later; auth_time does not move
+    tokens = send_otp(http, client, token, otp_now(app)).get_json()
+    info = introspect(http, client, tokens["access_token"]).get_json()
+    assert info["amr"] == ["pwd", "otp", "mfa"] and info["acr"] == mfa_acr
+    assert info["auth_time"] == int(login_time)
+    strong_call = http.get("/api/strong", headers=bearer(tokens["access_token"]))
+    assert strong_call.status_code == 200
+    assert strong_call.get_json()["amr"] == ["pwd", "otp", "mfa"]
+    # A refresh keeps the context; a recovery code is the second factor too.
+    refreshed = post_form(
+        http,
+        client,
+        {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+    ).get_json()
+    info = introspect(http, client, refreshed["access_token"]).get_json()
+    assert (info["amr"], info["acr"]) == (["pwd", "otp", "mfa"], mfa_acr)
+    recovered = send_recovery(http, client, mfa_token(http, client), "RC-user-1")
+    info = introspect(http, client, recovered.get_json()["access_token"]).get_json()
+    assert (info["amr"], info["acr"]) == (["pwd", "mfa"], mfa_acr)
