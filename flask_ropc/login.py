@@ -37,15 +37,20 @@ from .errors import InvalidRequestError
 from .errors import UnauthorizedClientError
 from .errors import ValidatorError
 from .errors import safe_description
+from .grant_types import MFA_FACTORS
 from .login_attempts import begin_attempt
 from .login_attempts import end_user_ip
 from .models import Client
 from .scopes import resolve_scopes
 from .state import State
+from .step_up import StepUp
 from .throttle import Attempt
 from .token_service import RefreshPlan
 from .token_service import announce_issued
 from .token_service import issue_tokens
+from .token_step_up import CANNOT_MEET
+from .token_step_up import requested
+from .token_step_up import satisfied
 from .validation import GrantResult
 from .validation import PasswordRequest
 
@@ -82,6 +87,8 @@ class PendingLogin:
     attempt: Attempt | None
     client_ip: str | None
     request: flask.Request = dataclasses.field(repr=False)
+    #: The request's ``acr_values``/``max_age``, if any (``token_step_up``).
+    step_up: StepUp | None = None
 
 
 def check(
@@ -115,9 +122,12 @@ def prepare(
         offline_allowed=client.offline_access,
     )
     username, password = _credentials(state, form)
+    step_up = requested(form, settings)
     client_ip = end_user_ip(state, client, request)
     attempt = begin_attempt(state, username, client, client_ip, request)
-    return PendingLogin(client, username, password, scopes, attempt, client_ip, request)
+    return PendingLogin(
+        client, username, password, scopes, attempt, client_ip, request, step_up
+    )
 
 
 def judge(state: State, pending: PendingLogin) -> PasswordLogin:
@@ -145,6 +155,12 @@ def judge(state: State, pending: PendingLogin) -> PasswordLogin:
             throttle.failed(attempt, counts=False)
         raise
     _announce_validated(client, client_ip, started, result)
+    # A password login is as recent as can be: only acr_values can fail.
+    now = state.store.now()
+    if result.is_success and not satisfied(
+        pending.step_up, settings.acr_password, now, now
+    ):
+        result = _stepped_up(state, result)
     if result.needs_mfa:
         # The password was right: settle as a success now. The tokens
         # follow only after the second factor (mfa_challenge).
@@ -245,6 +261,19 @@ def new_family(
         scope=" ".join(scopes),
         family_expires_at=now + absolute,
         dpop_jkt=dpop_jkt if client.is_public else None,
+    )
+
+
+def _stepped_up(state: State, result: GrantResult) -> GrantResult:
+    """A success the request's ``acr_values`` asks more of: a second factor.
+
+    :raises InvalidRequestError: the app has no MFA verifier to ask.
+    """
+    assert result.subject is not None
+    if state.callbacks.mfa_verifier is None:
+        raise InvalidRequestError(CANNOT_MEET)
+    return GrantResult.mfa_required(
+        result.subject, MFA_FACTORS, result.claims, result.extra
     )
 
 

@@ -10,11 +10,14 @@ claims, the password step's time and DPoP key) and answers in Auth0's format::
          "mfa_token": "...", "mfa_requirements": {"challenge": [{"type": "otp"}]}}
 
 The client continues with the MFA grants of :mod:`~flask_ropc.mfa_continue`.
-Imports ``state``, ``store`` and leaves; no Authlib.
+:func:`challenge_refresh` does the same for a refresh whose ``acr_values``
+or ``max_age`` the family's login does not meet. Imports ``login``,
+``refresh``, ``state``, ``store`` and leaves; no Authlib.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import typing as t
 
@@ -24,6 +27,9 @@ from .errors import ServerError
 from .errors import UnauthorizedClientError
 from .login import PasswordLogin
 from .mfa_contract import GRANT_OF_FACTOR
+from .mfa_contract import MFA_FACTORS
+from .models import Client
+from .refresh import RefreshExchange
 from .state import NO_MFA_VERIFIER
 from .state import State
 from .store.mfa import new_row
@@ -44,17 +50,63 @@ def challenge(
     :raises UnauthorizedClientError: the client may use none of the MFA
         grants the validator allowed.
     """
-    client, result = login.client, login.result
-    assert result.subject is not None and state.mfa_tokens is not None
+    result = login.result
+    assert result.subject is not None
+    return _open(
+        state,
+        login.client,
+        subject=result.subject,
+        scopes=login.scopes,
+        claims=result.claims,
+        extra=result.extra,
+        factors=result.mfa_factors,
+        client_ip=login.client_ip,
+        dpop_jkt=dpop_jkt,
+    )
+
+
+def challenge_refresh(
+    state: State, exchange: RefreshExchange, *, dpop_jkt: str | None
+) -> tuple[int, dict[str, t.Any]]:
+    """:func:`challenge` for a refresh whose ``acr_values`` or ``max_age``
+    its family's login does not meet (``token_step_up``).
+
+    The refresh token is left as it was. The second factor is a fresh
+    authentication: the tokens it brings carry its time as ``auth_time``,
+    and start a family of their own.
+    """
+    row = exchange.row
+    return _open(
+        state,
+        exchange.client,
+        subject=row.subject,
+        scopes=exchange.scopes,
+        claims=json.loads(row.claims),
+        extra={},
+        factors=MFA_FACTORS,
+        client_ip=None,
+        dpop_jkt=dpop_jkt,
+    )
+
+
+def _open(
+    state: State,
+    client: Client,
+    *,
+    subject: str,
+    scopes: tuple[str, ...],
+    claims: t.Mapping[str, t.Any],
+    extra: t.Mapping[str, t.Any],
+    factors: tuple[str, ...],
+    client_ip: str | None,
+    dpop_jkt: str | None,
+) -> tuple[int, dict[str, t.Any]]:
+    assert state.mfa_tokens is not None
     if state.callbacks.mfa_verifier is None:
         log.error("%s; the login is refused", NO_MFA_VERIFIER)
         raise ServerError()
-    factors = tuple(
-        factor
-        for factor in result.mfa_factors
-        if client.check_grant_type(GRANT_OF_FACTOR[factor])
-    )
-    if not factors:
+    allowed = tuple(f for f in factors if client.check_grant_type(GRANT_OF_FACTOR[f]))
+    if not allowed:
         log.warning(
             "client %s: a login needs MFA but the client may not use the MFA "
             "grants; allow them with flask ropc update-client --grant-type",
@@ -70,11 +122,11 @@ def challenge(
     row = new_row(
         hashing.digest(value),
         client_id=client.client_id,
-        subject=result.subject,
-        scopes=login.scopes,
-        claims=result.claims,
-        extra=result.extra,
-        factors=factors,
+        subject=subject,
+        scopes=scopes,
+        claims=claims,
+        extra=extra,
+        factors=allowed,
         auth_time=now,
         dpop_jkt=dpop_jkt,
         expires_at=now + settings.token_lifetime,
@@ -82,15 +134,15 @@ def challenge(
     state.mfa_tokens.create(row, None)
     signals.send(
         signals.mfa_required,
-        client_ip=login.client_ip,
+        client_ip=client_ip,
         client_id=client.client_id,
-        subject=result.subject,
-        factors=factors,
+        subject=subject,
+        factors=allowed,
     )
     body = {
         "error": "mfa_required",
         "error_description": MFA_REQUIRED,
         "mfa_token": value,
-        "mfa_requirements": {"challenge": [{"type": f} for f in factors]},
+        "mfa_requirements": {"challenge": [{"type": f} for f in allowed]},
     }
     return settings.required_status, body

@@ -43,6 +43,9 @@ from .token_service import RefreshPlan
 from .token_service import announce_issued
 from .token_service import find_refresh_token
 from .token_service import issue_tokens
+from .token_step_up import CANNOT_MEET
+from .token_step_up import requested
+from .token_step_up import satisfied
 from .tokens import refresh_token_expired
 from .validation import RefreshRequest
 
@@ -61,6 +64,9 @@ class RefreshExchange:
     scopes: tuple[str, ...]
     #: Set for a repeat exchange within the reuse interval (see module).
     repeat_since: int | None
+    #: The request's ``acr_values``/``max_age`` ask more than the family's
+    #: login: answer ``mfa_required`` instead of rotating.
+    needs_mfa: bool = False
 
 
 def check(state: State, client: Client, form: t.Mapping[str, str]) -> RefreshExchange:
@@ -96,7 +102,12 @@ def check(state: State, client: Client, form: t.Mapping[str, str]) -> RefreshExc
         row.scope.split(),
         still_allowed=(*client.scopes, state.settings.offline_access_scope),
     )
-    return RefreshExchange(client, row, scopes, repeat_since)
+    acr = row.acr or state.settings.acr_password
+    if satisfied(requested(form, state.settings), acr, row.auth_time, now):
+        return RefreshExchange(client, row, scopes, repeat_since)
+    if state.callbacks.mfa_verifier is None:
+        raise InvalidRequestError(CANNOT_MEET)
+    return RefreshExchange(client, row, scopes, repeat_since, needs_mfa=True)
 
 
 def issue(

@@ -198,7 +198,13 @@ class RefreshGrant(RefreshTokenGrant):
 
     @hooked  # type: ignore[untyped-decorator]
     def create_token_response(self) -> TokenResponse:
-        """Rotate: a new access and refresh token."""
+        """Rotate: a new access and refresh token; or, when the request's
+        ``acr_values``/``max_age`` ask more of the login, ``mfa_required``."""
+        if self.exchange.needs_mfa:
+            status, challenge = mfa_challenge.challenge_refresh(
+                self.server.state, self.exchange, dpop_jkt=dpop_binding.jkt(self.proof)
+            )
+            return status, challenge, list(self.TOKEN_RESPONSE_HEADER)
         body = refresh.issue(
             self.server.state,
             self.exchange,

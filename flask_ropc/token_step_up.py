@@ -1,0 +1,58 @@
+"""``acr_values`` and ``max_age`` at the token endpoint: step-up on request.
+
+The password grant has no authorization request in which a client could ask
+for a stronger login (OpenID Connect's ``acr_values`` and ``max_age``). Our
+extension accepts both as token-request parameters of the password and
+refresh grants: when the login (or the refresh token's family) does not
+satisfy them, the answer is ``mfa_required`` and the MFA grants finish the
+job, so a client told ``insufficient_user_authentication`` by a resource
+(RFC 9470) can get a token that passes it. ``acr_values`` is
+space-separated; values we do not issue are ignored, and ``invalid_request``
+answers a list with none we do. Imports ``step_up`` and leaves.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from .config import Settings
+from .errors import InvalidRequestError
+from .step_up import StepUp
+
+#: What a client is told when a second factor is needed and the app has none.
+CANNOT_MEET = "The requested acr_values or max_age cannot be met."
+
+
+def requested(form: t.Mapping[str, str], settings: Settings) -> StepUp | None:
+    """The step-up a token request asks for, or ``None``.
+
+    :raises InvalidRequestError: an empty or unsupported ``acr_values``, or a
+        ``max_age`` that is not a non-negative integer.
+    """
+    acr_values, max_age = form.get("acr_values"), form.get("max_age")
+    if acr_values is None and max_age is None:
+        return None
+    values: tuple[str, ...] = ()
+    if acr_values is not None:
+        supported = (settings.acr_password, settings.acr_mfa)
+        values = tuple(v for v in acr_values.split(" ") if v in supported)
+        if not values:
+            raise InvalidRequestError(
+                "None of the 'acr_values' is supported; see acr_values_supported."
+            )
+    age = None
+    if max_age is not None:
+        # At most ten digits: no value this large is meant, none overflows.
+        if not (max_age.isascii() and max_age.isdigit()) or len(max_age) > 10:
+            raise InvalidRequestError("'max_age' must be a non-negative integer.")
+        age = int(max_age)
+    return StepUp(values, age)
+
+
+def satisfied(step: StepUp | None, acr: str, auth_time: int, now: int) -> bool:
+    """Whether a login with ``acr`` at ``auth_time`` meets ``step``."""
+    if step is None:
+        return True
+    if step.acr and acr not in step.acr:
+        return False
+    return step.max_age is None or now - auth_time <= step.max_age
