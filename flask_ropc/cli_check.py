@@ -1,7 +1,7 @@
 """``flask ropc check``: what an operator runs before going live.
 
 Loads the app (the ``flask`` command does) and reports, on one screen, its
-configuration, the database (reachable, our five tables present), the
+configuration, the database (reachable, our tables present), the
 signing keys (where they come from, an active one, that they decrypt), the
 password validator and the throttle counters' storage. Read-only: it never
 creates a table or a key. Exits 1 when a check fails; a warning alone

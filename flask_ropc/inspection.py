@@ -27,7 +27,7 @@ def explain_database_error(state: State, error: BaseException) -> str:
 
 
 def absent_tables(state: State) -> list[str]:
-    """Which of our five tables the database lacks (``[]``: all there).
+    """Which of our tables the database lacks (``[]``: all there).
 
     :raises DatabaseError: the database is unreachable.
     """
