@@ -143,8 +143,12 @@ class SQLMfaTokens:
             .values(failures=table.c.failures + 1)
             .returning(table.c.failures)
         )
+        # A used token also expires at once, so that cleanup finds it by the
+        # expires_at index alone.
         self._consume = (
-            table.update().where(live).values(consumed_at=sa.bindparam("at"))
+            table.update()
+            .where(live)
+            .values(consumed_at=sa.bindparam("at"), expires_at=sa.bindparam("at"))
         )
 
     def create(
@@ -187,7 +191,7 @@ class SQLMfaTokens:
     def purge_expired(self, now: int) -> int:
         """Delete expired and used tokens; return how many."""
         table = self._table
-        expired = sa.or_(table.c.expires_at <= now, table.c.consumed_at.is_not(None))
+        expired = table.c.expires_at <= now  # a used one expired when used
         with self._db.begin() as conn:
             return int(conn.execute(table.delete().where(expired)).rowcount or 0)
 
