@@ -127,10 +127,10 @@ class ROPC:
         state = State(
             settings=settings, store=store, keyring=keyring, callbacks=self._callbacks
         )
+        counters = store.counters(
+            settings.ratelimit_storage_uri, settings.ratelimit_storage_options
+        )
         if settings.throttle_enabled:
-            counters = store.counters(
-                settings.ratelimit_storage_uri, settings.ratelimit_storage_options
-            )
             if settings.ratelimit_storage_uri is not None and (
                 settings.ratelimit_storage_uri.startswith("memory://")
             ):
@@ -140,7 +140,12 @@ class ROPC:
                     "guesses"
                 )
             state.throttle = Throttle(counters, settings, settings.ratelimit_key_prefix)
-            state.mfa_throttle = MfaThrottle(state.throttle, settings.mfa)
+        # The code budget stays on without password throttling: an mfa_token
+        # costs only the password, so without it a code could be guessed.
+        code_counters = state.throttle or Throttle(
+            counters, settings, settings.ratelimit_key_prefix
+        )
+        state.mfa_throttle = MfaThrottle(code_counters, settings.mfa)
         state.mfa_tokens = store.mfa_tokens(
             settings.ratelimit_storage_uri,
             settings.ratelimit_storage_options,

@@ -49,6 +49,7 @@ from .token_service import RefreshPlan
 from .token_service import announce_issued
 from .token_service import issue_tokens
 from .token_step_up import CANNOT_MEET
+from .token_step_up import needs_second_factor
 from .token_step_up import requested
 from .token_step_up import satisfied
 from .validation import GrantResult
@@ -123,6 +124,9 @@ def prepare(
     )
     username, password = _credentials(state, form)
     step_up = requested(form, settings)
+    if needs_second_factor(step_up, settings) and state.callbacks.mfa_verifier is None:
+        # Before the place is reserved: nothing to settle, no oracle.
+        raise InvalidRequestError(CANNOT_MEET)
     client_ip = end_user_ip(state, client, request)
     attempt = begin_attempt(state, username, client, client_ip, request)
     return PendingLogin(
@@ -158,7 +162,7 @@ def judge(state: State, pending: PendingLogin) -> PasswordLogin:
     # A password login is as recent as can be: only acr_values can fail.
     now = state.store.now()
     if result.is_success and not satisfied(
-        pending.step_up, settings.acr_password, now, now
+        pending.step_up, settings.acr_password, now, now, strongest=settings.acr_mfa
     ):
         result = _stepped_up(state, result)
     if result.needs_mfa:
@@ -265,13 +269,9 @@ def new_family(
 
 
 def _stepped_up(state: State, result: GrantResult) -> GrantResult:
-    """A success the request's ``acr_values`` asks more of: a second factor.
-
-    :raises InvalidRequestError: the app has no MFA verifier to ask.
-    """
+    """A success the request's ``acr_values`` asks more of: a second factor
+    (:func:`prepare` made sure the app has a verifier to ask)."""
     assert result.subject is not None
-    if state.callbacks.mfa_verifier is None:
-        raise InvalidRequestError(CANNOT_MEET)
     return GrantResult.mfa_required(
         result.subject, MFA_FACTORS, result.claims, result.extra
     )

@@ -68,12 +68,12 @@ def challenge(
 def challenge_refresh(
     state: State, exchange: RefreshExchange, *, dpop_jkt: str | None
 ) -> tuple[int, dict[str, t.Any]]:
-    """:func:`challenge` for a refresh whose ``acr_values`` or ``max_age``
-    its family's login does not meet (``token_step_up``).
+    """:func:`challenge` for a refresh whose ``acr_values`` its family's
+    login does not meet (``token_step_up``).
 
-    The refresh token is left as it was. The second factor is a fresh
-    authentication: the tokens it brings carry its time as ``auth_time``,
-    and start a family of their own.
+    The refresh token is left as it was. The tokens the second factor brings
+    start a family of their own, with the family's ``auth_time`` (the
+    password step's): a refresh never renews a login.
     """
     row = exchange.row
     return _open(
@@ -86,6 +86,7 @@ def challenge_refresh(
         factors=MFA_FACTORS,
         client_ip=None,
         dpop_jkt=dpop_jkt,
+        auth_time=row.auth_time,
     )
 
 
@@ -100,6 +101,7 @@ def _open(
     factors: tuple[str, ...],
     client_ip: str | None,
     dpop_jkt: str | None,
+    auth_time: int | None = None,
 ) -> tuple[int, dict[str, t.Any]]:
     assert state.mfa_tokens is not None
     if state.callbacks.mfa_verifier is None:
@@ -127,7 +129,7 @@ def _open(
         claims=claims,
         extra=extra,
         factors=allowed,
-        auth_time=now,
+        auth_time=now if auth_time is None else auth_time,
         dpop_jkt=dpop_jkt,
         expires_at=now + settings.token_lifetime,
     )

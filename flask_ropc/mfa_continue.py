@@ -134,25 +134,34 @@ def check(
         _failed(client, pending, factor, "inactive", dead=True)
         raise InvalidGrantError("The user is no longer active.")
     attempt = _reserve(state, client, pending.subject)
+    throttle, tokens = state.mfa_throttle, state.mfa_tokens
+    # The token's own count goes first, atomically: concurrent codes under
+    # one token cannot get more than ROPC_MFA_MAX_ATTEMPTS verified.
+    failures = tokens.fail(digest, now, settings.max_attempts)
+    if failures is None:
+        if throttle is not None:
+            throttle.settle(attempt, counts=False)
+        raise InvalidGrantError(INVALID_MFA_TOKEN)
     steps = state.mfa_steps
     assert steps is not None
     mfa_request = MfaRequest(
         pending.subject, factor, code, client, scopes, pending.claims, steps, request
     )
-    throttle = state.mfa_throttle
     try:
         result = state.callbacks.run_mfa_verifier(mfa_request)
     except Exception:
+        tokens.forgive(digest)
         if throttle is not None:
             throttle.settle(attempt, counts=False)
         raise
-    if not result.ok:
+    if result.ok:
+        tokens.forgive(digest)
+    else:
         if throttle is not None:
             throttle.settle(attempt, counts=True)
-        failures = state.mfa_tokens.fail(digest, now, settings.max_attempts)
-        dead = failures is None or failures >= settings.max_attempts
+        dead = failures >= settings.max_attempts
         _failed(client, pending, factor, result.reason or "invalid_code", dead=dead)
-        if failures == settings.max_attempts:
+        if dead:
             signals.send(
                 signals.mfa_locked, client_id=client.client_id, subject=pending.subject
             )
@@ -235,6 +244,7 @@ def _reserve(state: State, client: Client, subject: str) -> MfaAttempt | None:
             signals.throttled,
             client_id=client.client_id,
             username=None,
+            subject=subject,
             scope="mfa",
             retry_after=throttled.retry_after,
         )

@@ -44,8 +44,10 @@ from .token_service import announce_issued
 from .token_service import find_refresh_token
 from .token_service import issue_tokens
 from .token_step_up import CANNOT_MEET
+from .token_step_up import TOO_OLD
 from .token_step_up import requested
 from .token_step_up import satisfied
+from .token_step_up import too_old
 from .tokens import refresh_token_expired
 from .validation import RefreshRequest
 
@@ -102,8 +104,12 @@ def check(state: State, client: Client, form: t.Mapping[str, str]) -> RefreshExc
         row.scope.split(),
         still_allowed=(*client.scopes, state.settings.offline_access_scope),
     )
-    acr = row.acr or state.settings.acr_password
-    if satisfied(requested(form, state.settings), acr, row.auth_time, now):
+    settings = state.settings
+    step = requested(form, settings)
+    if too_old(step, row.auth_time, now):
+        raise InvalidGrantError(TOO_OLD)
+    acr = row.acr or settings.acr_password
+    if satisfied(step, acr, row.auth_time, now, strongest=settings.acr_mfa):
         return RefreshExchange(client, row, scopes, repeat_since)
     if state.callbacks.mfa_verifier is None:
         raise InvalidRequestError(CANNOT_MEET)

@@ -20,7 +20,10 @@ from .errors import InvalidRequestError
 from .step_up import StepUp
 
 #: What a client is told when a second factor is needed and the app has none.
-CANNOT_MEET = "The requested acr_values or max_age cannot be met."
+CANNOT_MEET = "The requested acr_values cannot be met."
+#: What a refresh is told whose family's login is older than ``max_age``:
+#: only a new password login is recent (a refresh never renews a login).
+TOO_OLD = "The login is older than max_age; log in again."
 
 
 def requested(form: t.Mapping[str, str], settings: Settings) -> StepUp | None:
@@ -49,10 +52,31 @@ def requested(form: t.Mapping[str, str], settings: Settings) -> StepUp | None:
     return StepUp(values, age)
 
 
-def satisfied(step: StepUp | None, acr: str, auth_time: int, now: int) -> bool:
-    """Whether a login with ``acr`` at ``auth_time`` meets ``step``."""
+def satisfied(
+    step: StepUp | None, acr: str, auth_time: int, now: int, *, strongest: str
+) -> bool:
+    """Whether a login with ``acr`` at ``auth_time`` meets ``step``.
+
+    ``strongest`` (``ROPC_ACR_MFA``) meets any requested value: the server
+    may return a stronger ``acr`` than asked for, and asking an MFA login
+    for a password one must not send the client round in circles.
+    """
     if step is None:
         return True
-    if step.acr and acr not in step.acr:
+    if step.acr and acr not in step.acr and acr != strongest:
         return False
-    return step.max_age is None or now - auth_time <= step.max_age
+    return not too_old(step, auth_time, now)
+
+
+def too_old(step: StepUp | None, auth_time: int, now: int) -> bool:
+    """Whether ``step`` has a ``max_age`` that a login at ``auth_time`` misses."""
+    return (
+        step is not None
+        and step.max_age is not None
+        and (now - auth_time > step.max_age)
+    )
+
+
+def needs_second_factor(step: StepUp | None, settings: Settings) -> bool:
+    """Whether ``step`` names ``acr_values`` that a password alone cannot meet."""
+    return step is not None and bool(step.acr) and settings.acr_password not in step.acr

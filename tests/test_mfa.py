@@ -353,7 +353,7 @@ def test_a_totp_code_is_accepted_once_in_its_window(
 
 
 def test_totp_step_boundaries_follow_the_clock(
-    http: t.Any, mfa_client: t.Any, app: flask.Flask
+    http: t.Any, mfa_client: t.Any, app: flask.Flask, factors: t.Any
 ) -> None:
     clock = clock_of(app)
     clock.at(30 - clock() % 30)  # exactly at the start of a step
@@ -361,11 +361,17 @@ def test_totp_step_boundaries_follow_the_clock(
     clock.advance(59)  # last second of the next step: code is one step old
     token = mfa_token(http, mfa_client)
     assert send_otp(http, mfa_client, token, code).status_code == 200
-    clock.advance(-59)
-    code = otp_now(app)
-    clock.advance(60)  # two steps later: outside the window
-    token = mfa_token(http, mfa_client)
-    assert_oauth_error(send_otp(http, mfa_client, token, code), 400, "invalid_grant")
+    # Another user (nothing accepted yet): a code two steps old is outside
+    # the window, the code of the step before is inside it.
+    clock.advance(1)  # first second of the step two after the code's
+    token = mfa_token(http, mfa_client, "bob")
+    old = otp_now(app, "user-2", offset_steps=-2)
+    assert_oauth_error(send_otp(http, mfa_client, token, old), 400, "invalid_grant")
+    reasons = [call.factor for call in factors.calls]
+    assert reasons  # the verifier judged it: not a replay, a wrong code
+    assert factors.totp(factors.calls[-1]).reason == "invalid_code"
+    previous = otp_now(app, "user-2", offset_steps=-1)
+    assert send_otp(http, mfa_client, token, previous).status_code == 200
 
 
 def test_an_mfa_token_expires_exactly_at_its_lifetime(
@@ -623,3 +629,45 @@ def test_mfa_tokens_carry_the_mfa_context_and_pass_an_mfa_step_up(
     recovered = send_recovery(http, client, mfa_token(http, client), "RC-user-1")
     info = introspect(http, client, recovered.get_json()["access_token"]).get_json()
     assert (info["amr"], info["acr"]) == (["pwd", "mfa"], mfa_acr)
+
+
+def test_concurrent_wrong_codes_under_one_token_get_at_most_five_verified(
+    app: flask.Flask, mfa_client: t.Any, factors: t.Any
+) -> None:
+    # The five that are counted meet at the barrier inside the verifier; a
+    # sixth must be refused before it, by the token's own count.
+    barrier = threading.Barrier(5, timeout=30)
+    judged: list[t.Any] = []
+
+    def verify(req: t.Any) -> t.Any:
+        judged.append(req)
+        barrier.wait()
+        return MfaResult.failure()
+
+    factors.totp = verify
+    token = mfa_token(app.test_client(), mfa_client)
+
+    def guess(_: int) -> int:
+        return int(send_otp(app.test_client(), mfa_client, token, "000000").status_code)
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(guess, range(6)))
+    assert statuses == [400] * 6
+    assert len(judged) == 5
+
+
+def test_without_password_throttling_the_code_budget_still_holds(
+    make_app: t.Any, database_uri: str
+) -> None:
+    app = make_app(ROPC_THROTTLE_ENABLED=False, ROPC_MFA_FAILURE_LIMIT=2)
+    clock_of(app).freeze()
+    enable_mfa(app)
+    with app.app_context():
+        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
+    creds = OAuthClient(client.client_id, secret)
+    http = app.test_client()
+    statuses = [
+        send_otp(http, creds, mfa_token(http, creds), "000000").status_code
+        for _ in range(4)
+    ]
+    assert statuses == [400, 400, 400, 429]

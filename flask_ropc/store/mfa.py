@@ -107,7 +107,11 @@ class MfaTokens(t.Protocol):
         """The live token (unused, unexpired, not dead), else ``None``."""
 
     def fail(self, digest: str, now: int, max_failures: int) -> int | None:
-        """Count a wrong code; the new count, or ``None`` if it was not live."""
+        """Count a code (before it is judged); the new count, or ``None`` if
+        the token was not live."""
+
+    def forgive(self, digest: str) -> None:
+        """Take back one counted code (it was right, or never judged)."""
 
     def consume(self, digest: str, now: int, max_failures: int) -> bool:
         """Mark it used if it is live; whether this call did."""
@@ -173,6 +177,17 @@ class SQLMfaTokens:
         with self._db.autocommit() as conn:
             count = conn.execute(self._fail, params).scalar()
         return None if count is None else int(count)
+
+    def forgive(self, digest: str) -> None:
+        """Take back one counted code: ``failures - 1``, never below 0."""
+        table = self._table
+        statement = (
+            table.update()
+            .where(table.c.token_digest == digest, table.c.failures > 0)
+            .values(failures=table.c.failures - 1)
+        )
+        with self._db.autocommit() as conn:
+            conn.execute(statement)
 
     def consume(self, digest: str, now: int, max_failures: int) -> bool:
         """:meth:`consume_in` in a transaction of its own."""

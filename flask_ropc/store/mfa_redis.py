@@ -12,6 +12,7 @@ Imports :mod:`.mfa`, :mod:`.limits_storage` and leaves.
 
 from __future__ import annotations
 
+import time
 import typing as t
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -35,6 +36,10 @@ if tonumber(h[2]) >= tonumber(ARGV[2]) then return nil end
 """
 _FAIL = _LIVE + "return redis.call('HINCRBY', KEYS[1], 'failures', 1)"
 _CONSUME = _LIVE + "redis.call('HSET', KEYS[1], 'consumed_at', ARGV[1]) return 1"
+_FORGIVE = """
+local f = redis.call('HGET', KEYS[1], 'failures')
+if f and tonumber(f) > 0 then redis.call('HINCRBY', KEYS[1], 'failures', -1) end
+"""
 
 #: Seconds a hash outlives its token, so that Redis's clock and ours may
 #: differ a little; our own expiry check decides.
@@ -59,6 +64,7 @@ class RedisMfaTokens:
         client: t.Any = storage.get_connection()
         self._fail = client.register_script(_FAIL)
         self._consume = client.register_script(_CONSUME)
+        self._forgive = client.register_script(_FORGIVE)
 
     def _key(self, digest: str) -> str:
         return str(self._storage.prefixed_key(f"{self._prefix}:mfa:{digest}"))
@@ -71,7 +77,7 @@ class RedisMfaTokens:
         client: t.Any = self._storage.get_connection()
         key = self._key(row["token_digest"])
         values = {name: "" if v is None else str(v) for name, v in row.items()}
-        ttl = max(1, int(row["expires_at"]) - int(row["auth_time"])) + _SLACK
+        ttl = max(1, int(row["expires_at"]) - int(time.time())) + _SLACK
         pipe = client.pipeline(transaction=True)
         pipe.hset(key, mapping=values)
         pipe.expire(key, ttl)
@@ -98,6 +104,10 @@ class RedisMfaTokens:
         """Count a wrong code on a live token (a Lua script: atomic)."""
         count = self._fail(keys=[self._key(digest)], args=[now, max_failures])
         return None if count is None else int(count)
+
+    def forgive(self, digest: str) -> None:
+        """Take back one counted code (a Lua script: never below 0)."""
+        self._forgive(keys=[self._key(digest)])
 
     def consume(self, digest: str, now: int, max_failures: int) -> bool:
         """Mark a live token used (a Lua script: of two callers one wins)."""
