@@ -6,9 +6,11 @@ has no option for plain http. So the test serves the app over real TLS on
 127.0.0.1 with a self-signed certificate made here, hands the certificate to
 Node as ``NODE_EXTRA_CA_CERTS``, and gives the SDK ``domain="127.0.0.1:PORT"``.
 Nothing in the SDK is patched and no ``customFetch`` rewrites requests. The
-issuer is the request's own base URL (no ``ROPC_ISSUER``), which the SDK's
-discovery check accepts: ``https://127.0.0.1:PORT`` and Auth0's
-``https://domain/`` are the same URL once parsed.
+test runs twice: with the issuer taken from the request (no ``ROPC_ISSUER``),
+and with ``ROPC_ISSUER`` set as a deployment sets it. Either way our issuer
+is ``https://127.0.0.1:PORT`` without a trailing slash, and the SDK's check
+accepts it: it compares parsed URLs, and Auth0's ``https://domain/`` is the
+same URL.
 
 tests/interop_node/auth0_mfa_flow.mjs runs ``getTokenByPassword`` (an
 MFA-required error carrying ``mfa_token``), ``mfa.verify`` with the OTP this
@@ -43,6 +45,7 @@ from werkzeug.serving import make_server
 
 from conftest import USERS
 from conftest import LiveServer
+from conftest import ropc_of
 from mfa_helpers import MFA_GRANTS
 from mfa_helpers import enable_mfa
 from mfa_helpers import otp_now
@@ -93,16 +96,42 @@ def certificate(tmp_path: pathlib.Path) -> tuple[str, str]:
     return self_signed_certificate(tmp_path)
 
 
+@pytest.fixture(params=["request", "configured"])
+def issuer(request: pytest.FixtureRequest) -> str:
+    """Where the issuer comes from: the request's base URL, or ``ROPC_ISSUER``."""
+    return str(request.param)
+
+
 @pytest.fixture
-def tls_server(app: flask.Flask, certificate: tuple[str, str]) -> Iterator[LiveServer]:
-    """Serve ``app`` over real HTTPS on a free loopback port."""
+def tls_server(
+    app: flask.Flask,
+    make_app: t.Callable[..., flask.Flask],
+    certificate: tuple[str, str],
+    issuer: str,
+) -> Iterator[LiveServer]:
+    """Serve an app over real HTTPS on a free loopback port.
+
+    With ``issuer == "configured"`` it is a second app on the same database
+    whose ``ROPC_ISSUER`` is the server's URL written as Auth0 writes its
+    issuers (``https://domain/``), as a deployment sets it. That app can
+    only be built once the port is known, so the server dispatches to
+    whichever app is current.
+    """
+    served = {"app": app}
+
+    def dispatch(environ: t.Any, start_response: t.Any) -> t.Any:
+        return served["app"](environ, start_response)
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*certificate)
-    server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=context)
+    server = make_server("127.0.0.1", 0, dispatch, threaded=True, ssl_context=context)
+    url = f"https://127.0.0.1:{server.server_port}"
+    if issuer == "configured":
+        served["app"] = make_app(ROPC_ISSUER=url + "/")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield LiveServer(f"https://127.0.0.1:{server.server_port}", app)
+        yield LiveServer(url, served["app"])
     finally:
         server.shutdown()
         thread.join(timeout=10)
@@ -117,10 +146,7 @@ def a_wrong_code(app: flask.Flask) -> str:
 
 
 def test_auth0_auth_js_password_mfa_otp_refresh_and_recovery_code(
-    app: flask.Flask,
-    tls_server: LiveServer,
-    certificate: tuple[str, str],
-    make_client: t.Any,
+    tls_server: LiveServer, certificate: tuple[str, str]
 ) -> None:
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
@@ -128,21 +154,23 @@ def test_auth0_auth_js_password_mfa_otp_refresh_and_recovery_code(
         pytest.skip(
             "@auth0/auth0-auth-js is not installed: run scripts/install-node-client"
         )
+    app = tls_server.app
     verifier = enable_mfa(app)
     # The SDK authenticates with client_secret_post (openid-client's
     # ClientSecretPost); the server accepts only the registered method.
-    client = make_client(
-        "Auth0 SDK app",
-        auth_method="client_secret_post",
-        grant_types=MFA_GRANTS,
-        scopes=["api"],
-    )
+    with app.app_context():
+        client, secret = ropc_of(app).clients.create(
+            "Auth0 SDK app",
+            auth_method="client_secret_post",
+            grant_types=MFA_GRANTS,
+            scopes=["api"],
+        )
     env = dict(
         os.environ,
         NODE_EXTRA_CA_CERTS=certificate[0],
         ROPC_DOMAIN=tls_server.url.removeprefix("https://"),
         ROPC_CLIENT_ID=client.client_id,
-        ROPC_CLIENT_SECRET=client.secret,
+        ROPC_CLIENT_SECRET=secret,
         ROPC_USERNAME="ann",
         ROPC_PASSWORD=USERS["ann"][0],
         # Now, just before the SDK sends it; the verifier accepts one step
@@ -164,6 +192,11 @@ def test_auth0_auth_js_password_mfa_otp_refresh_and_recovery_code(
     context = json.dumps(results, indent=1)
     assert "crash" not in results, context
     assert results["library"] == {"name": "@auth0/auth0-auth-js", "version": "1.16.0"}
+    # Discovery passed the SDK's issuer check; ours has no trailing slash.
+    assert results["discovered"] == {
+        "issuer": tls_server.url,
+        "token_endpoint": f"{tls_server.url}/oauth/token",
+    }, context
 
     # The password step: the SDK recognises our answer as Auth0's MFA error.
     password = results["password"]

@@ -98,6 +98,8 @@ async function step(label, run) {
 }
 
 async function main() {
+  const metadata = await authClient.getServerMetadata();
+  results.discovered = { issuer: metadata.issuer, token_endpoint: metadata.token_endpoint };
   const mfaToken = await passwordStep('password');
   if (!mfaToken) return;
   const tokens = await step('verify_otp', () =>
