@@ -671,3 +671,56 @@ def test_without_password_throttling_the_code_budget_still_holds(
         for _ in range(4)
     ]
     assert statuses == [400, 400, 400, 429]
+
+
+def test_the_cli_allows_the_mfa_grants(
+    app: flask.Flask, http: t.Any, make_client: t.Any, factors: t.Any
+) -> None:
+    client = make_client("Plain")
+    runner = app.test_cli_runner()
+    result = runner.invoke(
+        args=[
+            "ropc",
+            "update-client",
+            client.client_id,
+            "--grant-type",
+            "password",
+            "--grant-type",
+            MFA_OTP,
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    token = mfa_token(http, client)
+    assert send_otp(http, client, token, otp_now(app)).status_code == 200
+    bad = runner.invoke(
+        args=["ropc", "update-client", client.client_id, "--grant-type", "mfa-otp"]
+    )
+    assert bad.exit_code != 0 and "mfa-otp" in bad.output
+
+
+@needs_redis
+def test_on_redis_an_mfa_token_expires_exactly_at_its_lifetime(
+    make_app: t.Any, database_uri: str, redis_prefix: str
+) -> None:
+    app = make_app(
+        ROPC_RATELIMIT_STORAGE_URI=REDIS_URL, ROPC_RATELIMIT_KEY_PREFIX=redis_prefix
+    )
+    clock_of(app).freeze()
+    active = {"user-1": True}
+    enable_mfa(app).totp = lambda req: MfaResult.success()
+    ropc_of(app).subject_is_active(lambda req: active[req.subject])
+    with app.app_context():
+        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
+    creds = OAuthClient(client.client_id, secret)
+    http = app.test_client()
+    token = mfa_token(http, creds)
+    clock_of(app).advance(299)
+    assert send_otp(http, creds, token, "1").status_code == 200
+    token = mfa_token(http, creds)
+    clock_of(app).advance(300)
+    assert_oauth_error(send_otp(http, creds, token, "1"), 400, "invalid_grant")
+    token = mfa_token(http, creds)
+    active["user-1"] = False
+    assert_oauth_error(send_otp(http, creds, token, "1"), 400, "invalid_grant")
+    active["user-1"] = True
+    assert_oauth_error(send_otp(http, creds, token, "1"), 400, "invalid_grant")
