@@ -227,7 +227,10 @@ def _verify(
         raise _error(
             state, dpop.INVALID, "The DPoP proof is not by the token's key.", True
         )
-    digest = hashlib.sha256(f"{proof.htu}\0{proof.jti}".encode()).hexdigest()
+    # A JSON jti may hold a lone surrogate ("\ud800"): still a distinct
+    # string, so keep it distinct in the key rather than fail with a 500.
+    seen = f"{proof.htu}\0{proof.jti}".encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(seen).hexdigest()
     key = f"{settings.ratelimit_key_prefix}:dpop:{digest}"
     ttl = settings.dpop_proof_lifetime + 2 * settings.dpop_clock_skew
     assert state.dpop_replay is not None

@@ -10,15 +10,13 @@ never the SDK: the app installs a ``MeterProvider`` and an exporter (or
 passes one as ``ROPC(meter_provider=...)``); until then the API's meters do
 nothing.
 
-Attribute values come from closed sets only, so an attacker cannot grow the
-number of time series: a client id is one the store knows (every subscribed
-signal names an authenticated client, or a client found by the id sent;
-``client_authentication_failed``, whose id is as presented, is left out on
-purpose), else ``unknown``; grant types, error codes, throttle budgets and
-token types outside their sets become ``other``. Never usernames, IP
-addresses, jti, kids or family ids.
+Attribute values come from closed sets only (``metrics_attributes``), so an
+attacker cannot grow the number of time series.
+``client_authentication_failed``, whose client id is as presented, is left
+out on purpose.
 
-Imports ``signals``, ``state`` and, when installed, ``opentelemetry.metrics``.
+Imports ``signals``, ``metrics_attributes``, ``state`` and, when installed,
+``opentelemetry.metrics``.
 """
 
 from __future__ import annotations
@@ -29,12 +27,19 @@ import typing as t
 import weakref
 from collections.abc import Callable
 from collections.abc import Iterable
-from collections.abc import Mapping
 from importlib import metadata
 
 import flask
 
 from . import signals
+from .metrics_attributes import Attributes
+from .metrics_attributes import client_attribute
+from .metrics_attributes import mfa_outcome
+from .metrics_attributes import revocation
+from .metrics_attributes import throttle_refusal
+from .metrics_attributes import token_request
+from .metrics_attributes import validation
+from .metrics_attributes import validation_result
 from .state import get_state
 
 try:
@@ -59,34 +64,6 @@ REVOCATIONS = "flask_ropc.token.revocations"
 MFA_OUTCOMES = "flask_ropc.mfa.outcomes"
 SIGNING_KEY_AGE = "flask_ropc.signing_key.age"
 
-#: Error codes a ``result`` attribute may name; any other becomes ``other``.
-#: RFC 6749 §5.2, ours (``server_error``, ``temporarily_unavailable``,
-#: ``slow_down`` when throttled), and the extension codes of MFA (Auth0's
-#: ``mfa_required``), DPoP (RFC 9449) and resource indicators (RFC 8707).
-ERROR_CODES = frozenset(
-    {
-        "invalid_request",
-        "invalid_client",
-        "invalid_grant",
-        "unauthorized_client",
-        "unsupported_grant_type",
-        "invalid_scope",
-        "access_denied",
-        "server_error",
-        "temporarily_unavailable",
-        "slow_down",
-        "mfa_required",
-        "invalid_dpop_proof",
-        "use_dpop_nonce",
-        "invalid_target",
-    }
-)
-#: ``throttled``'s budgets.
-THROTTLE_SCOPES = frozenset({"username", "account", "ip", "client", "in_flight"})
-TOKEN_TYPES = frozenset({"access_token", "refresh_token"})
-VALIDATION_RESULTS = frozenset(
-    {"success", "invalid_credentials", "refused", "exception"}
-)
 #: Seconds; the OpenTelemetry HTTP duration buckets, which suit a validator
 #: that hashes a password (a few to a few hundred milliseconds).
 DURATION_BUCKETS = (
@@ -131,61 +108,6 @@ INSTRUMENTS: dict[str, Instrument] = {
     ),
 }
 
-Attributes = Callable[[Mapping[str, t.Any]], dict[str, str]]
-
-
-def _one_of(value: object, allowed: frozenset[str]) -> str:
-    return value if isinstance(value, str) and value in allowed else "other"
-
-
-def client_attribute(payload: Mapping[str, t.Any]) -> dict[str, str]:
-    """``oauth.client_id``: the event's client, or ``unknown`` without one."""
-    value = payload.get("client_id")
-    return {"oauth.client_id": value if isinstance(value, str) and value else "unknown"}
-
-
-def token_request(payload: Mapping[str, t.Any]) -> dict[str, str]:
-    """Grant type (one the server accepts, else ``other``) and result."""
-    grant_type = payload.get("grant_type")
-    error = payload.get("error")
-    return {
-        **client_attribute(payload),
-        "oauth.grant_type": grant_type if isinstance(grant_type, str) else "other",
-        "result": "success" if error is None else _one_of(error, ERROR_CODES),
-    }
-
-
-def validation_result(payload: Mapping[str, t.Any]) -> dict[str, str]:
-    """``success``, ``invalid_credentials`` (``None`` or that reason),
-    ``refused`` (another error of the validator's) or ``exception``."""
-    result = payload.get("result")
-    if result == "failure":
-        wrong = payload.get("reason") == "invalid_credentials"
-        result = "invalid_credentials" if wrong else "refused"
-    return {"result": _one_of(result, VALIDATION_RESULTS)}
-
-
-def validation(payload: Mapping[str, t.Any]) -> dict[str, str]:
-    """The client and :func:`validation_result`."""
-    return {**client_attribute(payload), **validation_result(payload)}
-
-
-def throttle_refusal(payload: Mapping[str, t.Any]) -> dict[str, str]:
-    """The client and which budget refused."""
-    scope = _one_of(payload.get("scope"), THROTTLE_SCOPES)
-    return {**client_attribute(payload), "flask_ropc.throttle.scope": scope}
-
-
-def revocation(payload: Mapping[str, t.Any]) -> dict[str, str]:
-    """The client and the token type."""
-    token_type = _one_of(payload.get("token_type"), TOKEN_TYPES)
-    return {**client_attribute(payload), "oauth.token_type": token_type}
-
-
-def fixed_result(result: str) -> Attributes:
-    """The client and a ``result`` the signal itself stands for."""
-    return lambda payload: {**client_attribute(payload), "result": result}
-
 
 @dataclasses.dataclass(frozen=True)
 class Subscription:
@@ -198,10 +120,9 @@ class Subscription:
     value: str | None = None
 
 
-#: What is counted. A new signal is one row; e.g. MFA continuation's:
-#: ``Subscription(signals.mfa_required, MFA_OUTCOMES, fixed_result("required"))``,
-#: and likewise ``mfa_succeeded`` (``"succeeded"``), ``mfa_failed``,
-#: ``mfa_locked``, ``recovery_code_used``.
+#: What is counted. A new signal is one row. ``recovery_code_used`` has
+#: none: it follows ``mfa_succeeded`` (factor ``recovery-code``), which
+#: already counts that login once.
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(signals.token_request_handled, TOKEN_REQUESTS, token_request),
     Subscription(signals.password_validated, PASSWORD_VALIDATIONS, validation),
@@ -214,6 +135,10 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(signals.throttled, THROTTLE_REFUSALS, throttle_refusal),
     Subscription(signals.refresh_token_reused, REUSE_DETECTIONS, client_attribute),
     Subscription(signals.token_revoked, REVOCATIONS, revocation),
+    Subscription(signals.mfa_required, MFA_OUTCOMES, mfa_outcome("required")),
+    Subscription(signals.mfa_succeeded, MFA_OUTCOMES, mfa_outcome("succeeded")),
+    Subscription(signals.mfa_failed, MFA_OUTCOMES, mfa_outcome("failed")),
+    Subscription(signals.mfa_locked, MFA_OUTCOMES, mfa_outcome("locked")),
 )
 
 

@@ -82,6 +82,11 @@ from conftest import password_form
 from conftest import ropc_of
 from conftest import wsgi_open
 from dpop_proofs import DPoPKey
+from mfa_helpers import MFA_GRANTS
+from mfa_helpers import MFA_OTP
+from mfa_helpers import MFA_RECOVERY
+from mfa_helpers import enable_mfa
+from mfa_helpers import otp_now
 
 FUZZ = settings(
     max_examples=int(os.environ.get("ROPC_FUZZ_EXAMPLES", "200")),
@@ -980,8 +985,16 @@ def assert_host_answer(request: Request, response: t.Any, body: t.Any) -> None:
         assert body.get("error_description") != HOST_ERROR, request.headers
 
 
+Rows = dict[str, list[tuple[t.Any, ...]]]
+
+
 def check_form_endpoint(
-    env: FuzzEnv, request: Request, registry: set[str], *, writes_on_success: bool
+    env: FuzzEnv,
+    request: Request,
+    registry: set[str],
+    *,
+    writes_on_success: bool,
+    writes: t.Callable[[Request, int, t.Any, Rows, Rows], None] | None = None,
 ) -> t.Any:
     """Send ``request`` to a POST endpoint and check every invariant."""
     before = snapshot(env)
@@ -1004,7 +1017,9 @@ def check_form_endpoint(
         event(f"error: {error}")
         if status == 503:
             assert error == "temporarily_unavailable"
-    if status != 200 or not writes_on_success:
+    if writes is not None:
+        writes(request, status, body, before, after)
+    elif status != 200 or not writes_on_success:
         if reuses_a_refresh_token(env, request):
             # RFC 9700 §4.14.2: a replayed refresh token revokes its family,
             # and nothing else changes.
@@ -1039,6 +1054,35 @@ TOKEN_CREDENTIALS = [
     "none",
 ]
 SCOPES = ["api", "profile", "api profile", "offline_access", "api offline_access"]
+
+
+ACR_VALUES = [
+    "urn:flask-ropc:acr:pwd",
+    "urn:flask-ropc:acr:mfa",
+    "urn:flask-ropc:acr:mfa urn:made:up",
+    "urn:made:up",
+    "",
+    " ",
+]
+MAX_AGES = ["0", "1", "300", "-1", "01", "9999999999", "99999999999", "1.5", "", "١"]
+
+
+@st.composite
+def step_up_fields(draw: st.DrawFn) -> list[tuple[str, str]]:
+    """``acr_values`` and ``max_age`` (our step-up extension), each one time
+    in four: real values, near misses and any text."""
+    fields = []
+    acr = draw(
+        one_of_weighted((6, st.none()), (2, st.sampled_from(ACR_VALUES)), (1, any_text))
+    )
+    if acr is not None:
+        fields.append(("acr_values", acr))
+    age = draw(
+        one_of_weighted((6, st.none()), (2, st.sampled_from(MAX_AGES)), (1, any_text))
+    )
+    if age is not None:
+        fields.append(("max_age", age))
+    return fields
 
 
 @st.composite
@@ -1090,6 +1134,7 @@ def token_requests(draw: st.DrawFn, env: FuzzEnv, pool: Pool) -> Request:
     )
     if scope is not None:
         fields.append(("scope", scope))
+    fields += draw(step_up_fields())
     names = ["grant_type", "username", "password", "scope", "refresh_token"]
     names += ["client_id", "client_secret", "token"]
     values = one_of_weighted(
@@ -1116,6 +1161,217 @@ def test_token_endpoint(env: FuzzEnv, pool: Pool, data: st.DataObject) -> None:
         env.access_tokens.append(body["access_token"])
         if "refresh_token" in body:
             env.refresh_tokens.append(body["refresh_token"])
+
+
+# -- MFA continuation ---------------------------------------------------------------
+
+MFA_SNAPSHOT_TABLES = (*SNAPSHOT_TABLES, "ropc_mfa_tokens", "ropc_mfa_steps")
+#: Auth0's code, answered by the password step of a user who needs MFA.
+MFA_TOKEN_ERRORS = TOKEN_ERRORS | {"mfa_required"}
+#: "basic reference" is a client that may not use the MFA grants.
+MFA_CREDENTIALS = [
+    *["basic"] * 6,
+    *["public"] * 2,
+    "post",
+    "basic reference",
+    "basic wrong secret",
+    "basic unknown client",
+    "public with secret",
+    "none",
+]
+
+
+@dataclasses.dataclass
+class MfaEnv(FuzzEnv):
+    """An app whose users need a second factor (``mfa_helpers``)."""
+
+    factors: t.Any = None
+    #: Live mfa_tokens minted so far, with their subject.
+    mfa_tokens: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def mint(self, username: str) -> tuple[str, str]:
+        """A fresh ``mfa_token`` of the confidential client for ``username``."""
+        with self.app.app_context():
+            ropc_of(self.app).unlock(username)
+        password, subject = USERS[username]
+        form = {"grant_type": "password", "username": username, "password": password}
+        conf = self.confidential
+        headers = basic_auth(conf.client_id, t.cast(str, conf.secret))
+        response = self.http.post("/oauth/token", data=form, headers=headers)
+        assert response.status_code == 403, response.get_data(as_text=True)
+        minted = (response.get_json()["mfa_token"], subject)
+        self.mfa_tokens.append(minted)
+        return minted
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def mfa_env(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_database: sa.URL | None,
+) -> Iterator[MfaEnv]:
+    tmp = tmp_path_factory.mktemp("fuzz-mfa")
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp / 'fuzz.sqlite3'}"
+    else:
+        assert pg_database is not None
+        uri = pg_database.render_as_string(hide_password=False)
+    app = build_app(
+        uri,
+        str(tmp / "instance"),
+        ROPC_ISSUER=ISSUER,
+        ROPC_THROTTLE_IP_LIMIT=1_000_000_000,
+        # The per-user code budget would soon answer every code with 429.
+        ROPC_MFA_FAILURE_LIMIT=1000,
+    )
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # as deployed
+    factors = enable_mfa(app)
+    ropc = ropc_of(app)
+    with app.app_context():
+        ropc.keys.current()
+
+        def client(name: str, **options: t.Any) -> Client:
+            options.setdefault("scopes", ["api", "profile"])
+            options.setdefault("grant_types", MFA_GRANTS)
+            made, secret = ropc.clients.create(name, **options)
+            return Client(made.client_id, secret)
+
+        fuzz = MfaEnv(
+            app=app,
+            http=app.test_client(),
+            confidential=client("MFA confidential"),
+            post=client("MFA post", auth_method="client_secret_post"),
+            public=client("MFA public", auth_method="none", scopes=["api"]),
+            reference=client("No MFA grant", grant_types=["password"]),
+            resource_server=client("API", scopes=[], is_resource_server=True),
+            engine=ropc.engine,
+            tables=[
+                sa.Table(name, sa.MetaData(), autoload_with=ropc.engine)
+                for name in MFA_SNAPSHOT_TABLES
+            ],
+            factors=factors,
+        )
+    yield fuzz
+    dispose_app(app)
+
+
+@st.composite
+def mfa_requests(draw: st.DrawFn, env: MfaEnv) -> Request:
+    """The password step (with step-up fields) or an MFA continuation."""
+    grant = draw(st.sampled_from(["otp"] * 3 + ["recovery"] * 2 + ["password"]))
+    event(f"mfa grant: {grant}")
+    username = draw(st.sampled_from(sorted(USERS)))
+    if grant == "password":
+        with env.app.app_context():
+            ropc_of(env.app).unlock(username)
+        fields = list(password_form(username).items()) + draw(step_up_fields())
+    else:
+        # Indices, not sampled_from: what is drawn must not depend on how
+        # many tokens earlier examples minted (Hypothesis replays draws).
+        fresh, index = draw(st.booleans()), draw(st.integers(0, 1000))
+        if fresh or not env.mfa_tokens:
+            token, subject = env.mint(username)
+        else:
+            token, subject = env.mfa_tokens[index % len(env.mfa_tokens)]
+        value = draw(
+            one_of_weighted(
+                (4, st.just(TokenLike(token))),
+                (2, mutated([token])),
+                (1, any_text),
+                (1, nasty_text),
+                (1, huge_text),
+            )
+        )
+        if grant == "otp":
+            right = otp_now(env.app, subject)
+            code = draw(
+                one_of_weighted(
+                    (3, st.just(right)),
+                    (2, st.sampled_from(["000000", "12345", "1234567", right + " "])),
+                    (1, any_text),
+                    (1, nasty_text),
+                    (1, huge_text),
+                )
+            )
+            fields = [("grant_type", MFA_OTP), ("mfa_token", value), ("otp", code)]
+        else:
+            codes = sorted(env.factors.recovery.get(subject, ()))
+            right_code = Secret(codes[index % len(codes)])
+            code = draw(
+                one_of_weighted(
+                    (3, st.just(right_code)),
+                    (2, marked_secret),
+                    (1, nasty_text),
+                    (1, huge_text),
+                )
+            )
+            fields = [("grant_type", MFA_RECOVERY), ("mfa_token", value)]
+            fields.append(("recovery_code", code))
+    scope = draw(st.none() | st.sampled_from([*SCOPES, "admin", ""]))
+    if scope is not None:
+        fields.append(("scope", scope))
+    names = ["grant_type", "mfa_token", "otp", "recovery_code", "scope"]
+    names += ["acr_values", "max_age", "client_id", "client_secret"]
+    values = one_of_weighted((2, any_text), (1, nasty_text), (1, marked_secret))
+    return t.cast(
+        Request,
+        draw(
+            form_requests(env, "/oauth/token", fields, MFA_CREDENTIALS, names, values)
+        ),
+    )
+
+
+def mfa_writes(env: MfaEnv) -> t.Callable[[Request, int, t.Any, Rows, Rows], None]:
+    """What an MFA-app answer may have written: a success anything; the
+    ``mfa_required`` answer exactly one new ``mfa_token``; a wrong code one
+    more failure on one ``mfa_token``; every other refusal nothing."""
+    table = next(t for t in env.tables if t.name == "ropc_mfa_tokens")
+    failures = list(table.columns.keys()).index("failures")
+
+    def check(
+        request: Request, status: int, body: t.Any, before: Rows, after: Rows
+    ) -> None:
+        if status == 200:
+            return
+        old, new = before.pop("ropc_mfa_tokens"), after.pop("ropc_mfa_tokens")
+        assert after == before, f"a {status} answer changed the database"
+        if isinstance(body, dict) and body.get("error") == "mfa_required":
+            assert request.form_value("grant_type") == "password"
+            assert body["mfa_token"] and body["mfa_requirements"]["challenge"]
+            assert set(old) < set(new) and len(new) == len(old) + 1
+            return
+        if old == new:
+            return
+        assert (status, body and body.get("error")) == (400, "invalid_grant")
+        assert request.form_value("grant_type") in (MFA_OTP, MFA_RECOVERY)
+        changed = [(a, b) for a, b in zip(old, new, strict=True) if a != b]
+        assert len(changed) == 1, changed
+        ((was, now),) = changed
+        assert now[failures] == was[failures] + 1
+        assert (
+            now[:failures] + now[failures + 1 :] == was[:failures] + was[failures + 1 :]
+        )
+
+    return check
+
+
+@FUZZ
+@given(data=st.data())
+def test_mfa_grants(mfa_env: MfaEnv, data: st.DataObject) -> None:
+    request = data.draw(mfa_requests(mfa_env), label="request")
+    proof = data.draw(dpop_headers("POST", f"{ISSUER}/oauth/token"), label="dpop")
+    request.headers.update(proof)
+    body = check_form_endpoint(
+        mfa_env,
+        request,
+        MFA_TOKEN_ERRORS,
+        writes_on_success=True,
+        writes=mfa_writes(mfa_env),
+    )
+    if body is not None and "access_token" in body:
+        assert request.form_value("grant_type") in (MFA_OTP, MFA_RECOVERY)
+        if "recovery_code" in body:
+            assert request.form_value("grant_type") == MFA_RECOVERY
 
 
 # -- introspection ----------------------------------------------------------------
@@ -1559,3 +1815,19 @@ def test_regression_discovery_database_outage_is_503(tmp_path: t.Any) -> None:
     assert response.status_code == 503
     assert response.mimetype == "application/json"
     assert response.get_json()["error"] == "temporarily_unavailable"
+
+
+@pytest.mark.parametrize("app_config", [{"ROPC_ISSUER": ISSUER}], ids=["issuer"])
+def test_regression_a_lone_surrogate_jti_is_no_500(
+    http: t.Any, oauth_client: t.Any
+) -> None:
+    """Found by ``test_mfa_grants``: a proof whose JSON ``jti`` is ``"\\ud800"``
+    made the replay key's encoding raise. It is a distinct jti, used once."""
+    proof = DPoPKey().proof("POST", f"{ISSUER}/oauth/token", jti="\ud800")
+    headers = {**basic_auth(*oauth_client), "DPoP": proof}
+    first = http.post("/oauth/token", data=password_form(), headers=headers)
+    assert first.status_code == 200, first.get_data(as_text=True)
+    assert first.get_json()["token_type"] == "DPoP"
+    again = http.post("/oauth/token", data=password_form(), headers=headers)
+    assert again.status_code == 400
+    assert again.get_json()["error"] == "invalid_dpop_proof"

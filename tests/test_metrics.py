@@ -26,6 +26,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from flask_ropc import ROPC
 from flask_ropc import GrantResult
+from flask_ropc import MfaResult
 from flask_ropc import signals
 
 from conftest import SECRET_KEY
@@ -37,6 +38,14 @@ from conftest import basic_auth
 from conftest import dispose_app
 from conftest import login
 from conftest import post_as
+from mfa_helpers import MFA_GRANTS
+from mfa_helpers import MFA_OTP
+from mfa_helpers import MFA_RECOVERY
+from mfa_helpers import enable_mfa
+from mfa_helpers import otp_now
+from mfa_helpers import send_otp
+from mfa_helpers import send_recovery
+from mfa_helpers import start_login
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN_URL = "/oauth/token"
@@ -50,6 +59,7 @@ DURATION = "flask_ropc.password.validation.duration"
 THROTTLED = "flask_ropc.throttle.refusals"
 REUSE = "flask_ropc.refresh.reuse_detections"
 REVOCATIONS = "flask_ropc.token.revocations"
+MFA = "flask_ropc.mfa.outcomes"
 KEY_AGE = "flask_ropc.signing_key.age"
 
 Series = dict[str, dict[tuple[tuple[str, str], ...], t.Any]]
@@ -430,6 +440,161 @@ def test_each_revocation_is_counted_once_by_token_type(
     assert counted(reader, lambda: revoke(offline_client, body["refresh_token"])) == {
         REVOCATIONS: {attrs(oauth__client_id=cid, oauth__token_type="refresh_token"): 1}
     }
+
+
+# -- MFA, in two steps ------------------------------------------------------------
+
+
+@pytest.fixture
+def mfa_client(app: flask.Flask, make_client: t.Any) -> OAuthClient:
+    """A client whose users need a second factor (``mfa_helpers``)."""
+    app.extensions["test_clock"].freeze()
+    app.extensions["test_mfa"] = enable_mfa(app)
+    return t.cast(OAuthClient, make_client("MFA app", grant_types=MFA_GRANTS))
+
+
+def outcome(client: str, name: str, **more: str) -> tuple[t.Any, ...]:
+    """An ``mfa.outcomes`` series key; ``factor=``, ``reason=`` as needed."""
+    extra = {f"flask_ropc__mfa__{key}": value for key, value in more.items()}
+    return attrs(oauth__client_id=client, flask_ropc__mfa__outcome=name, **extra)
+
+
+def first_step(http: t.Any, client: OAuthClient, reader: t.Any) -> tuple[str, Series]:
+    """The password step: its ``mfa_token`` and what it counted."""
+    response = None
+
+    def step() -> None:
+        nonlocal response
+        response = start_login(http, client)
+
+    added = counted(reader, step)
+    assert response is not None and response.status_code in (400, 403)
+    assert response.get_json()["error"] == "mfa_required"
+    return str(response.get_json()["mfa_token"]), added
+
+
+@pytest.mark.parametrize(
+    "app_config", [{}, {"ROPC_MFA_REQUIRED_STATUS": 400}], ids=["403", "400"]
+)
+def test_a_two_step_login_counts_each_step_once(
+    app: flask.Flask,
+    http: t.Any,
+    mfa_client: OAuthClient,
+    reader: InMemoryMetricReader,
+) -> None:
+    cid = mfa_client.client_id
+    token, added = first_step(http, mfa_client, reader)
+    assert added == {
+        REQUESTS: {request(cid, "password", "mfa_required"): 1},
+        VALIDATIONS: {validation(cid, "mfa_required"): 1},
+        DURATION: {attrs(result="mfa_required"): 1},
+        MFA: {outcome(cid, "required"): 1},
+    }
+    response = None
+
+    def second() -> None:
+        nonlocal response
+        response = send_otp(http, mfa_client, token, otp_now(app))
+
+    assert counted(reader, second) == {
+        REQUESTS: {request(cid, MFA_OTP, "success"): 1},
+        MFA: {outcome(cid, "succeeded", factor="otp"): 1},
+    }
+    assert response is not None and response.status_code == 200
+    # The spent token again: a plain invalid_grant, no MFA outcome (it was
+    # never checked against a code).
+    again = lambda: send_otp(http, mfa_client, token, otp_now(app))  # noqa: E731
+    assert counted(reader, again) == {
+        REQUESTS: {request(cid, MFA_OTP, "invalid_grant"): 1}
+    }
+
+
+def test_wrong_codes_count_failed_and_the_last_one_locked(
+    app: flask.Flask,
+    http: t.Any,
+    mfa_client: OAuthClient,
+    reader: InMemoryMetricReader,
+) -> None:
+    cid = mfa_client.client_id
+    token, _ = first_step(http, mfa_client, reader)
+    wrong = lambda: send_otp(http, mfa_client, token, "000000")  # noqa: E731
+    failed = outcome(cid, "failed", factor="otp", reason="invalid_code")
+    for _ in range(4):
+        assert counted(reader, wrong) == {
+            REQUESTS: {request(cid, MFA_OTP, "invalid_grant"): 1},
+            MFA: {failed: 1},
+        }
+    # The fifth wrong code is a failure that also kills the token.
+    assert counted(reader, wrong) == {
+        REQUESTS: {request(cid, MFA_OTP, "invalid_grant"): 1},
+        MFA: {failed: 1, outcome(cid, "locked"): 1},
+    }
+    # A locked token is refused before any code is looked at: only the request.
+    right = lambda: send_otp(http, mfa_client, token, otp_now(app))  # noqa: E731
+    assert counted(reader, right) == {
+        REQUESTS: {request(cid, MFA_OTP, "invalid_grant"): 1}
+    }
+
+
+def test_a_recovery_code_counts_one_success_of_its_factor(
+    http: t.Any, mfa_client: OAuthClient, reader: InMemoryMetricReader
+) -> None:
+    cid = mfa_client.client_id
+    token, _ = first_step(http, mfa_client, reader)
+    response = None
+
+    def recover() -> None:
+        nonlocal response
+        response = send_recovery(http, mfa_client, token, "RC-user-1")
+
+    assert counted(reader, recover) == {
+        REQUESTS: {request(cid, MFA_RECOVERY, "success"): 1},
+        MFA: {outcome(cid, "succeeded", factor="recovery-code"): 1},
+    }
+    assert response is not None and response.status_code == 200
+    assert response.get_json()["recovery_code"].startswith("RC-")
+
+
+def test_a_reason_of_the_apps_own_is_other(
+    app: flask.Flask,
+    http: t.Any,
+    mfa_client: OAuthClient,
+    reader: InMemoryMetricReader,
+) -> None:
+    app.extensions["test_ropc"].mfa_verifier(
+        lambda req: MfaResult.failure("user ann typed 123456")
+    )
+    cid = mfa_client.client_id
+    token, _ = first_step(http, mfa_client, reader)
+    assert counted(reader, lambda: send_otp(http, mfa_client, token, "123456")) == {
+        REQUESTS: {request(cid, MFA_OTP, "invalid_grant"): 1},
+        MFA: {outcome(cid, "failed", factor="otp", reason="other"): 1},
+    }
+
+
+@pytest.mark.parametrize("app_config", [{"ROPC_MFA_FAILURE_LIMIT": 2}], ids=["limit-2"])
+def test_a_throttled_code_is_one_refusal_of_scope_mfa(
+    http: t.Any, mfa_client: OAuthClient, reader: InMemoryMetricReader
+) -> None:
+    cid = mfa_client.client_id
+    token, _ = first_step(http, mfa_client, reader)
+    # Two wrong codes reach the budget, a third is the one slowed code of
+    # the interval; the fourth is refused before the verifier.
+    statuses = [send_otp(http, mfa_client, token, "000000").status_code]
+    statuses += [send_otp(http, mfa_client, token, "000000").status_code]
+    statuses += [send_otp(http, mfa_client, token, "000000").status_code]
+    assert statuses == [400, 400, 400]
+    response = None
+
+    def slowed() -> None:
+        nonlocal response
+        response = send_otp(http, mfa_client, token, "000000")
+
+    assert counted(reader, slowed) == {
+        REQUESTS: {request(cid, MFA_OTP, "slow_down"): 1},
+        THROTTLED: {attrs(oauth__client_id=cid, flask_ropc__throttle__scope="mfa"): 1},
+    }
+    assert response is not None and response.status_code == 429
 
 
 # -- attributes, the gauge, switching off -------------------------------------------

@@ -25,6 +25,8 @@ from referencing.jsonschema import DRAFT202012
 
 from flask_ropc import ROPC
 from flask_ropc import GrantResult
+from flask_ropc.grant_types import GRANT_TYPES
+from flask_ropc.grant_types import MFA_FACTORS
 
 from conftest import SECRET_KEY
 from conftest import OAuthClient
@@ -32,6 +34,14 @@ from conftest import basic_auth
 from conftest import introspect
 from conftest import password_form
 from dpop_proofs import DPoPKey
+from mfa_helpers import MFA_GRANTS
+from mfa_helpers import MFA_OTP
+from mfa_helpers import MFA_RECOVERY
+from mfa_helpers import enable_mfa
+from mfa_helpers import otp_now
+from mfa_helpers import send_otp
+from mfa_helpers import send_recovery
+from mfa_helpers import start_login
 
 FORM = "application/x-www-form-urlencoded"
 DOCUMENT_URI = "urn:flask-ropc:openapi"
@@ -580,3 +590,72 @@ def test_dpop_bound_tokens_and_dpop_errors_are_documented(
     assert check_response(info, "/introspect", "POST")["cnf"]["jkt"]
     replayed = http.post("/oauth/token", data=password_form(), headers=headers)
     assert check_response(replayed, "/token", "POST")["error"] == "invalid_dpop_proof"
+
+
+# -- MFA continuation -----------------------------------------------------------
+
+
+@pytest.fixture
+def mfa_client(app: flask.Flask, make_client: Callable[..., OAuthClient]) -> t.Any:
+    """A client whose users need a second factor (``mfa_helpers``)."""
+    app.extensions["test_clock"].freeze()
+    enable_mfa(app)
+    return make_client("MFA", scopes=["api", "profile"], grant_types=MFA_GRANTS)
+
+
+def test_the_document_names_every_grant_type_and_factor() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    metadata = schemas["AuthorizationServerMetadata"]["properties"]
+    assert metadata["grant_types_supported"]["items"]["enum"] == list(GRANT_TYPES)
+    assert set(schemas["TokenRequest"]["discriminator"]["mapping"]) == set(GRANT_TYPES)
+    challenge = schemas["MfaRequiredError"]["properties"]["mfa_requirements"]
+    item = challenge["properties"]["challenge"]["items"]
+    assert item["properties"]["type"]["enum"] == list(MFA_FACTORS)
+    for name in ("PasswordGrantRequest", "RefreshTokenGrantRequest"):
+        assert {"acr_values", "max_age"} <= set(schemas[name]["properties"])
+
+
+@pytest.mark.parametrize(
+    "app_config", [{}, {"ROPC_MFA_REQUIRED_STATUS": 400}], ids=["403", "400"]
+)
+def test_mfa_required_and_both_continuations_are_documented(
+    app: flask.Flask, http: t.Any, mfa_client: t.Any
+) -> None:
+    first = start_login(http, mfa_client)
+    assert first.status_code == app.config.get("ROPC_MFA_REQUIRED_STATUS", 403)
+    body = check_response(first, "/token", "POST")
+    assert body["error"] == "mfa_required"
+    # The 403 schema also admits a validator's own error: check the MFA one.
+    schema_validator({"$ref": "#/components/schemas/MfaRequiredError"}).validate(body)
+    done = send_otp(http, mfa_client, body["mfa_token"], otp_now(app))
+    assert done.status_code == 200
+    check_response(done, "/token", "POST")
+    token = start_login(http, mfa_client).get_json()["mfa_token"]
+    recovered = send_recovery(http, mfa_client, token, "RC-user-1")
+    assert recovered.status_code == 200
+    assert check_response(recovered, "/token", "POST")["recovery_code"]
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({"grant_type": MFA_OTP, "mfa_token": "no-such", "otp": "1"}, "invalid_grant"),
+        ({"grant_type": MFA_RECOVERY, "mfa_token": "x"}, "invalid_request"),
+        ({"grant_type": MFA_OTP, "otp": "123456"}, "invalid_request"),
+        (password_form(acr_values="urn:made:up"), "invalid_request"),
+        (password_form(max_age="-1"), "invalid_request"),
+    ],
+    ids=["unknown-token", "no-code", "no-token", "bad-acr", "bad-max-age"],
+)
+def test_mfa_and_step_up_refusals_are_documented(
+    http: t.Any, mfa_client: t.Any, form: dict[str, str], error: str
+) -> None:
+    response = token_request(http, mfa_client, form)
+    assert response.status_code == 400
+    assert check_response(response, "/token", "POST")["error"] == error
+
+
+def test_a_wrong_code_is_documented(http: t.Any, mfa_client: t.Any) -> None:
+    token = start_login(http, mfa_client).get_json()["mfa_token"]
+    wrong = send_otp(http, mfa_client, token, "000000")
+    assert check_response(wrong, "/token", "POST")["error"] == "invalid_grant"
