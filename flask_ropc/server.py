@@ -150,11 +150,7 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
         """
         state = self.server.state
         with state.store.db.held():
-            client = self.authenticate_token_endpoint_client()
-            self.request.client = client
-            self.proof = dpop_binding.token_request_proof(
-                state, client, _flask_request()
-            )
+            client, self.proof = _client_and_proof(self)
             pending = login.prepare(state, client, self.request.form, _flask_request())
         self.login = login.judge(state, pending)
 
@@ -188,11 +184,7 @@ class RefreshGrant(RefreshTokenGrant):
         :meth:`PasswordGrant.validate_token_request`)."""
         state = self.server.state
         with state.store.db.held():
-            client = self.authenticate_token_endpoint_client()
-            self.request.client = client
-            self.proof = dpop_binding.token_request_proof(
-                state, client, _flask_request()
-            )
+            client, self.proof = _client_and_proof(self)
             self.exchange = refresh.check(state, client, self.request.form)
             dpop_binding.check_refresh(client, self.exchange.row, self.proof)
 
@@ -234,11 +226,7 @@ class MfaOtpGrant(BaseGrant, TokenEndpointMixin):
         runs without a held connection)."""
         state = self.server.state
         with state.store.db.held():
-            client = self.authenticate_token_endpoint_client()
-            self.request.client = client
-            self.proof = dpop_binding.token_request_proof(
-                state, client, _flask_request()
-            )
+            client, self.proof = _client_and_proof(self)
         self.continuation = mfa_continue.check(
             state,
             client,
@@ -315,6 +303,17 @@ class TokenRevocation(RevocationEndpoint):
     def revoke_token(self, token: t.Any, request: t.Any) -> None:
         """Revoke an access token, or a refresh token with its whole family."""
         token_endpoints.revoke(self.server.state, token)
+
+
+def _client_and_proof(grant: t.Any) -> tuple[Client, Proof | None]:
+    """The first steps of each of our grants: authenticate the client the
+    Authlib way, then check its DPoP proof (before anything costs a guess)."""
+    client: Client = grant.authenticate_token_endpoint_client()
+    grant.request.client = client
+    proof = dpop_binding.token_request_proof(
+        grant.server.state, client, _flask_request()
+    )
+    return client, proof
 
 
 def _flask_request() -> flask.Request:
