@@ -142,6 +142,58 @@ def test_connection_killed_mid_grant_is_503_and_writes_nothing(
 
 
 @pg_only
+def test_server_process_ending_inside_the_grant_statement_is_503_and_invalidated(
+    pg_app: flask.Flask, http: t.Any, make_client: t.Any
+) -> None:
+    """The server process ends itself inside the grant's statement (a
+    trigger; no SQLAlchemy event is listened to, so the statement runs on
+    the driver's cursor): the client gets 503, nothing is written, and the
+    dead connection is invalidated, never handed out again."""
+    client = make_client(grant_types=["password", "refresh_token"])
+    engine = _engine(pg_app)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE FUNCTION ropc_test_die() RETURNS trigger AS $$ "
+                "BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER ropc_test_die BEFORE INSERT ON ropc_refresh_tokens "
+                "FOR EACH ROW EXECUTE FUNCTION ropc_test_die()"
+            )
+        )
+    invalidated: list[BaseException | None] = []
+
+    def on_invalidate(dbapi_connection: t.Any, record: t.Any, error: t.Any) -> None:
+        invalidated.append(error)
+
+    def login() -> t.Any:
+        return http.post(
+            "/oauth/token",
+            data=password_form(scope="api offline_access"),
+            headers=basic_auth(*client),
+        )
+
+    sa.event.listen(engine, "invalidate", on_invalidate)
+    try:
+        before = count_rows(pg_app)
+        response = login()
+        assert response.status_code == 503, response.json
+        assert response.json["error"] == "temporarily_unavailable"
+        assert len(invalidated) == 1 and invalidated[0] is not None
+        assert count_rows(pg_app) == before
+    finally:
+        sa.event.remove(engine, "invalidate", on_invalidate)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TRIGGER ropc_test_die ON ropc_refresh_tokens"))
+            conn.execute(sa.text("DROP FUNCTION ropc_test_die()"))
+    assert login().status_code == 200
+
+
+@pg_only
 def test_failure_inside_the_grant_transaction_leaves_no_token_and_counts_no_failure(
     pg_app: flask.Flask, http: t.Any, make_client: t.Any
 ) -> None:

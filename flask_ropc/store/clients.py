@@ -124,7 +124,7 @@ class ClientStore:
         if not values.plausible_client_id(client_id):
             return None
         with self._db.autocommit() as conn:
-            row = conn.execute(self._by_id, {"cid": client_id}).first()
+            row = self._db.run(conn, self._by_id, {"cid": client_id}).first()
         read: t.Any = self._decoy if row is None else row
         client = Client.from_row(self._make_row(read))
         return None if row is None else client

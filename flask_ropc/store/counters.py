@@ -209,7 +209,7 @@ class DatabaseCounters:
         # One statement is atomic on its own: in autocommit it needs no BEGIN
         # and COMMIT round trips (see Database.autocommit).
         with self._db.autocommit() as conn:
-            rows = conn.execute(statement, params)
+            rows = self._db.run(conn, statement, params)
             # RETURNING promises no order: match rows to keys.
             found = {key: (int(count), float(until)) for key, count, until in rows}
         return [found[key] for key, _ in items]
@@ -231,7 +231,7 @@ class DatabaseCounters:
         if self._db.dialect != "postgresql":
             statement, _ = self._keys_statement("read", reads)
             with self._db.autocommit() as conn:
-                for key, count, until in conn.execute(statement, params):
+                for key, count, until in self._db.run(conn, statement, params):
                     seen[key], expiries[key] = int(count), float(until)
             if not proceed(seen):
                 return Reserved(seen, None, expiries)
@@ -242,7 +242,7 @@ class DatabaseCounters:
             params[f"until{n}"] = now + expiry
         statement = self._pg("reserve", len(reads), len(items))
         with self._db.autocommit() as conn:
-            for part, key, count, until in conn.execute(statement, params):
+            for part, key, count, until in self._db.run(conn, statement, params):
                 if part:
                     seen[key], expiries[key] = int(count), float(until)
                 else:
@@ -270,7 +270,7 @@ class DatabaseCounters:
         would exhaust the pool.
         """
         if conn is not None:
-            rows = conn.execute(*self._keys_statement("get", keys))
+            rows = self._db.run(conn, *self._keys_statement("get", keys))
             return {key: int(count) for key, count in rows}
         with self._db.autocommit() as own:
             return self.get_many(keys, own)
@@ -289,12 +289,12 @@ class DatabaseCounters:
         """
         keys = [key for key, _ in items]
         with self._db.autocommit() as conn:  # one statement: autocommit suffices
-            conn.execute(*self._keys_statement("release", keys))
+            self._db.run(conn, *self._keys_statement("release", keys))
 
     def clear_many(self, keys: t.Sequence[str]) -> None:
         """Delete ``keys`` in one statement."""
         with self._db.autocommit() as conn:  # one statement: autocommit suffices
-            conn.execute(*self._keys_statement("clear", keys))
+            self._db.run(conn, *self._keys_statement("clear", keys))
 
     def transaction(self) -> t.ContextManager[sa.Connection]:
         """A transaction on the counters' database, for :meth:`settle`."""
@@ -318,12 +318,12 @@ class DatabaseCounters:
             params: dict[str, t.Any] = {"now": self.now()}
             params.update({f"c{n}": key for n, key in enumerate(clear)})
             params.update({f"r{n}": key for n, key in enumerate(release)})
-            conn.execute(statement, params)
+            self._db.run(conn, statement, params)
             return
         if clear:
-            conn.execute(*self._keys_statement("clear", clear))
+            self._db.run(conn, *self._keys_statement("clear", clear))
         if release:
-            conn.execute(*self._keys_statement("release", release))
+            self._db.run(conn, *self._keys_statement("release", release))
 
     def clear_prefix(self, prefix: str) -> int:
         """Delete every counter whose key starts with ``prefix``; return how

@@ -4,7 +4,8 @@ Owns :func:`create_engine` (the embedded database's engine and its SQLite
 pragmas), :class:`Timeouts` (how long our statements may wait), which
 errors are outages (:data:`UNAVAILABLE_ERRORS`) and which a missing schema
 (:func:`is_missing_schema`), and :class:`Database`, which every other
-``store`` module uses for its connections and its clock. Imports nothing of ours.
+``store`` module uses for its connections, its clock and to run hot-path
+statements (:meth:`Database.run`). Imports :mod:`.driver` only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 import sqlalchemy.exc
+
+from .driver import Rows
+from .driver import Runner
 
 #: Database errors that mean "the database is unreachable right now" rather
 #: than "our code is wrong": they become 503, everything else 500.
@@ -116,6 +120,7 @@ class Database:
             contextvars.ContextVar(f"ropc_held_{id(self)}", default=None)
         )
         self._set_local: tuple[t.Any, dict[str, str]] | None = None
+        self._runner = Runner()
         settings = timeouts.settings()
         if settings and not (owned is not None and _timeouts_on_connect(owned.url)):
             # SET LOCAL of every limit in one statement: one round trip.
@@ -136,6 +141,13 @@ class Database:
     def now(self) -> int:
         """The current time as whole Unix seconds."""
         return int(self.clock())
+
+    def run(
+        self, conn: sa.Connection, statement: t.Any, params: t.Mapping[str, t.Any]
+    ) -> Rows:
+        """Run a hot-path ``statement`` on ``conn`` on the driver's cursor,
+        compiled once (see :mod:`.driver`); its rows, read at once."""
+        return self._runner.run(conn, statement, params)
 
     def begin(self) -> t.ContextManager[sa.Connection]:
         """A connection in a transaction, committed at the end of the block.

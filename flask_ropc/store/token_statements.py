@@ -4,7 +4,8 @@ running them.
 
 On PostgreSQL a grant's rows go in one statement (the inserts as
 data-modifying ``WITH`` parts of the client's ``UPDATE``): one round trip
-instead of three. Imports leaves only.
+instead of three. They run on the driver's cursor (:mod:`.driver`), through
+the ``run`` they are given. Imports :mod:`.driver` and leaves.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ import typing as t
 import sqlalchemy as sa
 
 from ..models import Tables
+from .driver import Rows
+
+#: Runs a statement on a connection (``Database.run``).
+Run = t.Callable[[sa.Connection, t.Any, t.Mapping[str, t.Any]], Rows]
 
 
 class TokenStatements:
     """The statements of one app's tables."""
 
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, run: Run) -> None:
         self._tables = tables
+        self._run = run
 
     def write_grant(
         self,
@@ -38,40 +44,40 @@ class TokenStatements:
         """
         password = access["grant_type"] == "password"
         used_params = {"cid": access["client_id"], "now": now}
-        if conn.dialect.name == "postgresql":
-            statement = self._combined_grant(
-                tuple(access), tuple(refresh) if refresh else (), password
-            )
-            params = {f"a_{k}": v for k, v in json_claims(access).items()}
-            if refresh is not None:
-                params.update({f"r_{k}": v for k, v in json_claims(refresh).items()})
-            conn.execute(statement, {**params, **used_params})
-            return
-        statements = self.grant
-        conn.execute(statements["access"], json_claims(access))
+        params = {f"a_{k}": v for k, v in json_claims(access).items()}
+        refresh_params = {}
         if refresh is not None:
-            conn.execute(statements["refresh"], json_claims(refresh))
-        used = statements["used_password" if password else "used"]
-        conn.execute(used, used_params)
+            refresh_params = {f"r_{k}": v for k, v in json_claims(refresh).items()}
+        columns, refresh_columns = tuple(access), tuple(refresh or ())
+        used = self.grant["used_password" if password else "used"]
+        if conn.dialect.name == "postgresql":
+            statement = self._combined_grant(columns, refresh_columns, password)
+            self._run(conn, statement, {**params, **refresh_params, **used_params})
+            return
+        self._run(conn, self._insert("access", columns), params)
+        if refresh is not None:
+            self._run(conn, self._insert("refresh", refresh_columns), refresh_params)
+        self._run(conn, used, used_params)
+
+    @functools.cache  # noqa: B019 (one per app, few shapes)
+    def _insert(self, kind: str, columns: tuple[str, ...]) -> t.Any:
+        """The ``INSERT`` of ``columns`` into the ``access`` or ``refresh``
+        table, parameters prefixed ``a_`` or ``r_`` (a bound parameter may
+        not take a column's own name)."""
+        table = getattr(self._tables, f"{kind}_tokens")
+        prefix = kind[0]
+        return table.insert().values(
+            {name: sa.bindparam(f"{prefix}_{name}") for name in columns}
+        )
 
     @functools.cache  # noqa: B019 (one per app, few shapes)
     def _combined_grant(
         self, columns: tuple[str, ...], refresh_columns: tuple[str, ...], password: bool
     ) -> t.Any:
-        tables = self._tables
         used = self.grant["used_password" if password else "used"]
-        access = (
-            tables.access_tokens.insert()
-            .values({name: sa.bindparam(f"a_{name}") for name in columns})
-            .cte("new_access")
-        )
-        statement = used.add_cte(access)
+        statement = used.add_cte(self._insert("access", columns).cte("new_access"))
         if refresh_columns:
-            refresh = (
-                tables.refresh_tokens.insert()
-                .values({name: sa.bindparam(f"r_{name}") for name in refresh_columns})
-                .cte("new_refresh")
-            )
+            refresh = self._insert("refresh", refresh_columns).cte("new_refresh")
             statement = statement.add_cte(refresh)
         return statement
 

@@ -28,7 +28,7 @@ class TokenStore:
     def __init__(self, database: Database, tables: Tables) -> None:
         self._db = database
         self._tables = tables
-        self._statements = TokenStatements(tables)
+        self._statements = TokenStatements(tables, database.run)
 
     def save(
         self,
@@ -60,9 +60,8 @@ class TokenStore:
         with self._db.begin() as conn:
             # Returning False inside the block changes nothing.
             if claim_refresh_id is not None and repeat_since is None:
-                claimed = conn.execute(
-                    statements["claim"], {"claim_id": claim_refresh_id, "now": now}
-                )
+                claim = {"claim_id": claim_refresh_id, "now": now}
+                claimed = self._db.run(conn, statements["claim"], claim)
                 if claimed.rowcount != 1:
                     return False
             elif claim_refresh_id is not None:
@@ -136,7 +135,7 @@ class TokenStore:
         """
         with self._db.autocommit() as conn:
             query = self._statements.lookups["access_token"]
-            return conn.execute(query, {"digest": token_digest}).first()
+            return self._db.run(conn, query, {"digest": token_digest}).first()
 
     def revoke_access(self, token_digest: str) -> None:
         """Mark an access token revoked (idempotent)."""
@@ -153,7 +152,7 @@ class TokenStore:
         """The stored refresh token row for a digest (with ``client_enabled``)."""
         with self._db.autocommit() as conn:
             query = self._statements.lookups["refresh_token"]
-            return conn.execute(query, {"digest": token_digest}).first()
+            return self._db.run(conn, query, {"digest": token_digest}).first()
 
     def family_has_unrevoked_tokens(self, family_id: str) -> bool:
         """Whether any refresh token of the family is not revoked yet."""
