@@ -240,7 +240,10 @@ def ropc_app(uri: str) -> tuple[Flask, ROPC]:
 
     app = Flask("bench_ropc")
     app.config.update(
-        SECRET_KEY="benchmark-secret-key-not-for-production",
+        # The signing key's own encryption secret rather than SECRET_KEY:
+        # with a SECRET_KEY Flask opens a signed-cookie session on every
+        # request, work neither Flask-ROPC nor the floors do.
+        ROPC_KEY_ENCRYPTION_KEYS="benchmark-encryption-secret-not-for-production",
         ROPC_DATABASE_URI=uri,
         ROPC_ISSUER=ISSUER,
         ROPC_THROTTLE_ENABLED=True,
@@ -290,6 +293,8 @@ def setup_ropc(uri: str, *, client_name: str = "Benchmark") -> tuple[str, str]:
 #: lifetimes, and the throttle windows (username and IP 15 min, account 1 h).
 _ACCESS, _SLIDING, _ABSOLUTE = 3600, 14 * 86400, 30 * 86400
 _PAIR_WINDOW, _IP_WINDOW, _ACCOUNT_WINDOW, _RUN = 900, 900, 3600, 60
+#: The ``acr`` of a password login (``ROPC_ACR_PASSWORD``'s default).
+_ACR = "urn:flask-ropc:acr:pwd"
 
 _FLOOR_UPSERT = (
     "INSERT INTO ropc_throttle (key, count, expires_at) VALUES {rows} "
@@ -312,11 +317,14 @@ def create_floor_app(uri: str) -> Flask:
       look the client up and compare its secret's SHA-256 digest; read the
       pair's lock and level and the previous windows; reserve the pair, IP
       and account places and the in-flight marks in one committed upsert;
-      check the password; sign an ES256 JWT; then one transaction that inserts
-      the access and refresh token rows, marks the client used, clears the
-      pair and gives the other places back.
+      check the password; sign an ES256 JWT with the authentication context
+      (``acr``, ``amr``, ``auth_time``, which step-up reads); then one
+      transaction that inserts the access and refresh token rows (with that
+      context), marks the client used, clears the pair and gives the other
+      places back.
     * ``grant_type=refresh_token`` (``floor-refresh``): the client as above;
-      the refresh row joined to its client; sign; one transaction that
+      the refresh row joined to its client; sign, keeping the login's
+      authentication context; one transaction that
       claims the old token (``UPDATE ... WHERE used_at IS NULL``), inserts the
       new rows and marks the client used.
     * ``GET /api/me`` (``floor-require-token``): parse the bearer, check the
@@ -370,7 +378,9 @@ def create_floor_app(uri: str) -> Flask:
         assert row and row[1] and hmac.compare_digest(row[0], sha(auth.password))
         return auth.username
 
-    def sign(client_id: str, subject: str, scope: str, now: int) -> str:
+    def sign(
+        client_id: str, subject: str, scope: str, now: int, auth_time: int
+    ) -> str:
         claims = {
             "iss": ISSUER,
             "sub": subject,
@@ -380,7 +390,10 @@ def create_floor_app(uri: str) -> Flask:
             "jti": secrets.token_urlsafe(16),
             "client_id": client_id,
             "scope": scope,
-            "auth_time": now,
+            "auth_time": auth_time,
+            # The authentication context (RFC 9470 step-up reads it).
+            "acr": _ACR,
+            "amr": ["pwd"],
         }
         return jwt.encode(header, claims, key)
 
@@ -393,27 +406,41 @@ def create_floor_app(uri: str) -> Flask:
         family: str,
         now: int,
         family_expires: int,
+        auth_time: int,
     ) -> str:
         refresh = secrets.token_urlsafe(32)
         conn.execute(
             "INSERT INTO ropc_access_tokens (token_digest, client_id, subject, "
-            "grant_type, scope, claims, issued_at, expires_at, kid, family_id) "
-            "VALUES (?, ?, '1', ?, ?, '{}', ?, ?, 'floor', ?)",
-            (sha(access), client_id, grant, scope, now, now + _ACCESS, family),
+            "grant_type, scope, claims, issued_at, expires_at, kid, family_id, "
+            "amr, acr, auth_time) "
+            "VALUES (?, ?, '1', ?, ?, '{}', ?, ?, 'floor', ?, 'pwd', ?, ?)",
+            (
+                sha(access),
+                client_id,
+                grant,
+                scope,
+                now,
+                now + _ACCESS,
+                family,
+                _ACR,
+                auth_time,
+            ),
         )
         conn.execute(
             "INSERT INTO ropc_refresh_tokens (token_digest, family_id, client_id, "
             "subject, scope, claims, auth_time, issued_at, expires_at, "
-            "family_expires_at) VALUES (?, ?, ?, '1', ?, '{}', ?, ?, ?, ?)",
+            "family_expires_at, amr, acr) "
+            "VALUES (?, ?, ?, '1', ?, '{}', ?, ?, ?, ?, 'pwd', ?)",
             (
                 sha(refresh),
                 family,
                 client_id,
                 scope,
-                now,
+                auth_time,
                 now,
                 min(now + _SLIDING, family_expires),
                 family_expires,
+                _ACR,
             ),
         )
         return refresh
@@ -472,11 +499,19 @@ def create_floor_app(uri: str) -> Flask:
         assert all(count <= 100 for _, count, _ in counts)
         assert username == USERNAME and form["password"] == PASSWORD
         scope = form.get("scope", "")
-        access = sign(client_id, "1", scope, now)
+        access = sign(client_id, "1", scope, now, now)
         family = secrets.token_hex(16)
         conn.execute("BEGIN IMMEDIATE")
         refresh = store(
-            conn, client_id, "password", scope, access, family, now, now + _ABSOLUTE
+            conn,
+            client_id,
+            "password",
+            scope,
+            access,
+            family,
+            now,
+            now + _ABSOLUTE,
+            now,
         )
         conn.execute(
             "UPDATE ropc_clients SET last_used_at = ?, "
@@ -508,7 +543,8 @@ def create_floor_app(uri: str) -> Flask:
         client_id = client_of(conn)
         row = conn.execute(
             "SELECT t.id, t.client_id, t.scope, t.used_at, t.revoked_at, "
-            "t.expires_at, t.family_expires_at, t.family_id, t.subject, c.enabled "
+            "t.expires_at, t.family_expires_at, t.family_id, t.subject, c.enabled, "
+            "t.amr, t.acr, t.auth_time "
             "FROM ropc_refresh_tokens AS t JOIN ropc_clients AS c "
             "ON c.client_id = t.client_id WHERE t.token_digest = ?",
             (sha(request.form["refresh_token"]),),
@@ -516,7 +552,9 @@ def create_floor_app(uri: str) -> Flask:
         assert row and row[1] == client_id and row[9]
         assert row[3] is None and row[4] is None and row[5] > now and row[6] > now
         scope = row[2]
-        access = sign(client_id, row[8], scope, now)
+        # A refresh keeps the login's authentication context.
+        assert row[10] == "pwd" and row[11] == _ACR
+        access = sign(client_id, row[8], scope, now, row[12])
         conn.execute("BEGIN IMMEDIATE")
         claimed = conn.execute(
             "UPDATE ropc_refresh_tokens SET used_at = ? WHERE id = ? "
@@ -525,7 +563,15 @@ def create_floor_app(uri: str) -> Flask:
         )
         assert claimed.rowcount == 1
         refresh = store(
-            conn, client_id, "refresh_token", scope, access, row[7], now, row[6]
+            conn,
+            client_id,
+            "refresh_token",
+            scope,
+            access,
+            row[7],
+            now,
+            row[6],
+            row[12],
         )
         conn.execute(
             "UPDATE ropc_clients SET last_used_at = ? WHERE client_id = ?",
@@ -564,7 +610,7 @@ def create_floor_app(uri: str) -> Flask:
             db()
             .execute(
                 "SELECT t.subject, t.scope, t.revoked_at, t.expires_at, c.enabled, "
-                "k.status FROM ropc_access_tokens AS t JOIN ropc_clients AS c "
+                "k.status, t.amr, t.acr, t.auth_time FROM ropc_access_tokens AS t JOIN ropc_clients AS c "
                 "ON c.client_id = t.client_id LEFT OUTER JOIN ropc_signing_keys AS k "
                 "ON k.kid = t.kid WHERE t.token_digest = ?",
                 (sha(value),),
