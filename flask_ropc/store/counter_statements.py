@@ -6,7 +6,8 @@ lets two steps of :class:`~.counters.DatabaseCounters` that are separate
 statements elsewhere travel as one round trip: the reservation with the read
 before it (:func:`reserve`), and a success's settlement, lock, clear and
 release (:func:`settle`). SQLite has no data-modifying ``WITH``, and its
-in-process round trips cost nothing. Imports :mod:`.locking` only.
+in-process round trips cost nothing. Imports :mod:`.locking` and
+:func:`.database.upsert_insert` only.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from __future__ import annotations
 import typing as t
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 
+from .database import upsert_insert
 from .locking import locking_select
 
 #: PostgreSQL's "C" collation orders strings as Python sorts them (by code
@@ -34,7 +34,7 @@ def incr(table: sa.Table, dialect: str, size: int) -> t.Any:
     One statement reserves every budget of an attempt: one round trip
     and one commit, however many budgets there are.
     """
-    insert: t.Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert_insert(dialect)
     now: t.Any = sa.bindparam("now")
     amount: t.Any = sa.bindparam("amount")
     rows = [
