@@ -22,7 +22,6 @@ from flask_ropc import MfaResult
 from flask_ropc import current_token
 from flask_ropc import signals
 
-from conftest import OAuthClient
 from conftest import assert_oauth_error
 from conftest import basic_auth
 from conftest import bearer
@@ -36,6 +35,7 @@ from dpop_proofs import DPoPKey
 from mfa_helpers import MFA_GRANTS
 from mfa_helpers import MFA_OTP
 from mfa_helpers import enable_mfa
+from mfa_helpers import mfa_client_of
 from mfa_helpers import mfa_token
 from mfa_helpers import otp_now
 from mfa_helpers import post_form
@@ -112,12 +112,7 @@ def test_a_wrong_password_is_invalid_grant_and_gets_no_mfa_token(
 def test_the_status_is_configurable_to_400(make_app: t.Any, database_uri: str) -> None:
     app = make_app(ROPC_MFA_REQUIRED_STATUS=400)
     enable_mfa(app)
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    response = start_login(
-        app.test_client(),
-        OAuthClient(client.client_id, secret),
-    )
+    response = start_login(app.test_client(), mfa_client_of(app))
     assert_oauth_error(response, 400, "mfa_required")
 
 
@@ -313,9 +308,7 @@ def test_the_password_step_stays_throttled_as_before(
     app = make_app(ROPC_THROTTLE_USERNAME_LIMIT=3)
     clock_of(app).freeze()
     enable_mfa(app)
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(app)
     http = app.test_client()
     for _ in range(3):
         assert start_login(http, creds, password="wrong").status_code == 400
@@ -424,9 +417,7 @@ def test_a_factor_the_validator_did_not_allow_is_refused(
 ) -> None:
     app = make_app()
     enable_mfa(app, factors=("otp",))
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(app)
     http = app.test_client()
     body = start_login(http, creds).get_json()
     assert body["mfa_requirements"] == {"challenge": [{"type": "otp"}]}
@@ -440,9 +431,7 @@ def test_without_a_verifier_the_login_fails_closed(
     app = make_app()
     enable_mfa(app)
     ropc_of(app)._callbacks.mfa_verifier = None  # an app that forgot it
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(app)
     response = start_login(app.test_client(), creds)
     assert_oauth_error(response, 500, "server_error")
     assert "@ropc.mfa_verifier" in caplog.text
@@ -468,9 +457,7 @@ def test_the_mfa_token_is_bound_to_the_password_steps_dpop_key(
     app = make_app(ROPC_ISSUER="https://auth.example")
     clock_of(app)  # real time: proofs carry real iat
     enable_mfa(app).totp = lambda req: MfaResult.success()
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(app)
     http = app.test_client()
     key, other = DPoPKey(), DPoPKey()
 
@@ -539,9 +526,7 @@ def test_on_redis_the_flow_the_single_use_and_the_budget_hold(
     for app in (first, second):
         enable_mfa(app)
         ropc_of(app).mfa_verifier(verify)
-    with first.app_context():
-        client, secret = ropc_of(first).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(first)
     # Issued by one instance, continued on the other; nothing in SQL.
     token = mfa_token(first.test_client(), creds)
     assert table_rows(first, "ropc_mfa_tokens") == []
@@ -662,9 +647,7 @@ def test_without_password_throttling_the_code_budget_still_holds(
     app = make_app(ROPC_THROTTLE_ENABLED=False, ROPC_MFA_FAILURE_LIMIT=2)
     clock_of(app).freeze()
     enable_mfa(app)
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(app)
     http = app.test_client()
     statuses = [
         send_otp(http, creds, mfa_token(http, creds), "000000").status_code
@@ -709,9 +692,7 @@ def test_on_redis_an_mfa_token_expires_exactly_at_its_lifetime(
     active = {"user-1": True}
     enable_mfa(app).totp = lambda req: MfaResult.success()
     ropc_of(app).subject_is_active(lambda req: active[req.subject])
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(app)
     http = app.test_client()
     token = mfa_token(http, creds)
     clock_of(app).advance(299)
