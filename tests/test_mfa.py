@@ -9,6 +9,7 @@ on SQLite and PostgreSQL (``database_uri``); the Redis tests keep the
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import threading
@@ -28,6 +29,7 @@ from conftest import bearer
 from conftest import clock_of
 from conftest import delete_redis_keys
 from conftest import introspect
+from conftest import password_form
 from conftest import ropc_of
 from conftest import table_rows
 from dpop_proofs import TOKEN_URL
@@ -474,8 +476,6 @@ def test_the_mfa_token_is_bound_to_the_password_steps_dpop_key(
             )
         )
 
-    from conftest import password_form
-
     start = with_proof(password_form(), key)
     assert start.status_code == 403, start.get_data(as_text=True)
     token = start.get_json()["mfa_token"]
@@ -705,3 +705,108 @@ def test_on_redis_an_mfa_token_expires_exactly_at_its_lifetime(
     assert_oauth_error(send_otp(http, creds, token, "1"), 400, "invalid_grant")
     active["user-1"] = True
     assert_oauth_error(send_otp(http, creds, token, "1"), 400, "invalid_grant")
+
+
+# -- clearing the code budget -------------------------------------------------
+
+
+@pytest.fixture(params=["database", "redis"])
+def budget_app(request: pytest.FixtureRequest, make_app: t.Any) -> flask.Flask:
+    """An MFA app whose code budget (two wrong codes) is counted in the
+    database (SQLite, PostgreSQL) or in Redis."""
+    config: dict[str, t.Any] = {"ROPC_MFA_FAILURE_LIMIT": 2}
+    if request.param == "redis":
+        if not REDIS_URL:
+            pytest.skip("needs ROPC_TEST_REDIS_URL")
+        config["ROPC_RATELIMIT_STORAGE_URI"] = REDIS_URL
+        config["ROPC_RATELIMIT_KEY_PREFIX"] = request.getfixturevalue("redis_prefix")
+    app = make_app(**config)
+    clock_of(app).freeze()
+    enable_mfa(app)
+    return app
+
+
+def spend_budget(app: flask.Flask, creds: t.Any, username: str = "ann") -> list[int]:
+    """Four wrong codes, each under a fresh mfa_token: the statuses."""
+    http = app.test_client()
+    return [
+        send_otp(http, creds, mfa_token(http, creds, username), "000000").status_code
+        for _ in range(4)
+    ]
+
+
+def test_cli_unlock_subject_clears_the_users_mfa_code_budget(
+    budget_app: flask.Flask,
+) -> None:
+    app, creds = budget_app, mfa_client_of(budget_app)
+    runner, http = app.test_cli_runner(), app.test_client()
+    assert spend_budget(app, creds) == [400, 400, 400, 429]
+    assert spend_budget(app, creds, "bob") == [400, 400, 400, 429]
+
+    result = runner.invoke(args=["ropc", "unlock", "--subject", "user-1"])
+
+    assert result.exit_code == 0, result.output
+    assert "Cleared the MFA code budget of subject user-1" in result.output
+    # A right code goes through at once, and the full budget is back.
+    token = mfa_token(http, creds)
+    assert send_otp(http, creds, token, otp_now(app)).status_code == 200
+    assert spend_budget(app, creds) == [400, 400, 400, 429]
+    # Only that user's: bob is still slowed.
+    token = mfa_token(http, creds, "bob")
+    assert send_otp(http, creds, token, otp_now(app, "user-2")).status_code == 429
+    nobody = runner.invoke(args=["ropc", "unlock", "--subject", "nobody", "--json"])
+    assert json.loads(nobody.stdout) == {
+        "subject": "nobody",
+        "unlocked": False,
+        "cleared": 0,
+    }
+    again = runner.invoke(args=["ropc", "unlock", "--subject", "nobody"])
+    assert "Nothing to unlock: no wrong MFA codes for subject nobody" in again.output
+
+
+def test_unlock_mfa_from_python_and_with_a_username(
+    budget_app: flask.Flask,
+) -> None:
+    app, creds = budget_app, mfa_client_of(budget_app)
+    http = app.test_client()
+    spend_budget(app, creds, "bob")
+    with app.app_context():
+        assert ropc_of(app).unlock_mfa("user-2") >= 1
+        assert ropc_of(app).unlock_mfa("user-2") == 0
+    token = mfa_token(http, creds, "bob")
+    assert send_otp(http, creds, token, otp_now(app, "user-2")).status_code == 200
+    # USERNAME and --subject together: both cleared, one JSON object.
+    spend_budget(app, creds)
+    for _ in range(5):  # and a password lock for ann
+        post_form(http, creds, password_form(password="wrong"))
+    assert start_login(http, creds).status_code == 429
+    both = app.test_cli_runner().invoke(
+        args=["ropc", "unlock", "ann", "--subject", "user-1", "--json"]
+    )
+    answer = json.loads(both.stdout)
+    assert answer["username"] == "ann" and answer["subject"] == "user-1"
+    assert answer["unlocked"] is True and answer["cleared"] >= 3
+    token = mfa_token(http, creds)  # the password lock is gone too
+    assert send_otp(http, creds, token, otp_now(app)).status_code == 200
+
+
+def test_unlock_subject_works_with_password_throttling_off(
+    make_app: t.Any, database_uri: str
+) -> None:
+    app = make_app(ROPC_THROTTLE_ENABLED=False, ROPC_MFA_FAILURE_LIMIT=2)
+    clock_of(app).freeze()
+    enable_mfa(app)
+    creds = mfa_client_of(app)
+    runner, http = app.test_cli_runner(), app.test_client()
+    assert spend_budget(app, creds) == [400, 400, 400, 429]
+
+    result = runner.invoke(args=["ropc", "unlock", "--subject", "user-1"])
+
+    assert result.exit_code == 0, result.output
+    token = mfa_token(http, creds)
+    assert send_otp(http, creds, token, otp_now(app)).status_code == 200
+    # A username still needs throttling; and something must be named.
+    username = runner.invoke(args=["ropc", "unlock", "ann"])
+    assert username.exit_code != 0 and "ROPC_THROTTLE_ENABLED" in username.output
+    neither = runner.invoke(args=["ropc", "unlock"])
+    assert neither.exit_code != 0 and "--subject" in neither.output
