@@ -328,3 +328,15 @@ def unlock(state: State, username: str) -> int | None:
     if state.throttle is None:
         return None
     return state.throttle.unlock(username)
+
+
+def unlock_mfa(state: State, subject: str) -> int:
+    """Forget the wrong MFA codes of ``subject``: its code budget across
+    every ``mfa_token``, and the slow-down once it is spent. The budget is
+    kept even with throttling off, so this works then too.
+
+    :returns: how many live counters were cleared, 0 when none were recorded.
+    """
+    if state.mfa_throttle is None:  # an app made without init_app's state
+        return 0
+    return state.mfa_throttle.unlock(subject)

@@ -10,6 +10,7 @@ Imports ``admin``, the other ``cli_*`` modules, ``state`` and leaves.
 from __future__ import annotations
 
 import sys
+import typing as t
 
 import click
 
@@ -147,18 +148,44 @@ def revoke(subject: str | None, client_id: str | None, as_json: bool) -> None:
 
 
 @ropc_cli.command("unlock")
-@click.argument("username")
+@click.argument("username", required=False)
+@click.option(
+    "--subject", default=None, help="Clear this user's MFA code budget as well."
+)
 @json_option
-def unlock(username: str, as_json: bool) -> None:
-    """Clear the failed attempts and lock of USERNAME (case-insensitive)."""
-    cleared = admin.unlock(get_state(), username)
-    if cleared is None:
+def unlock(username: str | None, subject: str | None, as_json: bool) -> None:
+    """Clear the failed attempts and lock of USERNAME (case-insensitive).
+
+    With --subject, clear that user's MFA code budget too (the wrong codes
+    counted across every mfa_token); --subject alone clears only that.
+    """
+    if username is None and subject is None:
+        raise click.UsageError("give USERNAME, --subject SUBJECT, or both")
+    state = get_state()
+    if username is not None and state.throttle is None:
         raise click.ClickException("throttling is off (ROPC_THROTTLE_ENABLED)")
-    name = username.strip()
+    answer: dict[str, t.Any] = {}
+    lines, cleared = [], 0
+    if username is not None:
+        count = admin.unlock(state, username) or 0
+        name, noun = username.strip(), "counter" if count == 1 else "counters"
+        answer["username"], cleared = name, cleared + count
+        lines.append(
+            f"Unlocked {name} (cleared {count} throttle {noun})."
+            if count
+            else f"Nothing to unlock: no failed attempts or lock for {name}."
+        )
+    if subject is not None:
+        count = admin.unlock_mfa(state, subject)
+        noun = "counter" if count == 1 else "counters"
+        answer["subject"], cleared = subject, cleared + count
+        lines.append(
+            f"Cleared the MFA code budget of subject {subject} ({count} {noun})."
+            if count
+            else f"Nothing to unlock: no wrong MFA codes for subject {subject}."
+        )
     if as_json:
-        print_json({"username": name, "unlocked": cleared > 0, "cleared": cleared})
-    elif cleared:
-        noun = "counter" if cleared == 1 else "counters"
-        echo(f"Unlocked {name} (cleared {cleared} throttle {noun}).")
+        print_json({**answer, "unlocked": cleared > 0, "cleared": cleared})
     else:
-        echo(f"Nothing to unlock: no failed attempts or lock for {name}.")
+        for line in lines:
+            echo(line)

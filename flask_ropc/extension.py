@@ -296,6 +296,14 @@ class ROPC:
         """
         return admin.unlock(get_state(), username)
 
+    def unlock_mfa(self, subject: str) -> int:
+        """Clear the MFA code budget of the user ``subject`` in the current app
+        (its wrong codes, across every ``mfa_token``, and the slow-down).
+
+        Returns how many counters that cleared (0: none were recorded).
+        """
+        return admin.unlock_mfa(get_state(), subject)
+
     def dispose(self) -> None:
         """Close the connections of the engine we created for the current app
         (the embedded database); an app's own engine is left alone."""

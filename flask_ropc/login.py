@@ -159,12 +159,15 @@ def judge(state: State, pending: PendingLogin) -> PasswordLogin:
             throttle.failed(attempt, counts=False)
         raise
     _announce_validated(client, client_ip, started, result)
-    # A password login is as recent as can be: only acr_values can fail.
-    now = state.store.now()
-    if result.is_success and not satisfied(
-        pending.step_up, settings.acr_password, now, now, strongest=settings.acr_mfa
-    ):
-        result = _stepped_up(state, result)
+    step_up = pending.step_up
+    if result.is_success and step_up is not None:
+        # A password login is as recent as can be: only acr_values can
+        # fail. The clock is read only when there is something to check.
+        now = state.store.now()
+        if not satisfied(
+            step_up, settings.acr_password, now, now, strongest=settings.acr_mfa
+        ):
+            result = _stepped_up(state, result)
     if result.needs_mfa:
         # The password was right: settle as a success now. The tokens
         # follow only after the second factor (mfa_challenge).

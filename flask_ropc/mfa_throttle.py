@@ -81,3 +81,9 @@ class MfaThrottle:
             return
         counters = self._throttle.counters
         self._throttle.guard(lambda: counters.release_many([attempt.reservation]))
+
+    def unlock(self, subject: str) -> int:
+        """Forget the wrong codes and the slow-down of ``subject``; return how
+        many live counters that cleared."""
+        # The ":" keeps one digest from being a prefix of another's keys.
+        return self._throttle.counters.clear_prefix(self._base(subject) + ":")

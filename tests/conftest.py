@@ -59,14 +59,11 @@ def _pg_admin_url() -> sa.URL:
     return url
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[sa.URL | None]:
-    """A PostgreSQL database of the suite's own, dropped when the run ends."""
-    if not PG_URL:
-        yield None
-        return
+@contextlib.contextmanager
+def new_pg_database(prefix: str = "ropc_test_") -> Iterator[sa.URL]:
+    """A new, empty PostgreSQL database (``<prefix><random>``), dropped after."""
     admin_url = _pg_admin_url()
-    name = "ropc_test_" + secrets.token_hex(6)
+    name = prefix + secrets.token_hex(6)
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -76,6 +73,16 @@ def pg_database() -> Iterator[sa.URL | None]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[sa.URL | None]:
+    """A PostgreSQL database of the suite's own, dropped when the run ends."""
+    if not PG_URL:
+        yield None
+        return
+    with new_pg_database() as url:
+        yield url
 
 
 #: Our tables, children first: the order in which rows can be deleted.

@@ -19,6 +19,7 @@ from flask_ropc import MfaResult
 from flask_ropc.totp import TotpVerifier
 
 from conftest import USERS
+from conftest import OAuthClient
 from conftest import basic_auth
 from conftest import clock_of
 from conftest import password_form
@@ -76,6 +77,13 @@ def enable_mfa(
     verifier = Factors(app)
     ropc.mfa_verifier(verifier)
     return verifier
+
+
+def mfa_client_of(app: flask.Flask) -> OAuthClient:
+    """Client ``"c"`` of ``app``, allowed the password, refresh and MFA grants."""
+    with app.app_context():
+        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
+    return OAuthClient(client.client_id, secret)
 
 
 def otp_now(app: flask.Flask, subject: str = "user-1", offset_steps: int = 0) -> str:

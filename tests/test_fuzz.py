@@ -49,6 +49,7 @@ the test client itself raises on some hosts.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import os
@@ -78,6 +79,7 @@ from conftest import basic_auth
 from conftest import bearer
 from conftest import build_app
 from conftest import dispose_app
+from conftest import new_pg_database
 from conftest import password_form
 from conftest import ropc_of
 from conftest import wsgi_open
@@ -233,18 +235,30 @@ class Pool:
         return self.access + self.refresh
 
 
+def fuzz_database(request: pytest.FixtureRequest, folder: t.Any) -> str:
+    """An empty database for one module-scoped fixture, dropped after it.
+
+    On PostgreSQL a database of its own, not the suite's: that one is
+    emptied before each test that asks for ``database_uri``, but these
+    fixtures live for the whole module, and they would start from whatever
+    the last test of an earlier module left there (signing keys the
+    fixture must be able to read) and see each other's rows.
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{folder / 'fuzz.sqlite3'}"
+    stack = contextlib.ExitStack()
+    url = stack.enter_context(new_pg_database("ropc_fuzz_"))
+    request.addfinalizer(stack.close)
+    return url.render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def env(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    pg_database: sa.URL | None,
 ) -> Iterator[FuzzEnv]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    if request.param == "sqlite":
-        uri = f"sqlite:///{tmp / 'fuzz.sqlite3'}"
-    else:
-        assert pg_database is not None
-        uri = pg_database.render_as_string(hide_password=False)
+    uri = fuzz_database(request, tmp)
     app = build_app(
         uri,
         str(tmp / "instance"),
@@ -1212,14 +1226,9 @@ class MfaEnv(FuzzEnv):
 def mfa_env(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    pg_database: sa.URL | None,
 ) -> Iterator[MfaEnv]:
     tmp = tmp_path_factory.mktemp("fuzz-mfa")
-    if request.param == "sqlite":
-        uri = f"sqlite:///{tmp / 'fuzz.sqlite3'}"
-    else:
-        assert pg_database is not None
-        uri = pg_database.render_as_string(hide_password=False)
+    uri = fuzz_database(request, tmp)
     app = build_app(
         uri,
         str(tmp / "instance"),
@@ -1688,14 +1697,9 @@ class OpenEnv:
 def open_env(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    pg_database: sa.URL | None,
 ) -> Iterator[OpenEnv]:
     tmp = tmp_path_factory.mktemp("fuzz_hosts")
-    if request.param == "sqlite":
-        uri = f"sqlite:///{tmp / 'fuzz.sqlite3'}"
-    else:
-        assert pg_database is not None
-        uri = pg_database.render_as_string(hide_password=False)
+    uri = fuzz_database(request, tmp)
     app = build_app(uri, str(tmp / "instance"), ROPC_THROTTLE_IP_LIMIT=1_000_000_000)
     app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
     with app.app_context():

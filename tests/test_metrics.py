@@ -728,7 +728,11 @@ import flask
 from conftest import build_app, basic_auth, password_form, ropc_of
 from flask_ropc import metrics, signals
 assert not metrics.AVAILABLE
-app = build_app({database_uri!r}, {str(tmp_path / "instance")!r})
+# This run's SECRET_KEY, not the fresh one conftest makes on import: the
+# signing key it stores stays readable to the apps on this database.
+app = build_app(
+    {database_uri!r}, {str(tmp_path / "instance")!r}, SECRET_KEY={SECRET_KEY!r}
+)
 with app.app_context():
     client, secret = ropc_of(app).clients.create("App", scopes=["api"])
 http = app.test_client()

@@ -9,6 +9,7 @@ on SQLite and PostgreSQL (``database_uri``); the Redis tests keep the
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import threading
@@ -22,13 +23,13 @@ from flask_ropc import MfaResult
 from flask_ropc import current_token
 from flask_ropc import signals
 
-from conftest import OAuthClient
 from conftest import assert_oauth_error
 from conftest import basic_auth
 from conftest import bearer
 from conftest import clock_of
 from conftest import delete_redis_keys
 from conftest import introspect
+from conftest import password_form
 from conftest import ropc_of
 from conftest import table_rows
 from dpop_proofs import TOKEN_URL
@@ -36,6 +37,7 @@ from dpop_proofs import DPoPKey
 from mfa_helpers import MFA_GRANTS
 from mfa_helpers import MFA_OTP
 from mfa_helpers import enable_mfa
+from mfa_helpers import mfa_client_of
 from mfa_helpers import mfa_token
 from mfa_helpers import otp_now
 from mfa_helpers import post_form
@@ -112,12 +114,7 @@ def test_a_wrong_password_is_invalid_grant_and_gets_no_mfa_token(
 def test_the_status_is_configurable_to_400(make_app: t.Any, database_uri: str) -> None:
     app = make_app(ROPC_MFA_REQUIRED_STATUS=400)
     enable_mfa(app)
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    response = start_login(
-        app.test_client(),
-        OAuthClient(client.client_id, secret),
-    )
+    response = start_login(app.test_client(), mfa_client_of(app))
     assert_oauth_error(response, 400, "mfa_required")
 
 
@@ -313,9 +310,7 @@ def test_the_password_step_stays_throttled_as_before(
     app = make_app(ROPC_THROTTLE_USERNAME_LIMIT=3)
     clock_of(app).freeze()
     enable_mfa(app)
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(app)
     http = app.test_client()
     for _ in range(3):
         assert start_login(http, creds, password="wrong").status_code == 400
@@ -424,9 +419,7 @@ def test_a_factor_the_validator_did_not_allow_is_refused(
 ) -> None:
     app = make_app()
     enable_mfa(app, factors=("otp",))
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(app)
     http = app.test_client()
     body = start_login(http, creds).get_json()
     assert body["mfa_requirements"] == {"challenge": [{"type": "otp"}]}
@@ -440,9 +433,7 @@ def test_without_a_verifier_the_login_fails_closed(
     app = make_app()
     enable_mfa(app)
     ropc_of(app)._callbacks.mfa_verifier = None  # an app that forgot it
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(app)
     response = start_login(app.test_client(), creds)
     assert_oauth_error(response, 500, "server_error")
     assert "@ropc.mfa_verifier" in caplog.text
@@ -468,9 +459,7 @@ def test_the_mfa_token_is_bound_to_the_password_steps_dpop_key(
     app = make_app(ROPC_ISSUER="https://auth.example")
     clock_of(app)  # real time: proofs carry real iat
     enable_mfa(app).totp = lambda req: MfaResult.success()
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(app)
     http = app.test_client()
     key, other = DPoPKey(), DPoPKey()
 
@@ -486,8 +475,6 @@ def test_the_mfa_token_is_bound_to_the_password_steps_dpop_key(
                 base_url="https://auth.example",
             )
         )
-
-    from conftest import password_form
 
     start = with_proof(password_form(), key)
     assert start.status_code == 403, start.get_data(as_text=True)
@@ -539,9 +526,7 @@ def test_on_redis_the_flow_the_single_use_and_the_budget_hold(
     for app in (first, second):
         enable_mfa(app)
         ropc_of(app).mfa_verifier(verify)
-    with first.app_context():
-        client, secret = ropc_of(first).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(first)
     # Issued by one instance, continued on the other; nothing in SQL.
     token = mfa_token(first.test_client(), creds)
     assert table_rows(first, "ropc_mfa_tokens") == []
@@ -662,9 +647,7 @@ def test_without_password_throttling_the_code_budget_still_holds(
     app = make_app(ROPC_THROTTLE_ENABLED=False, ROPC_MFA_FAILURE_LIMIT=2)
     clock_of(app).freeze()
     enable_mfa(app)
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(app)
     http = app.test_client()
     statuses = [
         send_otp(http, creds, mfa_token(http, creds), "000000").status_code
@@ -709,9 +692,7 @@ def test_on_redis_an_mfa_token_expires_exactly_at_its_lifetime(
     active = {"user-1": True}
     enable_mfa(app).totp = lambda req: MfaResult.success()
     ropc_of(app).subject_is_active(lambda req: active[req.subject])
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("c", grant_types=MFA_GRANTS)
-    creds = OAuthClient(client.client_id, secret)
+    creds = mfa_client_of(app)
     http = app.test_client()
     token = mfa_token(http, creds)
     clock_of(app).advance(299)
@@ -724,3 +705,108 @@ def test_on_redis_an_mfa_token_expires_exactly_at_its_lifetime(
     assert_oauth_error(send_otp(http, creds, token, "1"), 400, "invalid_grant")
     active["user-1"] = True
     assert_oauth_error(send_otp(http, creds, token, "1"), 400, "invalid_grant")
+
+
+# -- clearing the code budget -------------------------------------------------
+
+
+@pytest.fixture(params=["database", "redis"])
+def budget_app(request: pytest.FixtureRequest, make_app: t.Any) -> flask.Flask:
+    """An MFA app whose code budget (two wrong codes) is counted in the
+    database (SQLite, PostgreSQL) or in Redis."""
+    config: dict[str, t.Any] = {"ROPC_MFA_FAILURE_LIMIT": 2}
+    if request.param == "redis":
+        if not REDIS_URL:
+            pytest.skip("needs ROPC_TEST_REDIS_URL")
+        config["ROPC_RATELIMIT_STORAGE_URI"] = REDIS_URL
+        config["ROPC_RATELIMIT_KEY_PREFIX"] = request.getfixturevalue("redis_prefix")
+    app = make_app(**config)
+    clock_of(app).freeze()
+    enable_mfa(app)
+    return app
+
+
+def spend_budget(app: flask.Flask, creds: t.Any, username: str = "ann") -> list[int]:
+    """Four wrong codes, each under a fresh mfa_token: the statuses."""
+    http = app.test_client()
+    return [
+        send_otp(http, creds, mfa_token(http, creds, username), "000000").status_code
+        for _ in range(4)
+    ]
+
+
+def test_cli_unlock_subject_clears_the_users_mfa_code_budget(
+    budget_app: flask.Flask,
+) -> None:
+    app, creds = budget_app, mfa_client_of(budget_app)
+    runner, http = app.test_cli_runner(), app.test_client()
+    assert spend_budget(app, creds) == [400, 400, 400, 429]
+    assert spend_budget(app, creds, "bob") == [400, 400, 400, 429]
+
+    result = runner.invoke(args=["ropc", "unlock", "--subject", "user-1"])
+
+    assert result.exit_code == 0, result.output
+    assert "Cleared the MFA code budget of subject user-1" in result.output
+    # A right code goes through at once, and the full budget is back.
+    token = mfa_token(http, creds)
+    assert send_otp(http, creds, token, otp_now(app)).status_code == 200
+    assert spend_budget(app, creds) == [400, 400, 400, 429]
+    # Only that user's: bob is still slowed.
+    token = mfa_token(http, creds, "bob")
+    assert send_otp(http, creds, token, otp_now(app, "user-2")).status_code == 429
+    nobody = runner.invoke(args=["ropc", "unlock", "--subject", "nobody", "--json"])
+    assert json.loads(nobody.stdout) == {
+        "subject": "nobody",
+        "unlocked": False,
+        "cleared": 0,
+    }
+    again = runner.invoke(args=["ropc", "unlock", "--subject", "nobody"])
+    assert "Nothing to unlock: no wrong MFA codes for subject nobody" in again.output
+
+
+def test_unlock_mfa_from_python_and_with_a_username(
+    budget_app: flask.Flask,
+) -> None:
+    app, creds = budget_app, mfa_client_of(budget_app)
+    http = app.test_client()
+    spend_budget(app, creds, "bob")
+    with app.app_context():
+        assert ropc_of(app).unlock_mfa("user-2") >= 1
+        assert ropc_of(app).unlock_mfa("user-2") == 0
+    token = mfa_token(http, creds, "bob")
+    assert send_otp(http, creds, token, otp_now(app, "user-2")).status_code == 200
+    # USERNAME and --subject together: both cleared, one JSON object.
+    spend_budget(app, creds)
+    for _ in range(5):  # and a password lock for ann
+        post_form(http, creds, password_form(password="wrong"))
+    assert start_login(http, creds).status_code == 429
+    both = app.test_cli_runner().invoke(
+        args=["ropc", "unlock", "ann", "--subject", "user-1", "--json"]
+    )
+    answer = json.loads(both.stdout)
+    assert answer["username"] == "ann" and answer["subject"] == "user-1"
+    assert answer["unlocked"] is True and answer["cleared"] >= 3
+    token = mfa_token(http, creds)  # the password lock is gone too
+    assert send_otp(http, creds, token, otp_now(app)).status_code == 200
+
+
+def test_unlock_subject_works_with_password_throttling_off(
+    make_app: t.Any, database_uri: str
+) -> None:
+    app = make_app(ROPC_THROTTLE_ENABLED=False, ROPC_MFA_FAILURE_LIMIT=2)
+    clock_of(app).freeze()
+    enable_mfa(app)
+    creds = mfa_client_of(app)
+    runner, http = app.test_cli_runner(), app.test_client()
+    assert spend_budget(app, creds) == [400, 400, 400, 429]
+
+    result = runner.invoke(args=["ropc", "unlock", "--subject", "user-1"])
+
+    assert result.exit_code == 0, result.output
+    token = mfa_token(http, creds)
+    assert send_otp(http, creds, token, otp_now(app)).status_code == 200
+    # A username still needs throttling; and something must be named.
+    username = runner.invoke(args=["ropc", "unlock", "ann"])
+    assert username.exit_code != 0 and "ROPC_THROTTLE_ENABLED" in username.output
+    neither = runner.invoke(args=["ropc", "unlock"])
+    assert neither.exit_code != 0 and "--subject" in neither.output

@@ -165,7 +165,7 @@ def check_lifetime(lifetime: int | None) -> None:
         raise ValueError("the access token lifetime must be a positive number")
 
 
-def auth_methods(
+def check_auth_methods(
     methods: Iterable[str] | None, legacy: str | None = None
 ) -> tuple[str, ...]:
     """The methods a new client allows, in a fixed order.

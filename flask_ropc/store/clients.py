@@ -19,9 +19,23 @@ from ..errors import ClientNotFoundError
 from ..errors import SecretChangedError
 from ..models import Client
 from ..models import Tables
-from . import client_values as values
 from .client_settings import ClientChanges as ClientChanges
 from .client_settings import NewClient as NewClient
+from .client_values import DECOY_ROW
+from .client_values import auth_columns
+from .client_values import check_audience
+from .client_values import check_auth_methods
+from .client_values import check_digest
+from .client_values import check_format
+from .client_values import check_imported_client_id
+from .client_values import check_lifetime
+from .client_values import check_name
+from .client_values import dpop_column
+from .client_values import dpop_nonce_column
+from .client_values import grant_text
+from .client_values import plausible_client_id
+from .client_values import scope_text
+from .client_values import stored
 from .database import Database
 from .locking import in_id_order
 
@@ -40,7 +54,7 @@ class ClientStore:
         # get() reads a known row and the decoy alike into this (cheap).
         row_type: t.Any = collections.namedtuple("_ClientRow", columns)  # type: ignore[misc]
         self._make_row: t.Callable[[t.Iterable[t.Any]], t.Any] = row_type._make
-        self._decoy = tuple(values.DECOY_ROW.get(name) for name in columns)
+        self._decoy = tuple(DECOY_ROW.get(name) for name in columns)
 
     def create(
         self,
@@ -67,20 +81,20 @@ class ClientStore:
 
         See :meth:`flask_ropc.admin.ClientAdmin.create`.
         """
-        name = values.check_name(name)
-        scope_text = values.scope_text(scopes)
-        grant_text = values.grant_text(grant_types)
-        methods = values.auth_methods(auth_methods, auth_method)
+        name = check_name(name)
+        scope_column = scope_text(scopes)
+        grant_column = grant_text(grant_types)
+        methods = check_auth_methods(auth_methods, auth_method)
         for lifetime in (access_token_lifetime, refresh_token_sliding_lifetime):
-            values.check_lifetime(lifetime)
-        values.check_lifetime(refresh_token_absolute_lifetime)
-        values.check_format(access_token_format)
-        audience = values.check_audience(audience)
-        plain, stored = values.stored(methods, secret, trusted_backend, secret_digest)
+            check_lifetime(lifetime)
+        check_lifetime(refresh_token_absolute_lifetime)
+        check_format(access_token_format)
+        audience = check_audience(audience)
+        plain, digest = stored(methods, secret, trusted_backend, secret_digest)
         if client_id is None:
             client_id = hashing.generate_client_id()
         else:
-            client_id = values.check_imported_client_id(client_id)
+            client_id = check_imported_client_id(client_id)
             if self.get(client_id) is not None:
                 raise ValueError(f"a client with id {client_id!r} already exists")
         with self._db.begin() as conn:
@@ -88,10 +102,10 @@ class ClientStore:
                 self._tables.clients.insert().values(
                     client_id=client_id,
                     name=name,
-                    secret_digest=stored,
-                    **values.auth_columns(methods),
-                    scopes=scope_text,
-                    grant_types=grant_text,
+                    secret_digest=digest,
+                    **auth_columns(methods),
+                    scopes=scope_column,
+                    grant_types=grant_column,
                     access_token_lifetime=access_token_lifetime,
                     refresh_token_sliding_lifetime=refresh_token_sliding_lifetime,
                     refresh_token_absolute_lifetime=refresh_token_absolute_lifetime,
@@ -99,8 +113,8 @@ class ClientStore:
                     audience=audience,
                     is_resource_server=is_resource_server,
                     trusted_backend=trusted_backend,
-                    **values.dpop_column(dpop),
-                    **values.dpop_nonce_column(dpop_nonce),
+                    **dpop_column(dpop),
+                    **dpop_nonce_column(dpop_nonce),
                     password_grant_count=0,
                     enabled=True,
                     created_at=self._db.now(),
@@ -121,7 +135,7 @@ class ClientStore:
         :func:`~.client_values.plausible_client_id`). An unknown id builds a
         decoy client too, so that timing does not tell it from a known one.
         """
-        if not values.plausible_client_id(client_id):
+        if not plausible_client_id(client_id):
             return None
         with self._db.autocommit() as conn:
             row = self._db.run(conn, self._by_id, {"cid": client_id}).first()
@@ -185,20 +199,20 @@ class ClientStore:
         """
         changes: dict[str, t.Any] = {}
         if name is not None:
-            changes["name"] = values.check_name(name)
+            changes["name"] = check_name(name)
         if scopes is not None:
-            changes["scopes"] = values.scope_text(scopes)
+            changes["scopes"] = scope_text(scopes)
         if grant_types is not None:
-            changes["grant_types"] = values.grant_text(grant_types)
+            changes["grant_types"] = grant_text(grant_types)
         if auth_methods is not None:
-            methods = values.auth_methods(auth_methods)
+            methods = check_auth_methods(auth_methods)
             if (methods == ("none",)) != self.require(client_id).is_public:
                 raise ValueError("'none' is for public clients, and only for them")
-            changes.update(values.auth_columns(methods))
+            changes.update(auth_columns(methods))
         if reset_access_token_lifetime:
             changes["access_token_lifetime"] = None
         elif access_token_lifetime is not None:
-            values.check_lifetime(access_token_lifetime)
+            check_lifetime(access_token_lifetime)
             changes["access_token_lifetime"] = access_token_lifetime
         if reset_refresh_token_lifetimes:
             changes["refresh_token_sliding_lifetime"] = None
@@ -208,17 +222,17 @@ class ClientStore:
             ("refresh_token_absolute_lifetime", refresh_token_absolute_lifetime),
         ):
             if lifetime is not None and not reset_refresh_token_lifetimes:
-                values.check_lifetime(lifetime)
+                check_lifetime(lifetime)
                 changes[column] = lifetime
         if reset_access_token_format:
             changes["access_token_format"] = None
         elif access_token_format is not None:
-            values.check_format(access_token_format)
+            check_format(access_token_format)
             changes["access_token_format"] = access_token_format
         if reset_audience:
             changes["audience"] = None
         elif audience is not None:
-            changes["audience"] = values.check_audience(audience)
+            changes["audience"] = check_audience(audience)
         if is_resource_server is not None:
             changes["is_resource_server"] = is_resource_server
         if trusted_backend:
@@ -227,8 +241,8 @@ class ClientStore:
             changes["trusted_backend"] = True
         elif trusted_backend is False:
             changes["trusted_backend"] = False
-        changes.update(values.dpop_column(dpop))
-        changes.update(values.dpop_nonce_column(dpop_nonce))
+        changes.update(dpop_column(dpop))
+        changes.update(dpop_nonce_column(dpop_nonce))
         if clear_sunset:
             changes["sunset_at"] = None
             changes["deprecated_at"] = None
@@ -238,7 +252,7 @@ class ClientStore:
         if enabled is not None:
             changes["enabled"] = enabled
         if secret_digest is not None:  # the importer's, checked as public
-            changes["secret_digest"] = values.check_digest(secret_digest)
+            changes["secret_digest"] = check_digest(secret_digest)
         self._update(client_id, changes)
         return self.require(client_id)
 
@@ -276,7 +290,7 @@ class ClientStore:
         if not hashing.is_carried(old) or hashing.is_carried(new):
             raise ValueError("only a carried digest is replaced, and by ours")
         unchanged = self._tables.clients.c.secret_digest == old
-        changes = {"secret_digest": values.check_digest(new)}
+        changes = {"secret_digest": check_digest(new)}
         try:
             self._update(client_id, changes, unchanged)
         except ClientNotFoundError:

@@ -1,12 +1,14 @@
 """Statements of the throttle counters, built once per dialect and size.
 
-:func:`incr` is the reservation's upsert on either database. PostgreSQL
-runs data-modifying statements inside ``WITH``, all on one snapshot, which
-lets two steps of :class:`~.counters.DatabaseCounters` that are separate
-statements elsewhere travel as one round trip: the reservation with the read
-before it (:func:`reserve`), and a success's settlement, lock, clear and
-release (:func:`settle`). SQLite has no data-modifying ``WITH``, and its
-in-process round trips cost nothing. Imports :mod:`.locking` only.
+:func:`incr` is the reservation's upsert on either database, its parameters
+from :func:`incr_params`. PostgreSQL runs data-modifying statements inside
+``WITH``, all on one snapshot, which lets two steps of
+:class:`~.counters.DatabaseCounters` that are separate statements elsewhere
+travel as one round trip: the reservation with the read before it
+(:func:`reserve`), and a success's settlement, lock, clear and release
+(:func:`settle`). SQLite has no data-modifying ``WITH``, and its in-process
+round trips cost nothing. Imports :mod:`.locking` and
+:func:`.database.upsert_insert` only.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ from __future__ import annotations
 import typing as t
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 
+from .database import upsert_insert
 from .locking import locking_select
 
 #: PostgreSQL's "C" collation orders strings as Python sorts them (by code
@@ -34,7 +35,7 @@ def incr(table: sa.Table, dialect: str, size: int) -> t.Any:
     One statement reserves every budget of an attempt: one round trip
     and one commit, however many budgets there are.
     """
-    insert: t.Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert_insert(dialect)
     now: t.Any = sa.bindparam("now")
     amount: t.Any = sa.bindparam("amount")
     rows = [
@@ -71,6 +72,21 @@ def incr(table: sa.Table, dialect: str, size: int) -> t.Any:
     return sa.text(str(statement.compile(dialect=named))).columns(
         table.c.key, table.c.count, table.c.expires_at
     )
+
+
+def incr_params(
+    items: t.Sequence[tuple[str, int]], now: float, amount: int
+) -> dict[str, t.Any]:
+    """:func:`incr`'s parameters for ``(key, expiry)`` pairs at ``now``.
+
+    The rows are listed in key order, so PostgreSQL locks them in key
+    order (see :class:`~.counters.DatabaseCounters`).
+    """
+    params: dict[str, t.Any] = {"amount": amount, "now": now}
+    for n, (key, expiry) in enumerate(sorted(items)):
+        params[f"k{n}"] = key
+        params[f"until{n}"] = now + expiry
+    return params
 
 
 def reserve(table: sa.Table, reads: int, upsert_sql: str) -> t.Any:

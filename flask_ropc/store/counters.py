@@ -4,7 +4,7 @@
 counts through. :class:`DatabaseCounters` implements it on the
 ``ropc_throttle`` table, :class:`LimitsCounters` on a ``limits`` storage
 (Redis, memory; in :mod:`.limits_storage`). Imports :mod:`.database`,
-:mod:`.locking` and leaves.
+:mod:`.locking`, :mod:`.counter_statements` and leaves.
 
 Why the ``limits`` library only for storage: its rate limiters neither back
 off exponentially nor let a success undo the failures, so the throttle uses
@@ -18,8 +18,11 @@ import typing as t
 
 import sqlalchemy as sa
 
-from . import counter_statements as statements
 from .counter_statements import PYTHON_ORDER
+from .counter_statements import incr
+from .counter_statements import incr_params
+from .counter_statements import reserve
+from .counter_statements import settle
 from .database import Database
 from .locking import in_lock_order
 from .locking import locking_select
@@ -121,10 +124,10 @@ class DatabaseCounters:
         statement = self._pg_statements.get((kind, first, second))
         if statement is None:
             if kind == "settle":
-                statement = statements.settle(self._table, first, second)
+                statement = settle(self._table, first, second)
             else:
                 upsert = self._incr_statement("postgresql", second)
-                statement = statements.reserve(self._table, first, upsert.element.text)
+                statement = reserve(self._table, first, upsert.element.text)
             self._pg_statements[(kind, first, second)] = statement
         return statement
 
@@ -183,7 +186,7 @@ class DatabaseCounters:
         """The upsert of ``size`` keys (see :func:`.counter_statements.incr`)."""
         statement = self._incr.get((dialect, size))
         if statement is None:
-            statement = statements.incr(self._table, dialect, size)
+            statement = incr(self._table, dialect, size)
             self._incr[(dialect, size)] = statement
         return statement
 
@@ -199,13 +202,8 @@ class DatabaseCounters:
         Returns ``(count, expires_at)`` for each key, in the order given.
         Keys must be distinct.
         """
-        now = self.now()
         statement = self._incr_statement(self._db.dialect, len(items))
-        params: dict[str, t.Any] = {"amount": amount, "now": now}
-        # Rows listed in key order are locked in key order (class docstring).
-        for n, (key, expiry) in enumerate(sorted(items)):
-            params[f"k{n}"] = key
-            params[f"until{n}"] = now + expiry
+        params = incr_params(items, self.now(), amount)
         # One statement is atomic on its own: in autocommit it needs no BEGIN
         # and COMMIT round trips (see Database.autocommit).
         with self._db.autocommit() as conn:
@@ -236,10 +234,7 @@ class DatabaseCounters:
             if not proceed(seen):
                 return Reserved(seen, None, expiries)
             return Reserved(seen, self.incr_many(items), expiries)
-        params["amount"] = 1
-        for n, (key, expiry) in enumerate(sorted(items)):
-            params[f"k{n}"] = key
-            params[f"until{n}"] = now + expiry
+        params.update(incr_params(items, now, 1))
         statement = self._pg("reserve", len(reads), len(items))
         with self._db.autocommit() as conn:
             for part, key, count, until in self._db.run(conn, statement, params):

@@ -3,7 +3,8 @@
 Owns :func:`create_engine` (the embedded database's engine and its SQLite
 pragmas), :class:`Timeouts` (how long our statements may wait), which
 errors are outages (:data:`UNAVAILABLE_ERRORS`) and which a missing schema
-(:func:`is_missing_schema`), and :class:`Database`, which every other
+(:func:`is_missing_schema`), the dialect's ``insert`` for upserts
+(:func:`upsert_insert`), and :class:`Database`, which every other
 ``store`` module uses for its connections, its clock and to run hot-path
 statements (:meth:`Database.run`). Imports :mod:`.driver` only.
 """
@@ -20,6 +21,8 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 import sqlalchemy.exc
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 
 from .driver import Rows
 from .driver import Runner
@@ -57,6 +60,17 @@ def is_missing_schema(error: BaseException) -> bool:
     if code == UNDEFINED_TABLE:
         return True
     return str(original).startswith("no such table")
+
+
+def upsert_insert(dialect: str) -> t.Any:
+    """The ``insert`` construct of ``dialect``, the one with ``on_conflict_*``.
+
+    ``"postgresql"`` gets :func:`sqlalchemy.dialects.postgresql.insert`;
+    any other name gets :func:`sqlalchemy.dialects.sqlite.insert`, SQLite
+    being the only other database we run on. Both spell ``ON CONFLICT``
+    alike, so an upsert built from either reads the same.
+    """
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 #: A callable returning the current Unix time; injectable for tests.

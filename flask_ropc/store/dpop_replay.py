@@ -19,10 +19,9 @@ import typing as t
 import sqlalchemy as sa
 from limits.storage import RedisStorage
 from limits.storage import storage_from_string
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 
 from .database import Database
+from .database import upsert_insert
 from .limits_storage import storage_options
 
 
@@ -50,9 +49,7 @@ class SQLReplayCache:
     def _statement(self, dialect: str) -> t.Any:
         statement = self._statements.get(dialect)
         if statement is None:
-            insert: t.Any = (
-                postgresql.insert if dialect == "postgresql" else sqlite.insert
-            )
+            insert = upsert_insert(dialect)
             table = self._table
             statement = (
                 insert(table)

@@ -23,11 +23,10 @@ from collections.abc import Callable
 from collections.abc import Mapping
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 
 from .. import hashing
 from .database import Database
+from .database import upsert_insert
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,9 +226,7 @@ class SQLStepLedger:
     def _statement(self, dialect: str) -> t.Any:
         statement = self._statements.get(dialect)
         if statement is None:
-            insert: t.Any = (
-                postgresql.insert if dialect == "postgresql" else sqlite.insert
-            )
+            insert = upsert_insert(dialect)
             table = self._table
             new = insert(table).values(
                 subject_digest=sa.bindparam("digest"),
