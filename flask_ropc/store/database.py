@@ -252,9 +252,12 @@ class Database:
         ``COMMIT`` or ``ROLLBACK``). Switching psycopg to autocommit is
         client-side, and the pool restores the level on return.
 
-        Elsewhere it is a plain ``engine.begin()``: SQLite's driver starts a
-        transaction only before a write anyway, while switching its
-        isolation level costs a ``PRAGMA`` on every return to the pool.
+        Elsewhere it is a connection whose transaction, if one was begun,
+        commits at the end (rolls back on an error), as ``engine.begin()``
+        would: a read through :meth:`run` begins none (SQLite's driver
+        starts a transaction only before a write anyway), which saves the
+        transaction's bookkeeping, while switching SQLite's isolation level
+        would cost a ``PRAGMA`` on every return to the pool.
 
         Our timeouts bound these statements on our own engine (set when it
         connects). On an app's shared engine they run under the app's
@@ -268,7 +271,7 @@ class Database:
             return self._autocommit_held(held)
         engine = self.engine
         if engine.dialect.name != "postgresql":
-            return engine.begin()
+            return _Committed(engine.connect())
         if self._reader is None or self._reader[0] is not engine:
             self._reader = (
                 engine,
@@ -280,6 +283,30 @@ class Database:
         """Close the pooled connections of an engine we created; else nothing."""
         if self.owned is not None:
             self.owned.dispose()
+
+
+class _Committed:
+    """``with`` a connection: commit what it began, or roll back on an error.
+
+    A class rather than ``contextlib.contextmanager``: it runs on every read
+    of the hot path, and a generator costs several times more.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sa.Connection:
+        return self._conn
+
+    def __exit__(self, kind: t.Any, error: t.Any, trace: t.Any) -> None:
+        conn = self._conn
+        try:
+            if kind is None and conn.in_transaction():
+                conn.commit()
+        finally:
+            conn.close()  # rolls back whatever is left
 
 
 def create_engine(uri: str, timeouts: Timeouts = Timeouts()) -> sa.Engine:

@@ -45,11 +45,13 @@ class Prepared:
     positional parameters (``None`` for named ones) and the values it
     carries itself (literals, column defaults)."""
 
-    __slots__ = ("statement", "sql", "order", "defaults", "row_type")
+    __slots__ = ("statement", "reads", "sql", "order", "defaults", "row_type")
 
     def __init__(self, statement: t.Any, dialect: sa.Dialect) -> None:
         # The statement is kept so that its id, the cache key, stays its own.
         self.statement = statement
+        #: A plain SELECT: it needs no transaction of its own.
+        self.reads = isinstance(statement, sa.Select)
         compiled = statement.compile(dialect=dialect)
         self.sql: str = compiled.string
         positions = compiled.positiontup
@@ -116,8 +118,12 @@ class Runner:
         prepared = self._prepared.get(key)
         if prepared is None:
             prepared = self._prepared[key] = Prepared(statement, dialect)
-        if not conn.in_transaction():
-            # What execute() does: commit() and rollback() act on it.
+        if not prepared.reads and not conn.in_transaction():
+            # What execute() does, so that commit() and rollback() act on
+            # the write. A read begins none: it is atomic on its own; the
+            # SQLite driver opens no transaction for it, and our reads on
+            # PostgreSQL run in autocommit or in a transaction begun already
+            # (one a driver opened anyway ends when the pool resets it).
             conn.begin()
         return _execute(conn, prepared, prepared.arguments(params))
 
