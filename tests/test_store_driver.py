@@ -14,8 +14,12 @@ import typing as t
 import pytest
 import sqlalchemy as sa
 
+from flask_ropc.state import get_state
 from flask_ropc.store.database import Database
-from flask_ropc.store.database import create_engine
+from flask_ropc.store.engines import create_engine
+
+from conftest import basic_auth
+from conftest import password_form
 
 
 @pytest.fixture
@@ -108,3 +112,148 @@ def test_with_a_cursor_event_listener_sqlalchemy_runs_the_statement(
     with db.autocommit() as conn:
         keys = [row.key for row in db.run(conn, sa.select(table.c.key), {})]
     assert sorted(keys) == ["a", "b"]
+
+
+def _insert(table: sa.Table) -> t.Any:
+    return table.insert().values(key=sa.bindparam("k"), count=sa.bindparam("n"))
+
+
+def test_begin_listeners_and_echo_see_the_statement(
+    database: tuple[Database, sa.Table], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app's ``begin`` listener (per-transaction settings) and statement
+    logging (``echo``, ``SQLALCHEMY_ECHO``) see our statements as before."""
+    db, table = database
+    begun: list[bool] = []
+
+    def on_begin(conn: t.Any) -> None:
+        begun.append(True)
+
+    sa.event.listen(db.engine, "begin", on_begin)
+    try:
+        with db.autocommit() as conn:
+            db.run(conn, sa.select(table.c.key), {})
+    finally:
+        sa.event.remove(db.engine, "begin", on_begin)
+    assert begun == [True]
+    db.engine.echo = True
+    try:
+        with caplog.at_level("INFO", logger="sqlalchemy.engine"):
+            with db.begin() as conn:
+                db.run(conn, _insert(table), {"k": "logged", "n": 1})
+    finally:
+        db.engine.echo = False
+    assert any("INSERT INTO ropc_test_driver" in r.getMessage() for r in caplog.records)
+
+
+def test_handle_error_listeners_see_a_failed_statement(
+    database: tuple[Database, sa.Table],
+) -> None:
+    db, table = database
+    seen: list[t.Any] = []
+
+    def on_error(context: t.Any) -> None:
+        seen.append(context.original_exception)
+
+    with db.begin() as conn:
+        db.run(conn, _insert(table), {"k": "a", "n": 1})
+    sa.event.listen(db.engine, "handle_error", on_error)
+    try:
+        with pytest.raises(sa.exc.IntegrityError):
+            with db.begin() as conn:
+                db.run(conn, _insert(table), {"k": "a", "n": 2})
+    finally:
+        sa.event.remove(db.engine, "handle_error", on_error)
+    assert len(seen) == 1
+
+
+def test_a_schema_translate_map_is_honoured(database_uri: str) -> None:
+    """Schema-per-tenant apps map our tables' schema on their engine."""
+    if not database_uri.startswith("postgresql"):
+        pytest.skip("schemas are PostgreSQL's")
+    engine = create_engine(database_uri)
+    metadata = sa.MetaData()
+    table = sa.Table("ropc_test_tenant", metadata, sa.Column("name", sa.Text))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA IF EXISTS ropc_tenant CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA ropc_tenant"))
+        for schema in ("public", "ropc_tenant"):
+            conn.execute(sa.text(f"CREATE TABLE {schema}.ropc_test_tenant (name text)"))
+            conn.execute(
+                sa.text(f"INSERT INTO {schema}.ropc_test_tenant VALUES ('{schema}')")  # noqa: S608
+            )
+    tenant = engine.execution_options(schema_translate_map={None: "ropc_tenant"})
+    db = Database(lambda: tenant, lambda: 0.0)
+    try:
+        with db.autocommit() as conn:
+            rows = db.run(conn, sa.select(table.c.name), {})
+        assert [row.name for row in rows] == ["ropc_tenant"]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE public.ropc_test_tenant"))
+            conn.execute(sa.text("DROP SCHEMA ropc_tenant CASCADE"))
+        engine.dispose()
+
+
+def test_every_statement_of_a_login_and_refresh_runs_on_the_driver(
+    app: t.Any, http: t.Any, make_client: t.Any
+) -> None:
+    """The hot path's statements need nothing of SQLAlchemy's execution (a
+    column type or default that did would silently cost the saving)."""
+    client = make_client(grant_types=["password", "refresh_token"])
+    login = http.post(
+        "/oauth/token",
+        data=password_form(scope="api offline_access"),
+        headers=basic_auth(*client),
+    )
+    assert login.status_code == 200
+    refresh = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": login.json["refresh_token"],
+        },
+        headers=basic_auth(*client),
+    )
+    assert refresh.status_code == 200
+    me = http.get(
+        "/api/me", headers={"Authorization": f"Bearer {refresh.json['access_token']}"}
+    )
+    assert me.status_code == 200
+    with app.app_context():
+        # Internal on purpose: what was compiled, and whether it may run plain.
+        prepared = list(get_state(app).store.db._runner._prepared.values())
+    assert len(prepared) >= 6
+    assert [p.sql for p in prepared if not p.eligible] == []
+
+
+def test_a_lost_connection_invalidates_the_pools_older_ones(database_uri: str) -> None:
+    """On an engine without pre-ping (Flask-SQLAlchemy's default), a
+    statement that finds its server process gone fails once, as a
+    disconnect, and the pool drops its other connections of that age too:
+    the next statement gets a new connection instead of failing again."""
+    if not database_uri.startswith("postgresql"):
+        pytest.skip("server processes are PostgreSQL's")
+    engine = sa.create_engine(database_uri, pool_size=3, hide_parameters=True)
+    db = Database(lambda: engine, lambda: 0.0)
+    read = sa.select(sa.literal_column("1").label("one"))
+    try:
+        held = [engine.connect() for _ in range(3)]
+        pids = [conn.connection.dbapi_connection.info.backend_pid for conn in held]
+        for conn in held:
+            conn.close()
+        admin = sa.create_engine(database_uri, poolclass=sa.pool.NullPool)
+        with admin.connect() as other:
+            for pid in pids:
+                other.execute(
+                    sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}
+                )
+        with pytest.raises(sa.exc.OperationalError) as lost:
+            with db.autocommit() as conn:
+                db.run(conn, read, {})
+        assert lost.value.connection_invalidated
+        for _ in range(3):
+            with db.autocommit() as conn:
+                assert db.run(conn, read, {}).first().one == 1
+    finally:
+        engine.dispose()

@@ -27,11 +27,11 @@ from .database import UNAVAILABLE_ERRORS as UNAVAILABLE_ERRORS
 from .database import Clock as Clock
 from .database import Database as Database
 from .database import DatabaseError as DatabaseError
-from .database import Timeouts as Timeouts
-from .database import create_engine as create_engine
 from .database import is_missing_schema as is_missing_schema
 from .dpop_replay import ReplayCache as ReplayCache
 from .dpop_replay import replay_cache
+from .engines import Timeouts as Timeouts
+from .engines import create_engine as create_engine
 from .keys import KeyStore
 from .limits_storage import LimitsCounters
 from .mfa import MfaTokens as MfaTokens

@@ -3,20 +3,23 @@
 Why hand-rolled: for each statement SQLAlchemy Core builds an execution
 context, processes parameters and wraps the cursor in a result, which costs
 more than SQLite's own execution of our one-row statements (about 13 us of
-21 us here), and a login runs eight of them. :func:`run` keeps everything
-else of SQLAlchemy: the pool (pre-ping, reset on return), the connection
-and its transaction (begun here as ``execute`` would autobegin it), the
-compiler (each statement compiled once per dialect and cached), the wrapped
-exceptions (``OperationalError`` stays a 503) and disconnect handling (a
-lost connection is invalidated, so the pool never hands it out again).
+21 us here), and a login runs eight of them. :class:`Runner` keeps the rest
+of SQLAlchemy: the pool (pre-ping, reset on return), the connection and its
+transaction (begun here as ``execute`` would autobegin it), the compiler
+(each statement compiled once per dialect and cached), and its handling of
+a failed statement, called as ``execute`` calls it (the same exceptions, so
+``OperationalError`` stays a 503; ``handle_error`` listeners; a lost
+connection invalidated, and the pool's older ones with it).
 
-It steps aside whenever something listens to the engine's cursor events
-(tracing, query logging, tests that inject faults): they then see the
-statement run by SQLAlchemy itself, exactly as before. Only statements
-whose values need no type processing go through here: our hot-path tables
-hold integers, strings, booleans and floats, which both drivers take and
-give as they are (a SQLite boolean reads back as 0 or 1). Imports nothing
-of ours.
+It steps aside, and ``execute`` runs the statement, whenever SQLAlchemy has
+more to do than that: someone listens to the connection's events (tracing,
+query logging, tests that inject faults), statements are logged
+(``echo``), an execution option changes the SQL (``schema_translate_map``),
+or the statement has values to convert, defaults to call or parameters to
+render at execution. Our hot-path tables hold integers, strings, booleans
+and floats, which both drivers take and give as they are; the one
+difference kept is that a SQLite boolean reads back as 0 or 1. Imports
+nothing of ours.
 """
 
 from __future__ import annotations
@@ -43,15 +46,25 @@ class Rows(list[t.Any]):
 class Prepared:
     """One statement compiled for one dialect: its SQL, the order of its
     positional parameters (``None`` for named ones) and the values it
-    carries itself (literals, column defaults)."""
+    carries itself (literals, column defaults); or ``eligible`` false when
+    SQLAlchemy has work of its own to do for it, and it runs through
+    ``execute``."""
 
-    __slots__ = ("statement", "reads", "sql", "order", "defaults", "row_type")
+    __slots__ = (
+        "statement",
+        "dialect",
+        "eligible",
+        "reads",
+        "sql",
+        "order",
+        "defaults",
+        "row_type",
+    )
 
     def __init__(self, statement: t.Any, dialect: sa.Dialect) -> None:
-        # The statement is kept so that its id, the cache key, stays its own.
-        self.statement = statement
-        #: A plain SELECT: it needs no transaction of its own.
-        self.reads = isinstance(statement, sa.Select)
+        # Both are kept: the cache is keyed by their ids, which stay theirs
+        # only while they live.
+        self.statement, self.dialect = statement, dialect
         compiled = statement.compile(dialect=dialect)
         self.sql: str = compiled.string
         positions = compiled.positiontup
@@ -65,11 +78,13 @@ class Prepared:
             if bind.callable is None and bind.value is not None
         }
         # ...and the scalar Python-side defaults of columns an INSERT omits.
-        for column in getattr(compiled, "insert_prefetch", ()):
-            default = column.default
-            if default is None or not default.is_scalar:
-                raise ValueError(f"{column} has a default run needs to call")
-            self.defaults[column.key] = default.arg
+        prefetch = getattr(compiled, "insert_prefetch", ())
+        for column in prefetch:
+            if column.default is not None and column.default.is_scalar:
+                self.defaults[column.key] = column.default.arg
+        self.eligible = _needs_nothing_of_sqlalchemy(compiled, dialect, prefetch)
+        #: A plain SELECT: it needs no transaction of its own.
+        self.reads = isinstance(statement, sa.Select) and not compiled.ctes
         self.row_type: t.Any = None
 
     def arguments(self, params: Mapping[str, t.Any]) -> t.Any:
@@ -97,8 +112,44 @@ class Prepared:
         return found
 
 
+#: Column types whose values both drivers take and give as Python has
+#: them (a float that is not a Decimal; a SQLite boolean reads back as 0 or
+#: 1, the one difference allowed: our readers take its truth).
+_PLAIN_TYPES = (sa.Integer, sa.String, sa.Boolean, sa.Float, sa.types.NullType)
+
+
+def _plain_type(kind: t.Any) -> bool:
+    if isinstance(kind, sa.Float) and kind.asdecimal:
+        return False
+    return isinstance(kind, _PLAIN_TYPES)
+
+
+def _needs_nothing_of_sqlalchemy(
+    compiled: t.Any, dialect: sa.Dialect, prefetch: Sequence[t.Any]
+) -> bool:
+    """Whether running ``compiled``'s SQL as it is, with the parameters as
+    given, is all ``execute`` would do: no value of another type than
+    :data:`_PLAIN_TYPES`, no default to call, no parameter rendered at
+    execution."""
+    if getattr(compiled, "update_prefetch", ()) or compiled.post_compile_params:
+        return False
+    if getattr(compiled, "escaped_bind_names", None):
+        return False
+    if any(c.default is None or not c.default.is_scalar for c in prefetch):
+        return False
+    if any(bind.callable is not None for bind in compiled.bind_names):
+        return False
+    kinds = [bind.type for bind in compiled.bind_names]
+    kinds += [c.type for c in getattr(compiled.statement, "selected_columns", ())]
+    return all(_plain_type(kind) for kind in kinds)
+
+
 class Runner:
     """Runs statements through :func:`run`, each compiled once per dialect."""
+
+    #: Statements kept compiled, at most (ours are a few dozen; a caller
+    #: building statements per call must not grow this without end).
+    LIMIT = 512
 
     def __init__(self) -> None:
         self._prepared: dict[tuple[int, int], Prepared] = {}
@@ -107,17 +158,18 @@ class Runner:
         self, conn: sa.Connection, statement: t.Any, params: Mapping[str, t.Any]
     ) -> Rows:
         """Run ``statement`` with ``params`` on ``conn``; see the module."""
-        dispatch = conn.dispatch
-        if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
+        dialect = conn.dialect
+        key = (id(statement), id(dialect))
+        prepared = self._prepared.get(key)
+        if prepared is None or prepared.dialect is not dialect:
+            if len(self._prepared) >= self.LIMIT:
+                self._prepared.clear()
+            prepared = self._prepared[key] = Prepared(statement, dialect)
+        if not prepared.eligible or _sqlalchemy_must_run(conn):
             result = conn.execute(statement, dict(params))
             rows = Rows(result.all() if result.returns_rows else ())
             rows.rowcount = result.rowcount
             return rows
-        dialect = conn.dialect
-        key = (id(statement), id(dialect))
-        prepared = self._prepared.get(key)
-        if prepared is None:
-            prepared = self._prepared[key] = Prepared(statement, dialect)
         if not prepared.reads and not conn.in_transaction():
             # What execute() does, so that commit() and rollback() act on
             # the write. A read begins none: it is atomic on its own; the
@@ -128,39 +180,43 @@ class Runner:
         return _execute(conn, prepared, prepared.arguments(params))
 
 
-def _execute(conn: sa.Connection, prepared: Prepared, arguments: t.Any) -> Rows:
-    proxied = conn.connection
-    cursor = proxied.cursor()
-    try:
-        cursor.execute(prepared.sql, arguments)
-        return prepared.rows(cursor)
-    except conn.dialect.loaded_dbapi.Error as error:
-        raise _wrapped(conn, proxied, cursor, prepared.sql, arguments, error) from error
-    finally:
-        cursor.close()
+#: Execution options under which running the SQL as compiled is right.
+_PLAIN_OPTIONS = frozenset({"isolation_level"})
 
 
-def _wrapped(
-    conn: sa.Connection,
-    proxied: t.Any,
-    cursor: t.Any,
-    sql: str,
-    arguments: Sequence[t.Any] | Mapping[str, t.Any],
-    error: Exception,
-) -> sqlalchemy.exc.DBAPIError:
-    """SQLAlchemy's exception for ``error``, the connection invalidated if
-    the error says it is lost (as SQLAlchemy itself would)."""
+def _sqlalchemy_must_run(conn: sa.Connection) -> bool:
+    """Whether ``conn`` needs ``execute``: someone listens to its events
+    (any of them: cursor events, ``begin``, ``before_execute``, or the
+    dialect's ``handle_error`` and ``do_execute``), it logs its statements
+    (``echo``), or it has execution options that change the SQL
+    (``schema_translate_map``, ...).
+
+    These read SQLAlchemy's own flags (``_has_events``, ``_echo``), the ones
+    its ``execute`` checks, because asking each event collection would cost
+    more than the statement.
+    """
+    if conn._has_events or conn.engine._has_events or conn._echo:
+        return True
     dialect = conn.dialect
-    lost = dialect.is_disconnect(t.cast(t.Any, error), proxied.dbapi_connection, cursor)
-    wrapped = sqlalchemy.exc.DBAPIError.instance(
-        sql,
-        arguments,
-        error,
-        dialect.loaded_dbapi.Error,
-        hide_parameters=conn.engine.hide_parameters,
-        dialect=dialect,
-        connection_invalidated=lost,
-    )
-    if lost:
-        conn.invalidate(wrapped)
-    return t.cast(sqlalchemy.exc.DBAPIError, wrapped)
+    if dialect._has_events and (
+        dialect.dispatch.handle_error or dialect.dispatch.do_execute
+    ):
+        return True
+    options = conn.get_execution_options()
+    return bool(options) and not options.keys() <= _PLAIN_OPTIONS
+
+
+def _execute(conn: sa.Connection, prepared: Prepared, arguments: t.Any) -> Rows:
+    cursor = None
+    try:
+        cursor = conn.connection.cursor()
+        cursor.execute(prepared.sql, arguments)
+        rows = prepared.rows(cursor)
+        cursor.close()
+        return rows
+    except BaseException as error:
+        # SQLAlchemy's own handling, exactly: its exception classes,
+        # handle_error listeners, invalidating the connection and the
+        # pool's older connections on a disconnect, closing the cursor.
+        conn._handle_dbapi_exception(error, prepared.sql, arguments, cursor, None)
+        raise  # not reached: it always raises
