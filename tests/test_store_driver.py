@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from flask_ropc.state import get_state
 from flask_ropc.store.database import Database
+from flask_ropc.store.driver import _sqlalchemy_must_run
 from flask_ropc.store.engines import create_engine
 
 from conftest import basic_auth
@@ -222,7 +223,11 @@ def test_every_statement_of_a_login_and_refresh_runs_on_the_driver(
     assert me.status_code == 200
     with app.app_context():
         # Internal on purpose: what was compiled, and whether it may run plain.
-        prepared = list(get_state(app).store.db._runner._prepared.values())
+        database = get_state(app).store.db
+        prepared = list(database._runner._prepared.values())
+        with database.autocommit() as conn:
+            # Nothing of ours listens to the engine's events or logs SQL.
+            assert not _sqlalchemy_must_run(conn)
     assert len(prepared) >= 6
     assert [p.sql for p in prepared if not p.eligible] == []
 
