@@ -195,8 +195,20 @@ def _sqlalchemy_must_run(conn: sa.Connection) -> bool:
     its ``execute`` checks, because asking each event collection would cost
     more than the statement.
     """
-    if conn._has_events or conn.engine._has_events or conn._echo:
+    if conn._echo:
         return True
+    if conn._has_events or conn.engine._has_events:
+        # Set by any listener, also of events that leave statements alone
+        # (``engine_connect``: an engine with execution options has one).
+        events = conn.dispatch
+        if (
+            events.begin
+            or events.before_execute
+            or events.after_execute
+            or events.before_cursor_execute
+            or events.after_cursor_execute
+        ):
+            return True
     dialect = conn.dialect
     if dialect._has_events and (
         dialect.dispatch.handle_error or dialect.dispatch.do_execute
