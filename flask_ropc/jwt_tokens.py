@@ -21,7 +21,6 @@ import typing as t
 from collections.abc import Mapping
 
 from joserfc import jws
-from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
@@ -174,7 +173,9 @@ def verify_jwt(
     ``audience=None`` requires an ``aud`` but accepts any value.
     """
     try:
-        header = jws.extract_compact(value.encode("ascii")).headers()
+        # Extracted once: joserfc's jwt.decode would extract it again.
+        compact = jws.extract_compact(value.encode("ascii"))
+        header = compact.headers()
     except (JoseError, ValueError, UnicodeError):
         return None
     if not isinstance(header, dict):
@@ -190,7 +191,12 @@ def verify_jwt(
     if key is None or key.alg != alg:
         return None
     try:
-        token = jwt.decode(value, key.key, registry=_registry(key.alg))
+        # jwt.decode's steps: the signature, then a JSON object as payload.
+        if not jws.validate_compact(compact, key.key, registry=_registry(key.alg)):
+            return None
+        claims = json.loads(compact.payload or b"")
+        if not isinstance(claims, dict):
+            return None
         registry = JWTClaimsRegistry(
             now=now,
             iss={"essential": True, "value": issuer},
@@ -205,9 +211,9 @@ def verify_jwt(
             jti={"essential": True},
             client_id={"essential": True},
         )
-        registry.validate(token.claims)
+        registry.validate(claims)
     except (JoseError, ValueError, TypeError):
         return None
-    if token.claims["iat"] > now:
+    if claims["iat"] > now:
         return None
-    return token.claims
+    return claims
