@@ -314,13 +314,13 @@ class TokenRevocation(RevocationEndpoint):
 
 
 class _OAuth2Request(FlaskOAuth2Request):
-    """Authlib's Flask request, its ``uri`` built only when read (by nothing of
-    ours); Authlib's HTTPS check runs on the origin, as good as the URL."""
+    """Authlib's Flask request, ``uri`` made lazily (nothing of ours reads it);
+    Authlib's HTTPS check runs on the origin, which answers as the URL does."""
 
     def __init__(self, request: flask.Request) -> None:
         url = hosts.origin(request.scheme, request.host) or ""
-        OAuth2Request.__init__(self, request.method, url, headers=request.headers)
-        self._request = request
+        OAuth2Request.__init__(self, request.method, url)  # ``headers or {}``
+        self.headers, self._request = request.headers, request  # ^ counts them
         self.payload = FlaskOAuth2Payload(request)
 
     @property
