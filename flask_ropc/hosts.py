@@ -20,11 +20,15 @@ from ``X-Forwarded-Host``) and fails on some values at three depths:
 asking Werkzeug itself. Views that answer such a request with their own error
 (our endpoints, views decorated with ``require_token``) say so with
 :func:`answers_bad_host`; :func:`view_for` finds a request's view even when
-routing failed on its host. A leaf: imports nothing of ours.
+routing failed on its host; :func:`origin` is the ``scheme://host/`` of
+Werkzeug's URLs, without building them, and :func:`transport_is_secure` an
+HTTPS check made on it. A leaf: imports nothing of ours.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import typing as t
 from collections.abc import Callable
 
@@ -32,6 +36,7 @@ import flask
 from werkzeug.exceptions import BadHost
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import SecurityError
+from werkzeug.urls import uri_to_iri
 
 #: What a view answers a request with an unusable host: it gets the problem.
 BadHostAnswer = Callable[[str], t.Any]
@@ -72,17 +77,68 @@ def host_problem(request: flask.Request, *, needs_host: bool) -> str | None:
     (HTTP/1.0 on a Unix socket), is one only when ``needs_host``: when the
     issuer is taken from the request.
     """
+    # Memoised on the request: the blueprint's check and require_token's
+    # both ask, and the answer cannot change within one request.
+    memo: dict[bool, str | None] = request.__dict__.setdefault(_MEMO, {})
+    if needs_host not in memo:
+        memo[needs_host] = _host_problem(request, needs_host)
+    return memo[needs_host]
+
+
+_MEMO = "_ropc_host_problem"
+
+
+def _host_problem(request: flask.Request, needs_host: bool) -> str | None:
     if isinstance(request.routing_exception, BadHost | SecurityError):
         return INVALID_HOST
     try:
-        # Werkzeug decodes the host for every URL it builds from it.
-        request.root_url, request.url  # noqa: B018
         host = request.host
-    except (UnicodeError, ValueError, SecurityError):
+    except SecurityError:
+        return INVALID_HOST
+    if origin(request.scheme, host) is None:
         return INVALID_HOST
     if host or not needs_host:
         return None
     return INVALID_HOST if "HTTP_HOST" in request.environ else NO_HOST
+
+
+@functools.lru_cache(maxsize=256)
+def origin(scheme: str, host: str) -> str | None:
+    """``scheme://host/`` as Werkzeug's URLs spell it, or ``None`` if Werkzeug
+    raises on the host.
+
+    Every URL Werkzeug builds for a request (``url``, ``root_url``, ...)
+    decodes the host the same way, and nothing else in them can raise (the
+    path and query are percent-quoted), so the origin alone tells whether
+    they all can be built, without building the whole URL on every request.
+    Bounded: a client chooses the host.
+    """
+    try:
+        return uri_to_iri(f"{scheme}://{host}/")
+    except (UnicodeError, ValueError):
+        return None
+
+
+def transport_is_secure(
+    request: flask.Request, is_secure: Callable[[str], bool]
+) -> bool:
+    """``is_secure(request.url)`` for Authlib's HTTPS check, decided on the
+    request's origin and remembered per origin.
+
+    Authlib's answer depends only on the scheme and host name (and on its
+    ``AUTHLIB_INSECURE_TRANSPORT`` switch, read on every call). A host
+    Werkzeug cannot decode is not secure.
+    """
+    if os.getenv("AUTHLIB_INSECURE_TRANSPORT"):
+        return True
+    return _secure_origin(request.scheme, request.host, is_secure)
+
+
+@functools.lru_cache(maxsize=256)
+def _secure_origin(scheme: str, host: str, is_secure: Callable[[str], bool]) -> bool:
+    # Reached only with the switch off: the answer is the origin's alone.
+    url = origin(scheme, host)
+    return url is not None and is_secure(url)
 
 
 def view_for(app: flask.Flask, request: flask.Request) -> t.Any | None:

@@ -13,12 +13,14 @@ Imports :mod:`~flask_ropc.keyring`, :mod:`~flask_ropc.tokens` and leaves.
 
 from __future__ import annotations
 
+import base64
+import functools
+import json
 import secrets
 import typing as t
 from collections.abc import Mapping
 
 from joserfc import jws
-from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
@@ -27,6 +29,7 @@ from . import hashing
 from .errors import ConfigurationError
 from .keyring import KeyRing
 from .keys import SUPPORTED_ALGORITHMS
+from .keys import SigningKey
 from .tokens import IssuedToken
 from .tokens import TokenGrant
 
@@ -68,9 +71,56 @@ class _Registry(JWSRegistry):
     algorithms = {**JWSRegistry.algorithms, "EdDSA": _QuietEdDSA()}
 
 
+@functools.lru_cache(maxsize=8)  # one per algorithm we support
 def _registry(alg: str) -> JWSRegistry:
     """A registry allowing exactly ``alg``."""
     return _Registry(algorithms=[alg])
+
+
+class _Signer(t.NamedTuple):
+    """What joserfc's ``jwt.encode`` works out anew for every token, done
+    once per signing key: the checked header, encoded, and the algorithm."""
+
+    #: The joserfc key (also tells a key apart from one reusing its kid).
+    key: t.Any
+    #: ``BASE64URL(UTF8(header)) + "."``.
+    header_segment: bytes
+    #: joserfc's algorithm, its ``check_key`` passed.
+    alg: t.Any
+
+
+_SIGNERS: dict[tuple[str, str], _Signer] = {}
+
+
+def _signer(key: SigningKey) -> _Signer:
+    found = _SIGNERS.get((key.kid, key.alg))
+    if found is not None and found.key is key.key:
+        return found
+    # jwt.encode's header: its default "typ" first, overridden by ours.
+    header = {"typ": "at+jwt", "alg": key.alg, "kid": key.kid}
+    registry = _registry(key.alg)
+    registry.check_header(header)
+    alg = registry.get_alg(key.alg)
+    alg.check_key(key.key)
+    encoded = json.dumps(header, ensure_ascii=True, separators=(",", ":"))
+    signer = _Signer(key.key, _b64(encoded.encode("ascii")) + b".", alg)
+    if len(_SIGNERS) >= 16:  # rotated keys: never many live at once
+        _SIGNERS.clear()
+    _SIGNERS[(key.kid, key.alg)] = signer
+    return signer
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _sign(key: SigningKey, claims: Mapping[str, t.Any]) -> str:
+    """The JWS compact serialization joserfc's ``jwt.encode`` makes."""
+    signer = _signer(key)
+    payload = json.dumps(claims, ensure_ascii=False, separators=(",", ":"))
+    signing_input = signer.header_segment + _b64(payload.encode("utf-8"))
+    signature = _b64(signer.alg.sign(signing_input, signer.key))
+    return (signing_input + b"." + signature).decode("ascii")
 
 
 def issue_jwt(grant: TokenGrant, keyring: KeyRing) -> IssuedToken:
@@ -106,8 +156,7 @@ def issue_jwt(grant: TokenGrant, keyring: KeyRing) -> IssuedToken:
         )
     if grant.dpop_jkt is not None:
         claims["cnf"] = {"jkt": grant.dpop_jkt}  # RFC 9449 §6.1
-    header = {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}
-    value = jwt.encode(header, claims, key.key, registry=_registry(key.alg))
+    value = _sign(key, claims)
     return IssuedToken(value=value, digest=hashing.digest(value), kid=key.kid)
 
 
@@ -124,7 +173,9 @@ def verify_jwt(
     ``audience=None`` requires an ``aud`` but accepts any value.
     """
     try:
-        header = jws.extract_compact(value.encode("ascii")).headers()
+        # Extracted once: joserfc's jwt.decode would extract it again.
+        compact = jws.extract_compact(value.encode("ascii"))
+        header = compact.headers()
     except (JoseError, ValueError, UnicodeError):
         return None
     if not isinstance(header, dict):
@@ -140,7 +191,12 @@ def verify_jwt(
     if key is None or key.alg != alg:
         return None
     try:
-        token = jwt.decode(value, key.key, registry=_registry(key.alg))
+        # jwt.decode's steps: the signature, then a JSON object as payload.
+        if not jws.validate_compact(compact, key.key, registry=_registry(key.alg)):
+            return None
+        claims = json.loads(compact.payload or b"")
+        if not isinstance(claims, dict):
+            return None
         registry = JWTClaimsRegistry(
             now=now,
             iss={"essential": True, "value": issuer},
@@ -155,9 +211,9 @@ def verify_jwt(
             jti={"essential": True},
             client_id={"essential": True},
         )
-        registry.validate(token.claims)
+        registry.validate(claims)
     except (JoseError, ValueError, TypeError):
         return None
-    if token.claims["iat"] > now:
+    if claims["iat"] > now:
         return None
-    return token.claims
+    return claims

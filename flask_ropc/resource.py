@@ -29,6 +29,9 @@ from collections.abc import Callable
 import flask
 from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.integrations.flask_oauth2.errors import raise_http_exception
+from authlib.integrations.flask_oauth2.requests import FlaskJsonPayload
+from authlib.integrations.flask_oauth2.requests import FlaskJsonRequest
+from authlib.integrations.flask_oauth2.signals import token_authenticated
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.resource_protector import TokenValidator
 from werkzeug.local import LocalProxy
@@ -158,6 +161,18 @@ class BearerProtector(ResourceProtector):
 
         return decorator
 
+    def acquire_token(self, scopes: t.Any = None, **kwargs: t.Any) -> t.Any:
+        """Authlib's ``acquire_token``, on a request whose ``uri`` is built
+        only when read (nothing does; Werkzeug rebuilds it per request)."""
+        kwargs["scopes"] = scopes
+        for claim, value in kwargs.items():
+            if isinstance(value, str):
+                kwargs[claim] = [value]
+        token = self.validate_request(request=_JsonRequest(flask.request), **kwargs)
+        token_authenticated.send(self, token=token)
+        flask.g.authlib_server_oauth2_token = token
+        return token
+
     def _refuse_host(self, problem: str) -> None:
         """Raise the 400 ``invalid_request`` for an unusable host."""
         self.raise_error_response(InvalidBearerRequestError(problem))
@@ -188,6 +203,20 @@ class BearerProtector(ResourceProtector):
             )
         flask.g.ropc_token = token
         return token
+
+
+class _JsonRequest(FlaskJsonRequest):
+    """Authlib's Flask request for resource servers, ``uri`` made if read."""
+
+    def __init__(self, request: flask.Request) -> None:
+        self._request = request
+        self.method, self.headers = request.method, request.headers
+        self.payload = FlaskJsonPayload(request)
+
+    @property
+    def uri(self) -> str:
+        """The request's URL."""
+        return str(self._request.url)
 
 
 def _current_token() -> AccessToken | None:

@@ -21,7 +21,10 @@ from collections.abc import Mapping
 import flask
 from authlib.common.security import is_secure_transport
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.grants import BaseGrant
 from authlib.oauth2.rfc6749.grants import RefreshTokenGrant
 from authlib.oauth2.rfc6749.grants import ResourceOwnerPasswordCredentialsGrant
@@ -32,6 +35,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from . import client_auth
 from . import dpop_binding
+from . import hosts
 from . import login
 from . import mfa_challenge
 from . import mfa_continue
@@ -84,6 +88,10 @@ class ROPCAuthorizationServer(AuthorizationServer):
         self.register_grant(MfaRecoveryCodeGrant)
         self.register_endpoint(TokenIntrospection)
         self.register_endpoint(TokenRevocation)
+
+    def create_oauth2_request(self, request: t.Any) -> OAuth2Request:
+        """Authlib hook: the current request, its URL built only if read."""
+        return _OAuth2Request(_flask_request())
 
     def grant_types(self) -> list[str]:
         """The ``grant_type`` values of the registered grants."""
@@ -303,6 +311,25 @@ class TokenRevocation(RevocationEndpoint):
     def revoke_token(self, token: t.Any, request: t.Any) -> None:
         """Revoke an access token, or a refresh token with its whole family."""
         token_endpoints.revoke(self.server.state, token)
+
+
+class _OAuth2Request(FlaskOAuth2Request):
+    """Authlib's Flask request, ``uri`` made lazily (nothing of ours reads it);
+    Authlib's HTTPS check runs on the origin, which answers as the URL does."""
+
+    def __init__(self, request: flask.Request) -> None:
+        url = hosts.origin(request.scheme, request.host) or ""
+        OAuth2Request.__init__(self, request.method, url)  # ``headers or {}``
+        self.headers, self._request = request.headers, request  # ^ counts them
+        self.payload = FlaskOAuth2Payload(request)
+
+    @property
+    def uri(self) -> str:
+        return str(self._request.url)  # Werkzeug rebuilds it per request
+
+    @uri.setter
+    def uri(self, origin: str) -> None:
+        pass  # OAuth2Request.__init__ stores the origin it checked
 
 
 def _client_and_proof(grant: t.Any) -> tuple[Client, Proof | None]:

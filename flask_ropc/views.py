@@ -37,6 +37,7 @@ from .guards import failure_error
 from .hosts import answers_bad_host
 from .hosts import bad_host_answer
 from .hosts import host_problem
+from .hosts import transport_is_secure
 from .hosts import view_for
 from .keys import SUPPORTED_ALGORITHMS
 from .server import ROPCAuthorizationServer
@@ -282,7 +283,7 @@ def check_form_request(
     """
     if request.method not in allowed_methods:
         raise MethodNotAllowedError(allowed_methods)
-    if not request_is_secure(request.url):
+    if not transport_is_secure(request, request_is_secure):
         raise InvalidRequestError(
             "HTTPS is required. Behind a TLS-terminating proxy, wrap the app "
             "in werkzeug.middleware.proxy_fix.ProxyFix."

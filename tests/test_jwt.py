@@ -1149,3 +1149,26 @@ def test_retire_takes_a_kid_that_starts_with_a_dash(
     result = _ropc(runner, "keys", "retire", kid)
     assert result.exit_code == 0, result.output
     assert _status_of(runner) == {kid: "retired"}
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA"])
+def test_tokens_are_the_jws_joserfc_jwt_encode_makes(alg: str) -> None:
+    """issue_jwt signs with a header encoded once per key: the header and
+    payload segments are joserfc's own, and joserfc verifies the result."""
+    from joserfc import jwt
+
+    from flask_ropc import jwt_tokens
+    from flask_ropc.keys import SigningKey
+    from flask_ropc.keys import generate_key
+
+    key = generate_key(alg)
+    signing = SigningKey(kid=t.cast(str, key.kid), alg=alg, key=key)
+    claims = {"iss": "https://as.example", "sub": "zoë", "exp": 5, "amr": ["pwd"]}
+    registry = jwt_tokens._registry(alg)
+    ours = jwt_tokens._sign(signing, claims)
+    header = {"alg": alg, "kid": key.kid, "typ": "at+jwt"}
+    theirs = jwt.encode(header, dict(claims), key, registry=registry)
+    assert ours.split(".")[:2] == theirs.split(".")[:2]
+    assert jwt.decode(ours, key, registry=registry).claims == claims
+    # A second token reuses the key's encoded header.
+    assert jwt_tokens._sign(signing, claims).split(".")[0] == ours.split(".")[0]
