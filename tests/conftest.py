@@ -414,6 +414,18 @@ def issue_token(http: t.Any, client: t.Any, **form: str) -> str:
     return str(response.get_json()["access_token"])
 
 
+def post_client_token(
+    http: t.Any, make_client: t.Callable[..., OAuthClient]
+) -> tuple[OAuthClient, dict[str, str], str]:
+    """A ``client_secret_post`` client, its body credentials, and the access
+    token for ann it got by sending them."""
+    client = make_client(auth_method="client_secret_post")
+    assert client.secret is not None
+    credentials = {"client_id": client.client_id, "client_secret": client.secret}
+    issued = http.post("/oauth/token", data=password_form(**credentials))
+    return client, credentials, str(issued.get_json()["access_token"])
+
+
 def post_as(http: t.Any, url: str, client: t.Any, data: dict[str, str]) -> t.Any:
     """POST ``data`` as ``client``: HTTP Basic, or ``client_id`` in the body
     for a public client (no secret)."""
