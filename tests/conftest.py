@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import typing as t
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote_plus
 
 import flask
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 from werkzeug.serving import make_server
 from werkzeug.test import EnvironBuilder
@@ -36,6 +41,9 @@ from flask_ropc import GrantResult
 from flask_ropc import current_token
 
 PG_URL = os.environ.get("ROPC_TEST_DATABASE_URL")
+
+#: The repository, where ``examples/deploy`` runs from.
+ROOT = Path(__file__).resolve().parent.parent
 
 #: The users every test app knows: username -> (password, subject).
 USERS = {
@@ -673,3 +681,94 @@ def wait_until_serving(proc: subprocess.Popen[str], port: int) -> None:
         except subprocess.TimeoutExpired:
             pass
     raise AssertionError("gunicorn did not start")
+
+
+# -- examples/deploy under gunicorn ------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 just now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pem_signing_key() -> str:
+    """A new P-256 private key in PKCS#8 PEM, as ``ROPC_SIGNING_KEY`` takes it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def deploy_env(**values: str) -> dict[str, str]:
+    """The environment ``examples/deploy`` runs in: this process's, a new
+    signing key, two workers, and ``values`` on top (``DATABASE_URL`` ...)."""
+    return dict(
+        os.environ,
+        ROPC_SIGNING_KEY=pem_signing_key(),
+        WEB_CONCURRENCY="2",
+        PYTHONPATH=str(ROOT),
+        **values,
+    )
+
+
+def deploy_client(env: dict[str, str], *options: str) -> dict[str, t.Any]:
+    """``flask ropc init-db``, then ``create-client Mobile --scope api`` with
+    ``options``, run as ``examples/deploy`` in ``env``; the new client."""
+    flask_cli = [sys.executable, "-m", "flask", "--app", "examples.deploy.wsgi"]
+    subprocess.run([*flask_cli, "ropc", "init-db"], env=env, check=True, cwd=ROOT)
+    created = subprocess.run(
+        [*flask_cli, "ropc", "create-client", "Mobile", "--scope", "api"]
+        + [*options, "--json"],
+        env=env,
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    return t.cast(dict[str, t.Any], json.loads(created.stdout))
+
+
+class Deployment:
+    """``examples/deploy`` under gunicorn in ``env``; restartable."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self, port: int | None = None) -> None:
+        """Start gunicorn on ``port`` (a free one by default); return once
+        it serves."""
+        port = free_port() if port is None else port
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "examples/deploy/gunicorn.conf.py",
+                "examples.deploy.wsgi:app",
+            ],
+            env=dict(self.env, PORT=str(port)),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_until_serving(self.proc, port)
+        except BaseException:
+            self.stop()
+            raise
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        """Terminate gunicorn and wait for it (bounded); harmless if stopped."""
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.communicate(timeout=30)
+            self.proc = None

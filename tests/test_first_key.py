@@ -37,7 +37,6 @@ import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 from joserfc.jwk import ECKey
 from keys_server import PASSWORD
-from test_deployment import _free_port
 
 from flask_ropc import ROPC
 
@@ -49,6 +48,7 @@ from conftest import basic_auth
 from conftest import bearer
 from conftest import build_app
 from conftest import dispose_app
+from conftest import free_port
 from conftest import password_form
 from conftest import ropc_of
 from conftest import table_rows
@@ -348,7 +348,7 @@ def gunicorn(uri: str, folder: Path) -> Iterator[str]:
     """``keys_server`` under gunicorn with 2 sync workers, both loaded."""
     ready = folder / "ready"
     ready.mkdir(parents=True)
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         PYTHONPATH=f"{ROOT / 'tests'}{os.pathsep}{ROOT}",
