@@ -422,6 +422,29 @@ def issue_token(http: t.Any, client: t.Any, **form: str) -> str:
     return str(response.get_json()["access_token"])
 
 
+def kid_of(token: str) -> str:
+    """The ``kid`` of a compact JWS, unverified."""
+    header = token.split(".")[0]
+    padded = header + "=" * (-len(header) % 4)
+    return str(json.loads(base64.urlsafe_b64decode(padded))["kid"])
+
+
+def new_client(app: flask.Flask) -> OAuthClient:
+    """A confidential client ``App`` of scope ``api`` on ``app``."""
+    with app.app_context():
+        client, secret = ropc_of(app).clients.create("App", scopes=["api"])
+    return OAuthClient(client.client_id, secret)
+
+
+def app_token(app: flask.Flask, client: OAuthClient) -> str:
+    """An access token for ann from ``app``'s token endpoint (Basic auth)."""
+    response = app.test_client().post(
+        "/oauth/token", data=password_form(), headers=basic_auth(*client)
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return str(response.json["access_token"])
+
+
 def post_client_token(
     http: t.Any, make_client: t.Callable[..., OAuthClient]
 ) -> tuple[OAuthClient, dict[str, str], str]:
