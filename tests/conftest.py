@@ -445,6 +445,33 @@ def app_token(app: flask.Flask, client: OAuthClient) -> str:
     return str(response.json["access_token"])
 
 
+#: A password no test user has.
+WRONG_PASSWORD = "definitely not the password"
+
+
+def password_attempt(
+    http: t.Any,
+    client: OAuthClient,
+    username: str = "ann",
+    password: str = WRONG_PASSWORD,
+    *,
+    ip: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> t.Any:
+    """One password-grant request (a wrong password by default); ``ip``
+    sets the TCP peer address (the test client's default is 127.0.0.1)."""
+    assert client.secret is not None
+    kwargs: dict[str, t.Any] = {}
+    if ip is not None:
+        kwargs["environ_base"] = {"REMOTE_ADDR": ip}
+    return http.post(
+        "/oauth/token",
+        data={"grant_type": "password", "username": username, "password": password},
+        headers={**basic_auth(client.client_id, client.secret), **(headers or {})},
+        **kwargs,
+    )
+
+
 def post_client_token(
     http: t.Any, make_client: t.Callable[..., OAuthClient]
 ) -> tuple[OAuthClient, dict[str, str], str]:

@@ -25,15 +25,15 @@ from flask_ropc import GrantResult
 
 from conftest import SECRET_KEY
 from conftest import USERS
+from conftest import WRONG_PASSWORD
 from conftest import Clock
 from conftest import OAuthClient
-from conftest import basic_auth
 from conftest import delete_redis_keys
+from conftest import password_attempt as attempt
 from conftest import ropc_of
 from conftest import table_rows
 
-TOKEN_URL = "/oauth/token"
-WRONG = "definitely not the password"
+WRONG = WRONG_PASSWORD
 REDIS_URL = os.environ.get("ROPC_TEST_REDIS_URL")
 needs_redis = pytest.mark.skipif(
     not REDIS_URL, reason="set ROPC_TEST_REDIS_URL to run the Redis storage tests"
@@ -48,28 +48,6 @@ def create_client(app: flask.Flask, **options: t.Any) -> OAuthClient:
     with app.app_context():
         client, secret = ropc_of(app).clients.create("Client", **options)
     return OAuthClient(client.client_id, secret)
-
-
-def attempt(
-    http: t.Any,
-    client: OAuthClient,
-    username: str = "ann",
-    password: str = WRONG,
-    *,
-    headers: dict[str, str] | None = None,
-    ip: str | None = None,
-) -> t.Any:
-    """One password-grant request; ``ip`` sets the TCP peer address."""
-    assert client.secret is not None
-    kwargs: dict[str, t.Any] = {}
-    if ip is not None:
-        kwargs["environ_base"] = {"REMOTE_ADDR": ip}
-    return http.post(
-        TOKEN_URL,
-        data={"grant_type": "password", "username": username, "password": password},
-        headers={**basic_auth(client.client_id, client.secret), **(headers or {})},
-        **kwargs,
-    )
 
 
 def assert_wrong_password(response: t.Any) -> None:
