@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import typing as t
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote_plus
 
 import flask
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 from werkzeug.serving import make_server
 from werkzeug.test import EnvironBuilder
@@ -36,6 +41,9 @@ from flask_ropc import GrantResult
 from flask_ropc import current_token
 
 PG_URL = os.environ.get("ROPC_TEST_DATABASE_URL")
+
+#: The repository, where ``examples/deploy`` runs from.
+ROOT = Path(__file__).resolve().parent.parent
 
 #: The users every test app knows: username -> (password, subject).
 USERS = {
@@ -414,6 +422,68 @@ def issue_token(http: t.Any, client: t.Any, **form: str) -> str:
     return str(response.get_json()["access_token"])
 
 
+def kid_of(token: str) -> str:
+    """The ``kid`` of a compact JWS, unverified."""
+    header = token.split(".")[0]
+    padded = header + "=" * (-len(header) % 4)
+    return str(json.loads(base64.urlsafe_b64decode(padded))["kid"])
+
+
+def new_client(app: flask.Flask) -> OAuthClient:
+    """A confidential client ``App`` of scope ``api`` on ``app``."""
+    with app.app_context():
+        client, secret = ropc_of(app).clients.create("App", scopes=["api"])
+    return OAuthClient(client.client_id, secret)
+
+
+def app_token(app: flask.Flask, client: OAuthClient) -> str:
+    """An access token for ann from ``app``'s token endpoint (Basic auth)."""
+    response = app.test_client().post(
+        "/oauth/token", data=password_form(), headers=basic_auth(*client)
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return str(response.json["access_token"])
+
+
+#: A password no test user has.
+WRONG_PASSWORD = "definitely not the password"
+
+
+def password_attempt(
+    http: t.Any,
+    client: OAuthClient,
+    username: str = "ann",
+    password: str = WRONG_PASSWORD,
+    *,
+    ip: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> t.Any:
+    """One password-grant request (a wrong password by default); ``ip``
+    sets the TCP peer address (the test client's default is 127.0.0.1)."""
+    assert client.secret is not None
+    kwargs: dict[str, t.Any] = {}
+    if ip is not None:
+        kwargs["environ_base"] = {"REMOTE_ADDR": ip}
+    return http.post(
+        "/oauth/token",
+        data={"grant_type": "password", "username": username, "password": password},
+        headers={**basic_auth(client.client_id, client.secret), **(headers or {})},
+        **kwargs,
+    )
+
+
+def post_client_token(
+    http: t.Any, make_client: t.Callable[..., OAuthClient]
+) -> tuple[OAuthClient, dict[str, str], str]:
+    """A ``client_secret_post`` client, its body credentials, and the access
+    token for ann it got by sending them."""
+    client = make_client(auth_method="client_secret_post")
+    assert client.secret is not None
+    credentials = {"client_id": client.client_id, "client_secret": client.secret}
+    issued = http.post("/oauth/token", data=password_form(**credentials))
+    return client, credentials, str(issued.get_json()["access_token"])
+
+
 def post_as(http: t.Any, url: str, client: t.Any, data: dict[str, str]) -> t.Any:
     """POST ``data`` as ``client``: HTTP Basic, or ``client_id`` in the body
     for a public client (no secret)."""
@@ -581,6 +651,72 @@ def wait_for_lock_waits(engine: sa.Engine, count: int) -> None:
             conn.rollback()  # a new snapshot of pg_stat_activity
 
 
+class HeldAfterRead:
+    """Holds one thread right after its first read of ``ropc_clients``.
+
+    Listens on the engine for executed statements; the thread given to
+    :meth:`start` stops after its first ``SELECT`` from ``ropc_clients`` (so
+    it has read the client and holds no lock) until :meth:`finish`.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.held: threading.Thread | None = None
+        self.read = threading.Event()
+        self.go_on = threading.Event()
+        self.result: t.Any = None
+        self.error: BaseException | None = None
+
+    def _after_execute(
+        self, conn: t.Any, cursor: t.Any, statement: str, *_: t.Any
+    ) -> None:
+        if threading.current_thread() is not self.held or self.read.is_set():
+            return
+        if statement.lstrip().upper().startswith("SELECT") and (
+            "FROM ropc_clients" in statement
+        ):
+            self.read.set()
+            assert self.go_on.wait(60), "never released"
+
+    def start(self, task: t.Callable[[], t.Any]) -> None:
+        """Run ``task`` in a thread; return once it has read the client."""
+
+        def run() -> None:
+            try:
+                self.result = task()
+            except BaseException as error:  # noqa: BLE001 (reported by finish)
+                self.error = error
+
+        sa.event.listen(self.engine, "after_cursor_execute", self._after_execute)
+        self.held = threading.Thread(target=run)
+        self.held.start()
+        assert self.read.wait(60), "the held thread never read the client"
+
+    def finish(self) -> t.Any:
+        """Let the held thread go on; its result (or raise its error)."""
+        self.go_on.set()
+        assert self.held is not None
+        self.held.join(60)
+        sa.event.remove(self.engine, "after_cursor_execute", self._after_execute)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+@pytest.fixture
+def hold(app: flask.Flask, ropc: ROPC) -> Iterator[HeldAfterRead]:
+    """A :class:`HeldAfterRead` on the app's engine, released at teardown."""
+    with app.app_context():
+        engine = ropc.engine
+    held = HeldAfterRead(engine)
+    yield held
+    held.go_on.set()
+    if held.held is not None:
+        held.held.join(60)
+    if sa.event.contains(engine, "after_cursor_execute", held._after_execute):
+        sa.event.remove(engine, "after_cursor_execute", held._after_execute)
+
+
 def wait_until_serving(proc: subprocess.Popen[str], port: int) -> None:
     """Poll the port (bounded); fail with the server's output if it died."""
     for _ in range(300):
@@ -595,3 +731,94 @@ def wait_until_serving(proc: subprocess.Popen[str], port: int) -> None:
         except subprocess.TimeoutExpired:
             pass
     raise AssertionError("gunicorn did not start")
+
+
+# -- examples/deploy under gunicorn ------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 just now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pem_signing_key() -> str:
+    """A new P-256 private key in PKCS#8 PEM, as ``ROPC_SIGNING_KEY`` takes it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def deploy_env(**values: str) -> dict[str, str]:
+    """The environment ``examples/deploy`` runs in: this process's, a new
+    signing key, two workers, and ``values`` on top (``DATABASE_URL`` ...)."""
+    return dict(
+        os.environ,
+        ROPC_SIGNING_KEY=pem_signing_key(),
+        WEB_CONCURRENCY="2",
+        PYTHONPATH=str(ROOT),
+        **values,
+    )
+
+
+def deploy_client(env: dict[str, str], *options: str) -> dict[str, t.Any]:
+    """``flask ropc init-db``, then ``create-client Mobile --scope api`` with
+    ``options``, run as ``examples/deploy`` in ``env``; the new client."""
+    flask_cli = [sys.executable, "-m", "flask", "--app", "examples.deploy.wsgi"]
+    subprocess.run([*flask_cli, "ropc", "init-db"], env=env, check=True, cwd=ROOT)
+    created = subprocess.run(
+        [*flask_cli, "ropc", "create-client", "Mobile", "--scope", "api"]
+        + [*options, "--json"],
+        env=env,
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    return t.cast(dict[str, t.Any], json.loads(created.stdout))
+
+
+class Deployment:
+    """``examples/deploy`` under gunicorn in ``env``; restartable."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self, port: int | None = None) -> None:
+        """Start gunicorn on ``port`` (a free one by default); return once
+        it serves."""
+        port = free_port() if port is None else port
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "examples/deploy/gunicorn.conf.py",
+                "examples.deploy.wsgi:app",
+            ],
+            env=dict(self.env, PORT=str(port)),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_until_serving(self.proc, port)
+        except BaseException:
+            self.stop()
+            raise
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        """Terminate gunicorn and wait for it (bounded); harmless if stopped."""
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.communicate(timeout=30)
+            self.proc = None

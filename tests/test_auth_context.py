@@ -89,6 +89,17 @@ def offline_client(make_client: t.Any, token_format: str) -> t.Any:
     )
 
 
+def _context(info: t.Mapping[str, t.Any]) -> tuple[t.Any, ...]:
+    """What introspection, claims or a view report of the login:
+    ``(amr, acr, auth_time)``."""
+    return info["amr"], info["acr"], info["auth_time"]
+
+
+def _row_context(row: t.Any) -> tuple[t.Any, ...]:
+    """What a stored token row holds of the login: ``(amr, acr, auth_time)``."""
+    return row.amr, row.acr, row.auth_time
+
+
 def _jwt_claims(http: t.Any, token: str) -> dict[str, t.Any]:
     keys = KeySet.import_key_set(http.get("/oauth/jwks").json)
     return dict(jwt.decode(token, keys).claims)
@@ -157,14 +168,10 @@ def test_a_password_login_carries_pwd_its_acr_and_the_login_time(
     body = _password_login(http, offline_client, scope="api offline_access")
     token = body["access_token"]
     info = introspect(http, offline_client, token).json
-    assert (info["amr"], info["acr"], info["auth_time"]) == (["pwd"], PWD, start)
+    assert _context(info) == (["pwd"], PWD, start)
     if token_format == "jwt":
         claims = _jwt_claims(http, token)
-        assert (claims["amr"], claims["acr"], claims["auth_time"]) == (
-            ["pwd"],
-            PWD,
-            start,
-        )
+        assert _context(claims) == (["pwd"], PWD, start)
     else:
         assert token.count(".") == 0  # nothing to read in a reference token
     seen = http.get("/step/either", headers=bearer(token)).json
@@ -172,18 +179,10 @@ def test_a_password_login_carries_pwd_its_acr_and_the_login_time(
     # Both rows hold it; the refresh token's introspection reports it too.
     access_row = table_rows(views, "ropc_access_tokens")[0]
     refresh_row = table_rows(views, "ropc_refresh_tokens")[0]
-    assert (access_row.amr, access_row.acr, access_row.auth_time) == ("pwd", PWD, start)
-    assert (refresh_row.amr, refresh_row.acr, refresh_row.auth_time) == (
-        "pwd",
-        PWD,
-        start,
-    )
+    assert _row_context(access_row) == ("pwd", PWD, start)
+    assert _row_context(refresh_row) == ("pwd", PWD, start)
     refresh_info = introspect(http, offline_client, body["refresh_token"]).json
-    assert (refresh_info["amr"], refresh_info["acr"], refresh_info["auth_time"]) == (
-        ["pwd"],
-        PWD,
-        start,
-    )
+    assert _context(refresh_info) == (["pwd"], PWD, start)
 
 
 @FORMATS
@@ -199,15 +198,11 @@ def test_a_refresh_keeps_the_familys_context_and_its_auth_time(
     clock.at(1000)
     second = _refresh(http, offline_client, first["refresh_token"])
     info = introspect(http, offline_client, second["access_token"]).json
-    assert (info["amr"], info["acr"], info["auth_time"]) == (["pwd"], PWD, start)
+    assert _context(info) == (["pwd"], PWD, start)
     assert info["iat"] == start + 1000
     if token_format == "jwt":
         claims = _jwt_claims(http, second["access_token"])
-        assert (claims["amr"], claims["acr"], claims["auth_time"]) == (
-            ["pwd"],
-            PWD,
-            start,
-        )
+        assert _context(claims) == (["pwd"], PWD, start)
     # A refresh is no new login: a recent-login view still refuses it.
     response = http.get("/step/recent", headers=bearer(second["access_token"]))
     assert_oauth_error(response, 401, "insufficient_user_authentication")
@@ -225,7 +220,7 @@ def test_a_second_factor_context_is_issued_kept_by_refresh_and_satisfies_mfa(
     body = _mfa_tokens(views, offline_client.client_id, start - 20, offline=True)
     mfa = ["pwd", "otp", "mfa"]
     info = introspect(http, offline_client, body["access_token"]).json
-    assert (info["amr"], info["acr"], info["auth_time"]) == (mfa, MFA, start - 20)
+    assert _context(info) == (mfa, MFA, start - 20)
     response = http.get("/step/mfa", headers=bearer(body["access_token"]))
     assert response.status_code == 200, response.json
     assert response.json == {"amr": mfa, "acr": MFA, "auth_time": start - 20}
@@ -265,7 +260,7 @@ def test_rows_from_before_the_context_was_stored_read_as_a_password_login(
     info = introspect(http, offline_client, body["access_token"]).json
     # A JWT still carries its auth_time; a password login's reference token
     # was issued at it.
-    assert (info["amr"], info["acr"], info["auth_time"]) == (["pwd"], PWD, start)
+    assert _context(info) == (["pwd"], PWD, start)
     response = http.get("/step/mfa", headers=bearer(body["access_token"]))
     assert_oauth_error(response, 401, "insufficient_user_authentication")
     assert http.get("/step/either", headers=bearer(body["access_token"])).json == {
@@ -279,7 +274,7 @@ def test_rows_from_before_the_context_was_stored_read_as_a_password_login(
     clock.at(50)
     refreshed = _refresh(http, offline_client, body["refresh_token"])
     info = introspect(http, offline_client, refreshed["access_token"]).json
-    assert (info["amr"], info["acr"], info["auth_time"]) == (["pwd"], PWD, start)
+    assert _context(info) == (["pwd"], PWD, start)
 
 
 def test_an_old_refreshed_reference_token_has_no_auth_time_and_is_not_recent(

@@ -17,17 +17,16 @@ import hashlib
 import json
 import logging
 import pstats
-import threading
 import typing as t
 
 import flask
 import pytest
-import sqlalchemy as sa
 
 from flask_ropc import ROPC
 from flask_ropc import hashing
 from flask_ropc.state import get_state
 
+from conftest import HeldAfterRead
 from conftest import OAuthClient
 from conftest import assert_oauth_error
 from conftest import client_snapshot
@@ -219,66 +218,19 @@ def test_the_swap_with_the_digest_read_replaces_it(
     assert stored_digest(app, ropc) == SECRET_SHA256_HEX
 
 
-class HeldAfterClientRead:
-    """Holds the thread given to :meth:`start` right after its first read of
-    ``ropc_clients`` (the token endpoint's client lookup) until
-    :meth:`finish`."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        self.held: threading.Thread | None = None
-        self.read = threading.Event()
-        self.go_on = threading.Event()
-        self.result: t.Any = None
-
-    def _after_execute(
-        self, conn: t.Any, cursor: t.Any, statement: str, *_: t.Any
-    ) -> None:
-        if threading.current_thread() is not self.held or self.read.is_set():
-            return
-        if statement.lstrip().upper().startswith("SELECT") and (
-            "FROM ropc_clients" in statement
-        ):
-            self.read.set()
-            assert self.go_on.wait(60), "never released"
-
-    def start(self, task: t.Callable[[], t.Any]) -> None:
-        def run() -> None:
-            self.result = task()
-
-        sa.event.listen(self.engine, "after_cursor_execute", self._after_execute)
-        self.held = threading.Thread(target=run)
-        self.held.start()
-        assert self.read.wait(60), "the held request never read the client"
-
-    def finish(self) -> t.Any:
-        self.go_on.set()
-        assert self.held is not None
-        self.held.join(60)
-        sa.event.remove(self.engine, "after_cursor_execute", self._after_execute)
-        return self.result
-
-
 def test_a_rotation_during_the_first_login_wins_over_the_rehash(
     imported: t.Any,
     app: flask.Flask,
     ropc: ROPC,
     runner: t.Any,
     caplog: pytest.LogCaptureFixture,
+    hold: HeldAfterRead,
 ) -> None:
-    with app.app_context():
-        engine = ropc.engine
-    hold = HeldAfterClientRead(engine)
-    try:
-        with caplog.at_level(logging.INFO, logger="flask_ropc"):
-            # The login reads the carried digest, then the rotation runs whole.
-            hold.start(lambda: login(app.test_client(), OAuthClient("legacy", SECRET)))
-            rotated = runner.invoke(args=["ropc", "rotate-secret", "--json", "legacy"])
-            held_login = hold.finish()
-    finally:
-        hold.go_on.set()
-        if sa.event.contains(engine, "after_cursor_execute", hold._after_execute):
-            sa.event.remove(engine, "after_cursor_execute", hold._after_execute)
+    with caplog.at_level(logging.INFO, logger="flask_ropc"):
+        # The login reads the carried digest, then the rotation runs whole.
+        hold.start(lambda: login(app.test_client(), OAuthClient("legacy", SECRET)))
+        rotated = runner.invoke(args=["ropc", "rotate-secret", "--json", "legacy"])
+        held_login = hold.finish()
     assert rotated.exit_code == 0, rotated.output
     # The login had authenticated against what it read, as any request in
     # flight during a rotation does.

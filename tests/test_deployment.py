@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
-import subprocess
-import sys
 import typing as t
 from pathlib import Path
 
@@ -19,13 +16,12 @@ import pytest
 import redis
 import requests
 import sqlalchemy as sa
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from conftest import PG_URL
-from conftest import wait_until_serving
+from conftest import Deployment
+from conftest import deploy_client
+from conftest import deploy_env
 
-ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("ROPC_TEST_REDIS_URL")
 
 pytestmark = [
@@ -39,12 +35,6 @@ pytestmark = [
 PASSWORD = "correct horse battery staple"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> t.Iterator[dict[str, t.Any]]:
     """Two gunicorn instances (2 workers each) on one database and Redis."""
@@ -54,73 +44,22 @@ def cluster(tmp_path: Path) -> t.Iterator[dict[str, t.Any]]:
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
     prefix = "ropc-deploy-" + secrets.token_hex(5)
-    env = dict(
-        os.environ,
+    env = deploy_env(
         DATABASE_URL=admin_url.set(database=name).render_as_string(hide_password=False),
         REDIS_URL=REDIS_URL,
         ROPC_ISSUER="https://auth.example.test",
-        ROPC_SIGNING_KEY=pem,
         ROPC_RATELIMIT_KEY_PREFIX=prefix,
-        WEB_CONCURRENCY="2",
-        PYTHONPATH=str(ROOT),
     )
-    flask = [sys.executable, "-m", "flask", "--app", "examples.deploy.wsgi"]
-    subprocess.run([*flask, "ropc", "init-db"], env=env, check=True, cwd=ROOT)
-    created = subprocess.run(
-        [
-            *flask,
-            "ropc",
-            "create-client",
-            "Mobile",
-            "--scope",
-            "api",
-            "--offline-access",
-            "--json",
-        ],
-        env=env,
-        check=True,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    import json
-
-    client = json.loads(created.stdout)
-    procs, urls = [], []
+    servers = [Deployment(env), Deployment(env)]
     try:
-        for _ in range(2):
-            port = _free_port()
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "-c",
-                    "examples/deploy/gunicorn.conf.py",
-                    "examples.deploy.wsgi:app",
-                ],
-                env=dict(env, PORT=str(port)),
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            procs.append(proc)
-            wait_until_serving(proc, port)
-            urls.append(f"http://127.0.0.1:{port}")
-        yield {"urls": urls, "client": client}
+        client = deploy_client(env, "--offline-access")
+        for server in servers:
+            server.start()
+        yield {"urls": [server.url for server in servers], "client": client}
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.communicate(timeout=30)
+        for server in servers:
+            server.stop()
         store = redis.Redis.from_url(REDIS_URL)
         for redis_key in store.scan_iter(f"*{prefix}*"):
             store.delete(redis_key)

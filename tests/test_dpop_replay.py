@@ -5,12 +5,8 @@ deployment example restarted in between."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
-import socket
-import subprocess
-import sys
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,22 +14,21 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from conftest import USERS
+from conftest import Deployment
 from conftest import OAuthClient
 from conftest import assert_oauth_error
 from conftest import clock_of
 from conftest import delete_redis_keys
+from conftest import deploy_client
+from conftest import deploy_env
 from conftest import table_rows
-from conftest import wait_until_serving
 from dpop_proofs import ISSUER
 from dpop_proofs import TOKEN_URL
 from dpop_proofs import DPoPKey
 from dpop_proofs import token_request
 
-ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("ROPC_TEST_REDIS_URL")
 needs_redis = pytest.mark.skipif(not REDIS_URL, reason="needs ROPC_TEST_REDIS_URL")
 
@@ -102,85 +97,25 @@ def dpop_rows(app: t.Any) -> list[t.Any]:
 # -- two gunicorn workers, restarted ---------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Deployment:
-    """examples/deploy under gunicorn with 2 workers, restartable."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def start(self) -> None:
-        port = _free_port()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "examples/deploy/gunicorn.conf.py",
-                "examples.deploy.wsgi:app",
-            ],
-            env=dict(self.env, PORT=str(port)),
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        wait_until_serving(self.proc, port)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.communicate(timeout=30)
-            self.proc = None
-
-
 @pytest.fixture(
     params=["sqlite", pytest.param("redis", marks=needs_redis)],
 )
 def deployment(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> t.Iterator[tuple[Deployment, dict[str, t.Any]]]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
     prefix = "ropc-dpop-live-" + secrets.token_hex(4)
-    env = dict(
-        os.environ,
+    env = deploy_env(
         DATABASE_URL=f"sqlite:///{tmp_path / 'deploy.sqlite3'}",
         ROPC_ISSUER=ISSUER,
-        ROPC_SIGNING_KEY=pem,
         ROPC_RATELIMIT_KEY_PREFIX=prefix,
-        WEB_CONCURRENCY="2",
-        PYTHONPATH=str(ROOT),
     )
     if request.param == "redis":
         env["REDIS_URL"] = t.cast(str, REDIS_URL)
-    flask = [sys.executable, "-m", "flask", "--app", "examples.deploy.wsgi"]
-    subprocess.run([*flask, "ropc", "init-db"], env=env, check=True, cwd=ROOT)
-    created = subprocess.run(
-        [*flask, "ropc", "create-client", "Mobile", "--scope", "api", "--json"],
-        env=env,
-        check=True,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    client = deploy_client(env)
     server = Deployment(env)
     server.start()
     try:
-        yield server, json.loads(created.stdout)
+        yield server, client
     finally:
         server.stop()
         if request.param == "redis":

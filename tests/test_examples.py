@@ -10,7 +10,6 @@ import queue
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -23,14 +22,9 @@ import pytest
 
 from conftest import SECRET_KEY
 from conftest import basic_auth
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _read_until(stream: t.IO[str], marker: str, limit: int = 200) -> list[str]:
@@ -51,7 +45,7 @@ def test_minimal_app_prints_a_curl_line_that_gets_a_token(tmp_path: Path) -> Non
     """The README's first command: the server starts on SQLite and its printed
     curl command returns a token that opens the protected route."""
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    port = _free_port()
+    port = free_port()
     # PYTHONPATH: the server imports this tree's flask_ropc, not an installed one.
     env = dict(os.environ, PORT=str(port), PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
@@ -99,7 +93,7 @@ def _example_server(cwd: Path, script: str, timeout: float = 60) -> Iterator[str
     """Start ``python SCRIPT`` in ``cwd`` on a free port, yield what it printed
     up to "Running on" (waiting at most ``timeout`` s), stop it on exit."""
     env = dict(
-        os.environ, PORT=str(_free_port()), PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT)
+        os.environ, PORT=str(free_port()), PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT)
     )
     proc = subprocess.Popen(
         [sys.executable, script],

@@ -8,7 +8,6 @@ private ``redis-server`` on a port of the test's own.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import typing as t
 from pathlib import Path
@@ -26,6 +25,7 @@ from conftest import basic_auth
 from conftest import build_app
 from conftest import count_rows
 from conftest import dispose_app
+from conftest import free_port
 from conftest import password_form
 from conftest import ropc_of
 from conftest import table_rows
@@ -248,12 +248,6 @@ def test_failure_inside_the_grant_transaction_leaves_no_token_and_counts_no_fail
 # -- Redis ------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_redis(port: int, workdir: Path) -> None:
     subprocess.run(
         [
@@ -298,7 +292,7 @@ def test_redis_stopped_mid_run_fails_closed_then_recovers(
     """With its own redis-server stopped, the password grant answers 503
     (no unthrottled guessing) and logs loudly; once Redis is back, requests
     succeed again without restarting the app."""
-    port = _free_port()
+    port = free_port()
     _start_redis(port, tmp_path)
     app = build_app(
         database_uri,

@@ -13,10 +13,8 @@ when configured, PostgreSQL.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
-import json
 import logging
 import os
 import secrets
@@ -37,7 +35,6 @@ import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 from joserfc.jwk import ECKey
 from keys_server import PASSWORD
-from test_deployment import _free_port
 
 from flask_ropc import ROPC
 
@@ -45,10 +42,14 @@ from conftest import PG_URL
 from conftest import SECRET_KEY
 from conftest import OAuthClient
 from conftest import Validator
+from conftest import app_token
 from conftest import basic_auth
 from conftest import bearer
 from conftest import build_app
 from conftest import dispose_app
+from conftest import free_port
+from conftest import kid_of
+from conftest import new_client
 from conftest import password_form
 from conftest import ropc_of
 from conftest import table_rows
@@ -62,30 +63,9 @@ RACERS = 16
 TIMEOUT = 60
 
 
-def kid_of(token: str) -> str:
-    """The ``kid`` of a compact JWS, unverified."""
-    header = token.split(".")[0]
-    padded = header + "=" * (-len(header) % 4)
-    return str(json.loads(base64.urlsafe_b64decode(padded))["kid"])
-
-
 def active_kids(app: flask.Flask) -> list[str]:
     with app.app_context():
         return [key.kid for key in ropc_of(app).keys.list() if key.status == "active"]
-
-
-def new_client(app: flask.Flask) -> OAuthClient:
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("App", scopes=["api"])
-    return OAuthClient(client.client_id, secret)
-
-
-def token_of(app: flask.Flask, client: OAuthClient) -> str:
-    response = app.test_client().post(
-        "/oauth/token", data=password_form(), headers=basic_auth(*client)
-    )
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return str(response.json["access_token"])
 
 
 def assert_cacheable_jwks(response: t.Any) -> list[str]:
@@ -128,7 +108,7 @@ def test_init_db_makes_the_first_key_that_the_jwks_lists_and_tokens_use(
     [kid] = active_kids(app)
     assert f"Generated the first signing key {kid} (ES256)" in result.output
     assert assert_cacheable_jwks(http.get(JWKS_URL)) == [kid]
-    assert kid_of(token_of(app, oauth_client)) == kid
+    assert kid_of(app_token(app, oauth_client)) == kid
 
     again = runner.invoke(args=["ropc", "init-db"])
     assert again.exit_code == 0, again.output
@@ -144,7 +124,7 @@ def test_create_all_makes_the_first_key(
         ropc_of(app).create_all()
     [kid] = active_kids(app)
     assert assert_cacheable_jwks(http.get(JWKS_URL)) == [kid]
-    assert kid_of(token_of(app, oauth_client)) == kid
+    assert kid_of(app_token(app, oauth_client)) == kid
     assert len(table_rows(app, "ropc_signing_keys")) == 1
 
 
@@ -171,7 +151,7 @@ def test_the_first_jwks_request_makes_the_key_rather_than_serve_an_empty_set(
         [kid] = assert_cacheable_jwks(http.get(JWKS_URL))
     assert any(kid in r.getMessage() for r in caplog.records)
     assert active_kids(app) == [kid]
-    token = token_of(app, oauth_client)
+    token = app_token(app, oauth_client)
     assert kid_of(token) == kid
     assert http.get("/api/me", headers=bearer(token)).status_code == 200
     assert assert_cacheable_jwks(http.get(JWKS_URL)) == [kid]
@@ -348,7 +328,7 @@ def gunicorn(uri: str, folder: Path) -> Iterator[str]:
     """``keys_server`` under gunicorn with 2 sync workers, both loaded."""
     ready = folder / "ready"
     ready.mkdir(parents=True)
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         PYTHONPATH=f"{ROOT / 'tests'}{os.pathsep}{ROOT}",

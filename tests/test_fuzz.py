@@ -252,24 +252,43 @@ def fuzz_database(request: pytest.FixtureRequest, folder: t.Any) -> str:
     return url.render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def env(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[FuzzEnv]:
-    tmp = tmp_path_factory.mktemp("fuzz")
-    uri = fuzz_database(request, tmp)
+def fuzz_app(
+    request: pytest.FixtureRequest, tmp: t.Any, **config: t.Any
+) -> flask.Flask:
+    """An app for a module-scoped fuzz fixture, on a database of its own."""
     app = build_app(
-        uri,
+        fuzz_database(request, tmp),
         str(tmp / "instance"),
         ROPC_ISSUER=ISSUER,
         # Generated usernames are many and come from one IP: keep the per-IP
         # budget out of the way. Per-username locks stay on (429 happens).
         ROPC_THROTTLE_IP_LIMIT=1_000_000_000,
-        ROPC_OPENAPI_ENABLED=True,
+        **config,
     )
     # Behind a proxy, as deployed: X-Forwarded-Host and -Proto count.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)
+    return app
+
+
+def client_maker(ropc: ROPC, **defaults: t.Any) -> t.Callable[..., Client]:
+    """``client(name, **options)``: create a client (inside an app context),
+    ``defaults`` and the scopes ``api profile`` filling what is not given."""
+
+    def client(name: str, **options: t.Any) -> Client:
+        for key, value in {"scopes": ["api", "profile"], **defaults}.items():
+            options.setdefault(key, value)
+        made, secret = ropc.clients.create(name, **options)
+        return Client(made.client_id, secret)
+
+    return client
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def env(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[FuzzEnv]:
+    app = fuzz_app(request, tmp_path_factory.mktemp("fuzz"), ROPC_OPENAPI_ENABLED=True)
     ropc = ropc_of(app)
     with app.app_context():
         engine = ropc.engine
@@ -277,12 +296,7 @@ def env(
         # endpoints are fuzzed on the promise that they write nothing, in
         # whatever order the tests run.
         ropc.keys.current()
-
-        def client(name: str, **options: t.Any) -> Client:
-            options.setdefault("scopes", ["api", "profile"])
-            made, secret = ropc.clients.create(name, **options)
-            return Client(made.client_id, secret)
-
+        client = client_maker(ropc)
         fuzz = FuzzEnv(
             app=app,
             http=app.test_client(),
@@ -1227,28 +1241,17 @@ def mfa_env(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[MfaEnv]:
-    tmp = tmp_path_factory.mktemp("fuzz-mfa")
-    uri = fuzz_database(request, tmp)
-    app = build_app(
-        uri,
-        str(tmp / "instance"),
-        ROPC_ISSUER=ISSUER,
-        ROPC_THROTTLE_IP_LIMIT=1_000_000_000,
+    app = fuzz_app(
+        request,
+        tmp_path_factory.mktemp("fuzz-mfa"),
         # The per-user code budget would soon answer every code with 429.
         ROPC_MFA_FAILURE_LIMIT=1000,
     )
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # as deployed
     factors = enable_mfa(app)
     ropc = ropc_of(app)
     with app.app_context():
         ropc.keys.current()
-
-        def client(name: str, **options: t.Any) -> Client:
-            options.setdefault("scopes", ["api", "profile"])
-            options.setdefault("grant_types", MFA_GRANTS)
-            made, secret = ropc.clients.create(name, **options)
-            return Client(made.client_id, secret)
-
+        client = client_maker(ropc, grant_types=MFA_GRANTS)
         fuzz = MfaEnv(
             app=app,
             http=app.test_client(),

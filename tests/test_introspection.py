@@ -25,7 +25,7 @@ from conftest import clock_shifted
 from conftest import count_rows
 from conftest import introspect
 from conftest import issue_token
-from conftest import password_form
+from conftest import post_client_token
 from conftest import token_client
 
 INTROSPECT_URL = "/oauth/introspect"
@@ -136,10 +136,7 @@ def test_aud_is_the_clients_own_audience_when_it_has_one(
 def test_client_secret_post_client_may_introspect_with_body_credentials(
     http: t.Any, make_client: t.Any
 ) -> None:
-    client = make_client(auth_method="client_secret_post")
-    credentials = {"client_id": client.client_id, "client_secret": client.secret}
-    issued = http.post("/oauth/token", data=password_form(**credentials))
-    token = issued.get_json()["access_token"]
+    client, credentials, token = post_client_token(http, make_client)
 
     response = http.post(INTROSPECT_URL, data={"token": token, **credentials})
 

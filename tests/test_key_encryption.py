@@ -12,7 +12,6 @@ configured, PostgreSQL.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import secrets
@@ -33,6 +32,8 @@ from conftest import Validator
 from conftest import basic_auth
 from conftest import bearer
 from conftest import issue_token
+from conftest import kid_of
+from conftest import new_client
 from conftest import password_form
 from conftest import ropc_of
 from conftest import table_rows
@@ -69,12 +70,6 @@ def opens_api(app: flask.Flask, token: str) -> bool:
 
 def encrypt(app: flask.Flask) -> t.Any:
     return app.test_cli_runner().invoke(args=["ropc", "keys", "encrypt"])
-
-
-def new_client(app: flask.Flask) -> t.Any:
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("App", scopes=["api"])
-    return OAuthClient(client.client_id, secret)
 
 
 def test_a_generated_key_is_stored_encrypted_and_signs_tokens(
@@ -322,15 +317,8 @@ def test_a_changed_secret_key_loses_no_key_and_names_the_fix(
 
     rotated = make_app(SECRET_KEY=NEW)
     assert opens_api(rotated, token)
-    assert jwt_kid(login(rotated, client)) == kid
+    assert kid_of(login(rotated, client)) == kid
     assert len(table_rows(rotated, "ropc_signing_keys")) == 1
-
-
-def jwt_kid(token: str) -> str:
-    header = token.split(".")[0]
-    return str(
-        json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
-    )
 
 
 # -- no key material in any log (#13) --------------------------------------------

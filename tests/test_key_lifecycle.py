@@ -11,7 +11,6 @@ PostgreSQL. The two-process 200-day run is ``test_key_simulation.py``.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import threading
@@ -25,38 +24,20 @@ from joserfc.jwk import ECKey
 from flask_ropc import ConfigurationError
 
 from conftest import Clock
-from conftest import OAuthClient
+from conftest import app_token
 from conftest import basic_auth
 from conftest import bearer
 from conftest import build_app
 from conftest import clock_of
 from conftest import dispose_app
+from conftest import kid_of
+from conftest import new_client
 from conftest import password_form
-from conftest import ropc_of
 from conftest import table_rows
 
 DAY = 24 * 3600
 INTERVAL, PROPAGATION, RETENTION = 90 * DAY, 14 * DAY, 14 * DAY
 POLICY = {"ROPC_KEY_ROTATION_ENABLED": True, "ROPC_THROTTLE_ENABLED": False}
-
-
-def kid_of(token: str) -> str:
-    header = token.split(".")[0]
-    return str(json.loads(base64.urlsafe_b64decode(header + "==="))["kid"])
-
-
-def new_client(app: flask.Flask) -> OAuthClient:
-    with app.app_context():
-        client, secret = ropc_of(app).clients.create("App", scopes=["api"])
-    return OAuthClient(client.client_id, secret)
-
-
-def token(app: flask.Flask, client: OAuthClient) -> str:
-    response = app.test_client().post(
-        "/oauth/token", data=password_form(), headers=basic_auth(*client)
-    )
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return str(response.json["access_token"])
 
 
 def jwks(app: flask.Flask) -> list[str]:
@@ -82,32 +63,32 @@ def test_every_transition_happens_at_its_boundary(
     clock, t0 = frozen(app)
     client = new_client(app)
     with caplog.at_level(logging.WARNING, logger="flask_ropc"):
-        first = kid_of(token(app, client))  # cold start: signs at once, warns
+        first = kid_of(app_token(app, client))  # cold start: signs at once, warns
     assert first in caplog.text and "signs at once" in caplog.text
     assert jwks(app) == [first]
 
     due = INTERVAL - PROPAGATION  # the signer has the propagation time left
     clock.at(due - 1)
-    assert kid_of(token(app, client)) == first
+    assert kid_of(app_token(app, client)) == first
     clock.at(due + 30)  # due, but checked less than a minute ago
-    assert kid_of(token(app, client)) == first
+    assert kid_of(app_token(app, client)) == first
     assert [kid for kid, *_ in stored(app)] == [first]
     clock.at(due + 59)  # the next check publishes the successor, unused
-    assert kid_of(token(app, client)) == first
+    assert kid_of(app_token(app, client)) == first
     second = stored(app)[1][0]
     assert stored(app) == [(first, "active", None), (second, "pending", None)]
     assert jwks(app) == [first, second]
 
     clock.at(INTERVAL - 1)
-    assert kid_of(token(app, client)) == first
+    assert kid_of(app_token(app, client)) == first
     # The old key's interval is over, but its successor was made 59 s late:
     # the old key carries on until the successor has propagated.
     clock.at(INTERVAL)
-    assert kid_of(token(app, client)) == first
+    assert kid_of(app_token(app, client)) == first
     clock.at(INTERVAL + 58)
-    assert kid_of(token(app, client)) == first
+    assert kid_of(app_token(app, client)) == first
     clock.at(INTERVAL + 59)
-    assert kid_of(token(app, client)) == second
+    assert kid_of(app_token(app, client)) == second
     # That request's check stored the switch: retention from then, plus the
     # minute a worker may sign with what it read before.
     until = int(t0) + INTERVAL + 59 + RETENTION + 60
@@ -117,7 +98,7 @@ def test_every_transition_happens_at_its_boundary(
     assert jwks(app) == [first, second]
     clock.at(until - int(t0))  # the retention is over: out of the JWKS
     assert jwks(app) == [second]
-    assert kid_of(token(app, client)) == second
+    assert kid_of(app_token(app, client)) == second
 
 
 def test_tokens_signed_before_the_switch_verify_until_they_expire(
@@ -126,13 +107,13 @@ def test_tokens_signed_before_the_switch_verify_until_they_expire(
     app = make_app(**POLICY)
     clock, _ = frozen(app)
     client = new_client(app)
-    token(app, client)
+    app_token(app, client)
     clock.at(INTERVAL - PROPAGATION)
-    token(app, client)  # makes the successor
+    app_token(app, client)  # makes the successor
     clock.at(INTERVAL - 1)
-    old = token(app, client)
+    old = app_token(app, client)
     clock.at(INTERVAL + 3598)  # the old key no longer signs; its token lives
-    assert kid_of(token(app, client)) != kid_of(old)
+    assert kid_of(app_token(app, client)) != kid_of(old)
     assert app.test_client().get("/api/any", headers=bearer(old)).status_code == 200
 
 
@@ -144,14 +125,14 @@ def test_a_restart_at_any_moment_changes_nothing(make_app: t.Any) -> None:
     client = new_client(app)
     for moment in (0, INTERVAL - PROPAGATION, INTERVAL - 30, INTERVAL, 100 * DAY):
         clock.at(moment)
-        signer = kid_of(token(app, client))
+        signer = kid_of(app_token(app, client))
         kids = [kid for kid, *_ in stored(app)]
         snapshots = []
         for _ in range(2):  # a restart, then another at the same moment
             restarted = make_app(**POLICY)
             clock_of(restarted).frozen_at = t0
             clock_of(restarted).at(moment)
-            assert kid_of(token(restarted, client)) == signer
+            assert kid_of(app_token(restarted, client)) == signer
             assert jwks(restarted) == jwks(app)
             snapshots.append(stored(restarted))
         assert [kid for kid, *_ in snapshots[0]] == kids  # no key of its own
@@ -172,7 +153,7 @@ def test_workers_due_at_once_make_one_key(make_app: t.Any) -> None:
 
     def first(i: int) -> str:
         barrier.wait(timeout=60)
-        return kid_of(token(workers[i], client))
+        return kid_of(app_token(workers[i], client))
 
     def due(i: int) -> str:
         clock_of(workers[i]).at(INTERVAL - PROPAGATION)
@@ -196,9 +177,9 @@ def test_a_key_no_secret_decrypts_is_skipped_and_never_replaced(
     app = make_app(**POLICY)
     clock, t0 = frozen(app)
     client = new_client(app)
-    token(app, client)
+    app_token(app, client)
     clock.at(INTERVAL - PROPAGATION)
-    token(app, client)
+    app_token(app, client)
     kids = [kid for kid, *_ in stored(app)]
 
     stranger = make_app(**POLICY, SECRET_KEY="another secret, 32 bytes or longer!")
@@ -215,7 +196,7 @@ def test_a_key_no_secret_decrypts_is_skipped_and_never_replaced(
     assert all(f"Skipping signing key {kid}" in caplog.text for kid in kids)
     assert [kid for kid, *_ in stored(app)] == kids
     clock.at(INTERVAL + 5 * DAY)
-    assert kid_of(token(app, client)) == kids[1]
+    assert kid_of(app_token(app, client)) == kids[1]
 
 
 def test_rotate_if_due_for_cron(make_app: t.Any) -> None:

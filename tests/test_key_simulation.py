@@ -19,7 +19,6 @@ after: three keys, signing one after the other.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -32,6 +31,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from conftest import SECRET_KEY
+from conftest import kid_of
 from conftest import ropc_of
 from conftest import table_rows
 
@@ -83,11 +83,6 @@ class Worker:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         return code
-
-
-def kid_of(token: str) -> str:
-    header = base64.urlsafe_b64decode(token.split(".")[0] + "===")
-    return str(json.loads(header)["kid"])
 
 
 def verifies(token: str, jwks: list[dict[str, t.Any]], now: int) -> bool:

@@ -155,6 +155,25 @@ def counted(reader: InMemoryMetricReader, action: t.Callable[[], t.Any]) -> Seri
     return added
 
 
+def counted_call(
+    reader: InMemoryMetricReader, action: t.Callable[[], t.Any]
+) -> tuple[t.Any, Series]:
+    """What ``action`` returned, and what it added (see :func:`counted`)."""
+    returned: list[t.Any] = []
+    added = counted(reader, lambda: returned.append(action()))
+    return returned[0], added
+
+
+def login_series(client: str, result: str, validated: str) -> Series:
+    """What one password login adds: a request that ended in ``result``, one
+    validation and its duration that ended in ``validated``."""
+    return {
+        REQUESTS: {request(client, "password", result): 1},
+        VALIDATIONS: {validation(client, validated): 1},
+        DURATION: {attrs(result=validated): 1},
+    }
+
+
 def attrs(**values: str) -> tuple[tuple[str, str], ...]:
     """A series key: ``attrs(result="success")``; ``_`` for ``.`` in names."""
     return tuple(sorted((name.replace("__", "."), v) for name, v in values.items()))
@@ -186,30 +205,18 @@ def test_a_successful_login_is_one_request_one_validation_one_duration(
 ) -> None:
     added = counted(reader, lambda: login(http, oauth_client))
     cid = oauth_client.client_id
-    assert added == {
-        REQUESTS: {request(cid, "password", "success"): 1},
-        VALIDATIONS: {validation(cid, "success"): 1},
-        DURATION: {attrs(result="success"): 1},
-    }
+    assert added == login_series(cid, "success", "success")
 
 
 def test_a_wrong_password_is_one_invalid_grant_and_one_invalid_credentials(
     http: t.Any, oauth_client: OAuthClient, reader: InMemoryMetricReader
 ) -> None:
-    response = None
-
-    def wrong() -> None:
-        nonlocal response
-        response = login(http, oauth_client, password=WRONG)
-
-    added = counted(reader, wrong)
-    assert response is not None and response.status_code == 400
+    response, added = counted_call(
+        reader, lambda: login(http, oauth_client, password=WRONG)
+    )
+    assert response.status_code == 400
     cid = oauth_client.client_id
-    assert added == {
-        REQUESTS: {request(cid, "password", "invalid_grant"): 1},
-        VALIDATIONS: {validation(cid, "invalid_credentials"): 1},
-        DURATION: {attrs(result="invalid_credentials"): 1},
-    }
+    assert added == login_series(cid, "invalid_grant", "invalid_credentials")
 
 
 def test_a_validators_own_refusal_is_refused_and_an_unknown_code_other(
@@ -226,17 +233,13 @@ def test_a_validators_own_refusal_is_refused_and_an_unknown_code_other(
     )
     app.extensions["test_ropc"].password_validator(lambda req: next(verdicts))
     cid = oauth_client.client_id
-    assert counted(reader, lambda: login(http, oauth_client)) == {
-        REQUESTS: {request(cid, "password", "invalid_grant"): 1},
-        VALIDATIONS: {validation(cid, "refused"): 1},
-        DURATION: {attrs(result="refused"): 1},
-    }
+    assert counted(reader, lambda: login(http, oauth_client)) == login_series(
+        cid, "invalid_grant", "refused"
+    )
     # A code of the app's own is no attribute value: the set stays closed.
-    assert counted(reader, lambda: login(http, oauth_client)) == {
-        REQUESTS: {request(cid, "password", "other"): 1},
-        VALIDATIONS: {validation(cid, "refused"): 1},
-        DURATION: {attrs(result="refused"): 1},
-    }
+    assert counted(reader, lambda: login(http, oauth_client)) == login_series(
+        cid, "other", "refused"
+    )
 
 
 def test_a_validator_exception_is_one_server_error_and_its_duration_is_recorded(
@@ -249,20 +252,10 @@ def test_a_validator_exception_is_one_server_error_and_its_duration_is_recorded(
         raise RuntimeError("the user directory is on fire")
 
     app.extensions["test_ropc"].password_validator(broken)
-    response = None
-
-    def attempt() -> None:
-        nonlocal response
-        response = login(http, oauth_client)
-
-    added = counted(reader, attempt)
-    assert response is not None and response.status_code == 500
+    response, added = counted_call(reader, lambda: login(http, oauth_client))
+    assert response.status_code == 500
     cid = oauth_client.client_id
-    assert added == {
-        REQUESTS: {request(cid, "password", "server_error"): 1},
-        VALIDATIONS: {validation(cid, "exception"): 1},
-        DURATION: {attrs(result="exception"): 1},
-    }
+    assert added == login_series(cid, "server_error", "exception")
 
 
 @pytest.mark.parametrize(
@@ -293,16 +286,11 @@ def test_an_early_refusal_is_one_request_and_no_validation(
     }.get(result, result)
     # Before the grant type is known the client is not looked up yet.
     client = "unknown" if grant_type == "other" else oauth_client.client_id
-    response = None
-
-    def attempt() -> None:
-        nonlocal response
-        response = post_as(http, TOKEN_URL, oauth_client, form)
-
-    assert counted(reader, attempt) == {
-        REQUESTS: {request(client, grant_type, str(expected)): 1}
-    }
-    assert response is not None and response.status_code == status
+    response, added = counted_call(
+        reader, lambda: post_as(http, TOKEN_URL, oauth_client, form)
+    )
+    assert added == {REQUESTS: {request(client, grant_type, str(expected)): 1}}
+    assert response.status_code == status
     assert response.get_json()["error"] == expected
     assert validator.calls == []
 
@@ -366,19 +354,16 @@ def test_a_throttled_attempt_is_one_refusal_and_no_validation(
         reader, lambda: [login(http, oauth_client, password=WRONG) for _ in range(5)]
     )
     assert failures[VALIDATIONS] == {validation(cid, "invalid_credentials"): 5}
-    response = None
-
-    def throttled() -> None:
-        nonlocal response
-        response = login(http, oauth_client, password=WRONG)
-
-    assert counted(reader, throttled) == {
+    response, added = counted_call(
+        reader, lambda: login(http, oauth_client, password=WRONG)
+    )
+    assert added == {
         REQUESTS: {request(cid, "password", result): 1},
         THROTTLED: {
             attrs(oauth__client_id=cid, flask_ropc__throttle__scope="username"): 1
         },
     }
-    assert response is not None and response.status_code == status
+    assert response.status_code == status
 
 
 # -- refresh and revocation ---------------------------------------------------------
@@ -388,16 +373,13 @@ def test_a_refresh_is_one_request_and_no_validation(
     http: t.Any, offline_client: OAuthClient, reader: InMemoryMetricReader
 ) -> None:
     body = login(http, offline_client, scope="api offline_access").get_json()
-    response = None
-
-    def exchange() -> None:
-        nonlocal response
-        response = refresh(http, offline_client, body["refresh_token"])
-
-    assert counted(reader, exchange) == {
+    response, added = counted_call(
+        reader, lambda: refresh(http, offline_client, body["refresh_token"])
+    )
+    assert added == {
         REQUESTS: {request(offline_client.client_id, "refresh_token", "success"): 1}
     }
-    assert response is not None and response.status_code == 200
+    assert response.status_code == 200
 
 
 def test_reuse_is_detected_once_per_family(
@@ -461,14 +443,8 @@ def outcome(client: str, name: str, **more: str) -> tuple[t.Any, ...]:
 
 def first_step(http: t.Any, client: OAuthClient, reader: t.Any) -> tuple[str, Series]:
     """The password step: its ``mfa_token`` and what it counted."""
-    response = None
-
-    def step() -> None:
-        nonlocal response
-        response = start_login(http, client)
-
-    added = counted(reader, step)
-    assert response is not None and response.status_code in (400, 403)
+    response, added = counted_call(reader, lambda: start_login(http, client))
+    assert response.status_code in (400, 403)
     assert response.get_json()["error"] == "mfa_required"
     return str(response.get_json()["mfa_token"]), added
 
@@ -485,22 +461,17 @@ def test_a_two_step_login_counts_each_step_once(
     cid = mfa_client.client_id
     token, added = first_step(http, mfa_client, reader)
     assert added == {
-        REQUESTS: {request(cid, "password", "mfa_required"): 1},
-        VALIDATIONS: {validation(cid, "mfa_required"): 1},
-        DURATION: {attrs(result="mfa_required"): 1},
+        **login_series(cid, "mfa_required", "mfa_required"),
         MFA: {outcome(cid, "required"): 1},
     }
-    response = None
-
-    def second() -> None:
-        nonlocal response
-        response = send_otp(http, mfa_client, token, otp_now(app))
-
-    assert counted(reader, second) == {
+    response, added = counted_call(
+        reader, lambda: send_otp(http, mfa_client, token, otp_now(app))
+    )
+    assert added == {
         REQUESTS: {request(cid, MFA_OTP, "success"): 1},
         MFA: {outcome(cid, "succeeded", factor="otp"): 1},
     }
-    assert response is not None and response.status_code == 200
+    assert response.status_code == 200
     # The spent token again: a plain invalid_grant, no MFA outcome (it was
     # never checked against a code).
     again = lambda: send_otp(http, mfa_client, token, otp_now(app))  # noqa: E731
@@ -541,17 +512,14 @@ def test_a_recovery_code_counts_one_success_of_its_factor(
 ) -> None:
     cid = mfa_client.client_id
     token, _ = first_step(http, mfa_client, reader)
-    response = None
-
-    def recover() -> None:
-        nonlocal response
-        response = send_recovery(http, mfa_client, token, "RC-user-1")
-
-    assert counted(reader, recover) == {
+    response, added = counted_call(
+        reader, lambda: send_recovery(http, mfa_client, token, "RC-user-1")
+    )
+    assert added == {
         REQUESTS: {request(cid, MFA_RECOVERY, "success"): 1},
         MFA: {outcome(cid, "succeeded", factor="recovery-code"): 1},
     }
-    assert response is not None and response.status_code == 200
+    assert response.status_code == 200
     assert response.get_json()["recovery_code"].startswith("RC-")
 
 
@@ -584,17 +552,14 @@ def test_a_throttled_code_is_one_refusal_of_scope_mfa(
     statuses += [send_otp(http, mfa_client, token, "000000").status_code]
     statuses += [send_otp(http, mfa_client, token, "000000").status_code]
     assert statuses == [400, 400, 400]
-    response = None
-
-    def slowed() -> None:
-        nonlocal response
-        response = send_otp(http, mfa_client, token, "000000")
-
-    assert counted(reader, slowed) == {
+    response, added = counted_call(
+        reader, lambda: send_otp(http, mfa_client, token, "000000")
+    )
+    assert added == {
         REQUESTS: {request(cid, MFA_OTP, "slow_down"): 1},
         THROTTLED: {attrs(oauth__client_id=cid, flask_ropc__throttle__scope="mfa"): 1},
     }
-    assert response is not None and response.status_code == 429
+    assert response.status_code == 429
 
 
 # -- attributes, the gauge, switching off -------------------------------------------

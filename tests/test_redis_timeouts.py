@@ -26,9 +26,6 @@ import flask
 import pytest
 import redis
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from test_deployment import _free_port
 
 from flask_ropc import ROPC
 from flask_ropc import ConfigurationError
@@ -36,7 +33,9 @@ from flask_ropc import ConfigurationError
 from conftest import OAuthClient
 from conftest import build_app
 from conftest import dispose_app
+from conftest import free_port
 from conftest import login
+from conftest import pem_signing_key
 from conftest import ropc_of
 from conftest import wait_until_serving
 
@@ -68,7 +67,7 @@ class PrivateRedis:
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     """Start redis-server on a free port; resume and kill it at the end."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             "redis-server",
@@ -113,18 +112,13 @@ def test_a_frozen_redis_gets_a_503_in_seconds_from_a_live_gunicorn(
     with setup.app_context():
         client, secret = ropc_of(setup).clients.create("Mobile", scopes=["api"])
     dispose_app(setup)
-    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         DATABASE_URL=database_uri,
         REDIS_URL=private_redis.url,
         ROPC_ISSUER="https://auth.example.test",
-        ROPC_SIGNING_KEY=key.decode(),
+        ROPC_SIGNING_KEY=pem_signing_key(),
         WEB_CONCURRENCY="2",
         PORT=str(port),
         PYTHONPATH=str(ROOT),

@@ -22,8 +22,8 @@ from conftest import clock_shifted
 from conftest import count_rows
 from conftest import introspect
 from conftest import issue_token
-from conftest import password_form
 from conftest import post_as
+from conftest import post_client_token
 from conftest import table_rows
 from conftest import token_client
 
@@ -182,10 +182,7 @@ def test_public_client_cannot_revoke_a_confidential_clients_token(
 def test_client_secret_post_client_revokes_with_body_credentials(
     http: t.Any, make_client: t.Any
 ) -> None:
-    client = make_client(auth_method="client_secret_post")
-    credentials = {"client_id": client.client_id, "client_secret": client.secret}
-    issued = http.post("/oauth/token", data=password_form(**credentials))
-    token = issued.get_json()["access_token"]
+    client, credentials, token = post_client_token(http, make_client)
 
     response = http.post(REVOKE_URL, data={"token": token, **credentials})
 

@@ -13,7 +13,6 @@ on PostgreSQL also two rotations at once wait on a row lock the test holds.
 from __future__ import annotations
 
 import json
-import threading
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,6 +23,7 @@ import sqlalchemy as sa
 from flask_ropc import ROPC
 from flask_ropc.errors import SecretChangedError
 
+from conftest import HeldAfterRead
 from conftest import OAuthClient
 from conftest import basic_auth
 from conftest import password_form
@@ -35,71 +35,6 @@ def token_status(http: t.Any, client_id: str, secret: str) -> int:
         "/oauth/token", data=password_form(), headers=basic_auth(client_id, secret)
     )
     return int(response.status_code)
-
-
-class HeldAfterRead:
-    """Holds one thread right after its first read of ``ropc_clients``.
-
-    Listens on the engine for executed statements; the thread given to
-    :meth:`start` stops after its first ``SELECT`` from ``ropc_clients`` (so
-    it has read the client and holds no lock) until :meth:`release`.
-    """
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        self.held: threading.Thread | None = None
-        self.read = threading.Event()
-        self.go_on = threading.Event()
-        self.result: t.Any = None
-        self.error: BaseException | None = None
-
-    def _after_execute(
-        self, conn: t.Any, cursor: t.Any, statement: str, *_: t.Any
-    ) -> None:
-        if threading.current_thread() is not self.held or self.read.is_set():
-            return
-        if statement.lstrip().upper().startswith("SELECT") and (
-            "FROM ropc_clients" in statement
-        ):
-            self.read.set()
-            assert self.go_on.wait(60), "never released"
-
-    def start(self, task: t.Callable[[], t.Any]) -> None:
-        """Run ``task`` in a thread; return once it has read the client."""
-
-        def run() -> None:
-            try:
-                self.result = task()
-            except BaseException as error:  # noqa: BLE001 (reported by finish)
-                self.error = error
-
-        sa.event.listen(self.engine, "after_cursor_execute", self._after_execute)
-        self.held = threading.Thread(target=run)
-        self.held.start()
-        assert self.read.wait(60), "the held rotation never read the client"
-
-    def finish(self) -> t.Any:
-        """Let the held thread go on; its result (or raise its error)."""
-        self.go_on.set()
-        assert self.held is not None
-        self.held.join(60)
-        sa.event.remove(self.engine, "after_cursor_execute", self._after_execute)
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-@pytest.fixture
-def hold(app: flask.Flask, ropc: ROPC) -> t.Iterator[HeldAfterRead]:
-    with app.app_context():
-        engine = ropc.engine
-    held = HeldAfterRead(engine)
-    yield held
-    held.go_on.set()
-    if held.held is not None:
-        held.held.join(60)
-    if sa.event.contains(engine, "after_cursor_execute", held._after_execute):
-        sa.event.remove(engine, "after_cursor_execute", held._after_execute)
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])

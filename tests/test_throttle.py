@@ -25,17 +25,15 @@ from flask_ropc import GrantResult
 
 from conftest import SECRET_KEY
 from conftest import USERS
+from conftest import WRONG_PASSWORD
 from conftest import Clock
 from conftest import OAuthClient
-from conftest import basic_auth
-from conftest import build_app
 from conftest import delete_redis_keys
-from conftest import dispose_app
+from conftest import password_attempt as attempt
 from conftest import ropc_of
 from conftest import table_rows
 
-TOKEN_URL = "/oauth/token"
-WRONG = "definitely not the password"
+WRONG = WRONG_PASSWORD
 REDIS_URL = os.environ.get("ROPC_TEST_REDIS_URL")
 needs_redis = pytest.mark.skipif(
     not REDIS_URL, reason="set ROPC_TEST_REDIS_URL to run the Redis storage tests"
@@ -50,28 +48,6 @@ def create_client(app: flask.Flask, **options: t.Any) -> OAuthClient:
     with app.app_context():
         client, secret = ropc_of(app).clients.create("Client", **options)
     return OAuthClient(client.client_id, secret)
-
-
-def attempt(
-    http: t.Any,
-    client: OAuthClient,
-    username: str = "ann",
-    password: str = WRONG,
-    *,
-    headers: dict[str, str] | None = None,
-    ip: str | None = None,
-) -> t.Any:
-    """One password-grant request; ``ip`` sets the TCP peer address."""
-    assert client.secret is not None
-    kwargs: dict[str, t.Any] = {}
-    if ip is not None:
-        kwargs["environ_base"] = {"REMOTE_ADDR": ip}
-    return http.post(
-        TOKEN_URL,
-        data={"grant_type": "password", "username": username, "password": password},
-        headers={**basic_auth(client.client_id, client.secret), **(headers or {})},
-        **kwargs,
-    )
 
 
 def assert_wrong_password(response: t.Any) -> None:
@@ -430,18 +406,11 @@ def test_unlock_forgets_past_locks_so_the_next_lock_is_short_again(
     assert lock_out(http, oauth_client) == 60
 
 
-def test_cli_unlock_fails_when_throttling_is_off(
-    database_uri: str, tmp_path: t.Any
-) -> None:
-    app = build_app(
-        database_uri, str(tmp_path / "instance"), ROPC_THROTTLE_ENABLED=False
-    )
-    try:
-        result = cli(app, "unlock", "ann")
-        assert result.exit_code != 0
-        assert "ROPC_THROTTLE_ENABLED" in result.output
-    finally:
-        dispose_app(app)
+@config(ROPC_THROTTLE_ENABLED=False)
+def test_cli_unlock_fails_when_throttling_is_off(app: flask.Flask) -> None:
+    result = cli(app, "unlock", "ann")
+    assert result.exit_code != 0
+    assert "ROPC_THROTTLE_ENABLED" in result.output
 
 
 # -- the per-IP and per-client budgets -----------------------------------------
@@ -777,81 +746,65 @@ def test_cleanup_purges_expired_counters(
     assert throttle_rows(app) == []
 
 
+@pytest.fixture
+def redis_app(make_app: t.Callable[..., flask.Flask], redis_prefix: str) -> flask.Flask:
+    """An app whose throttle counters live in Redis under ``redis_prefix``."""
+    return make_app(
+        ROPC_RATELIMIT_STORAGE_URI=REDIS_URL, ROPC_RATELIMIT_KEY_PREFIX=redis_prefix
+    )
+
+
 @needs_redis
 def test_lockout_works_with_counters_in_redis(
-    database_uri: str, tmp_path: t.Any, redis_prefix: str
+    redis_app: flask.Flask, redis_prefix: str
 ) -> None:
-    app = build_app(
-        database_uri,
-        str(tmp_path / "instance"),
-        ROPC_RATELIMIT_STORAGE_URI=REDIS_URL,
-        ROPC_RATELIMIT_KEY_PREFIX=redis_prefix,
-    )
-    try:
-        http = app.test_client()
-        client = create_client(app)
-        fail_times(http, client, 5)
+    app = redis_app
+    http = app.test_client()
+    client = create_client(app)
+    fail_times(http, client, 5)
 
-        response = attempt(http, client, "ANN", USERS["ann"][0])
+    response = attempt(http, client, "ANN", USERS["ann"][0])
 
-        assert 55 <= assert_throttled(response) <= 60
-        assert calls(app) == 5
-        assert throttle_rows(app) == []  # nothing in the database table
-        assert redis_keys(redis_prefix)
+    assert 55 <= assert_throttled(response) <= 60
+    assert calls(app) == 5
+    assert throttle_rows(app) == []  # nothing in the database table
+    assert redis_keys(redis_prefix)
 
-        result = cli(app, "unlock", "Ann")
-        assert result.exit_code == 0, result.output
-        ok = attempt(http, client, "ann", USERS["ann"][0])
-        assert ok.status_code == 200, ok.get_data(as_text=True)
-    finally:
-        dispose_app(app)
+    result = cli(app, "unlock", "Ann")
+    assert result.exit_code == 0, result.output
+    ok = attempt(http, client, "ann", USERS["ann"][0])
+    assert ok.status_code == 200, ok.get_data(as_text=True)
 
 
 @needs_redis
 def test_redis_keys_hold_no_username_or_ip_in_clear(
-    database_uri: str, tmp_path: t.Any, redis_prefix: str
+    redis_app: flask.Flask, redis_prefix: str
 ) -> None:
-    app = build_app(
-        database_uri,
-        str(tmp_path / "instance"),
-        ROPC_RATELIMIT_STORAGE_URI=REDIS_URL,
-        ROPC_RATELIMIT_KEY_PREFIX=redis_prefix,
-    )
-    try:
-        http = app.test_client()
-        client = create_client(app)
-        username = "Carol.Example@Mail.test"
-        fail_times(http, client, 5, username=username, ip="198.51.100.77")
-        assert_throttled(attempt(http, client, username, ip="198.51.100.77"))
+    http = redis_app.test_client()
+    client = create_client(redis_app)
+    username = "Carol.Example@Mail.test"
+    fail_times(http, client, 5, username=username, ip="198.51.100.77")
+    assert_throttled(attempt(http, client, username, ip="198.51.100.77"))
 
-        keys = redis_keys(redis_prefix)
-        assert len(keys) >= 3
-        dump = " ".join(keys).casefold()
-        assert "carol" not in dump
-        assert "mail.test" not in dump
-        assert "198.51.100.77" not in dump
-    finally:
-        dispose_app(app)
+    keys = redis_keys(redis_prefix)
+    assert len(keys) >= 3
+    dump = " ".join(keys).casefold()
+    assert "carol" not in dump
+    assert "mail.test" not in dump
+    assert "198.51.100.77" not in dump
 
 
 def test_memory_storage_throttles_within_one_process(
-    database_uri: str, tmp_path: t.Any, caplog: pytest.LogCaptureFixture
+    make_app: t.Callable[..., flask.Flask], caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="flask_ropc"):
-        app = build_app(
-            database_uri,
-            str(tmp_path / "instance"),
-            ROPC_RATELIMIT_STORAGE_URI="memory://",
-        )
-    try:
-        assert "per process" in caplog.text  # the documented warning
-        http = app.test_client()
-        client = create_client(app)
-        fail_times(http, client, 5)
-        assert_throttled(attempt(http, client, "ann", USERS["ann"][0]))
-        assert calls(app) == 5
-    finally:
-        dispose_app(app)
+        app = make_app(ROPC_RATELIMIT_STORAGE_URI="memory://")
+    assert "per process" in caplog.text  # the documented warning
+    http = app.test_client()
+    client = create_client(app)
+    fail_times(http, client, 5)
+    assert_throttled(attempt(http, client, "ann", USERS["ann"][0]))
+    assert calls(app) == 5
 
 
 def test_memcached_counter_storage_is_refused_at_start_up(tmp_path: t.Any) -> None:

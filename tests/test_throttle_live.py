@@ -14,10 +14,7 @@ import base64
 import concurrent.futures
 import http.client
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import typing as t
 import urllib.parse
@@ -25,15 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
+from conftest import Deployment
 from conftest import build_app
+from conftest import deploy_env
 from conftest import dispose_app
 from conftest import ropc_of
-from conftest import wait_until_serving
 
-ROOT = Path(__file__).resolve().parent.parent
 RIGHT = "correct horse battery staple"  # examples/deploy/wsgi.py's ann
 USER, ATTACKER = "127.0.0.1", "127.0.0.2"
 
@@ -59,48 +54,22 @@ def server(database_uri: str, tmp_path: Path) -> Iterator[Server]:
     with app.app_context():
         client, secret = ropc_of(app).clients.create("Mobile", scopes=["api"])
     assert secret is not None
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    port = _free_port()
-    env = dict(
-        os.environ,
+    env = deploy_env(
         DATABASE_URL=database_uri,
         ROPC_ISSUER="https://auth.example.test",
-        ROPC_SIGNING_KEY=pem,
         ROPC_THROTTLE_IP_LIMIT="3",
         HOST="[::]",
-        PORT=str(port),
-        WEB_CONCURRENCY="2",
         # Threads, so that the workers run many logins at once.
         GUNICORN_CMD_ARGS="--threads 10",
-        PYTHONPATH=str(ROOT),
     )
     env.pop("REDIS_URL", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "examples/deploy/gunicorn.conf.py",
-            "examples.deploy.wsgi:app",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    port = _free_port()
+    gunicorn = Deployment(env)
     try:
-        wait_until_serving(proc, port)
+        gunicorn.start(port)
         yield Server(port, client.client_id, secret)
     finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+        gunicorn.stop()
         dispose_app(app)
 
 

@@ -29,17 +29,18 @@ from flask_ropc.errors import Throttled
 from flask_ropc.state import get_state
 
 from conftest import USERS
+from conftest import WRONG_PASSWORD
 from conftest import LiveServer
 from conftest import OAuthClient
-from conftest import basic_auth
 from conftest import build_app
 from conftest import clock_of
 from conftest import delete_redis_keys
 from conftest import dispose_app
+from conftest import password_attempt as attempt
 from conftest import ropc_of
 
 TOKEN_URL = "/oauth/token"
-WRONG = "definitely not the password"
+WRONG = WRONG_PASSWORD
 RIGHT = USERS["ann"][0]
 REDIS_URL = os.environ.get("ROPC_TEST_REDIS_URL")
 STORAGES = ["database"] + (["redis"] if REDIS_URL else [])
@@ -77,25 +78,6 @@ def client_of(app: flask.Flask, **options: t.Any) -> OAuthClient:
     with app.app_context():
         client, secret = ropc_of(app).clients.create("Client", **options)
     return OAuthClient(client.client_id, secret)
-
-
-def attempt(
-    http: t.Any,
-    client: OAuthClient,
-    username: str = "ann",
-    password: str = WRONG,
-    *,
-    ip: str = "127.0.0.1",
-    headers: dict[str, str] | None = None,
-) -> t.Any:
-    """One password-grant request from the TCP peer ``ip``."""
-    assert client.secret is not None
-    return http.post(
-        TOKEN_URL,
-        data={"grant_type": "password", "username": username, "password": password},
-        headers={**basic_auth(*client), **(headers or {})},
-        environ_base={"REMOTE_ADDR": ip},
-    )
 
 
 def outcome(response: t.Any) -> str:
