@@ -183,7 +183,9 @@ def test_a_schema_translate_map_is_honoured(database_uri: str) -> None:
             conn.execute(
                 sa.text(f"INSERT INTO {schema}.ropc_test_tenant VALUES ('{schema}')")  # noqa: S608
             )
-    tenant = engine.execution_options(schema_translate_map={None: "ropc_tenant"})
+    tenant = sa.create_engine(
+        database_uri, execution_options={"schema_translate_map": {None: "ropc_tenant"}}
+    )
     db = Database(lambda: tenant, lambda: 0.0)
     try:
         with db.autocommit() as conn:
@@ -193,6 +195,7 @@ def test_a_schema_translate_map_is_honoured(database_uri: str) -> None:
         with engine.begin() as conn:
             conn.execute(sa.text("DROP TABLE public.ropc_test_tenant"))
             conn.execute(sa.text("DROP SCHEMA ropc_tenant CASCADE"))
+        tenant.dispose()
         engine.dispose()
 
 
