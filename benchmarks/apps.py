@@ -378,9 +378,7 @@ def create_floor_app(uri: str) -> Flask:
         assert row and row[1] and hmac.compare_digest(row[0], sha(auth.password))
         return auth.username
 
-    def sign(
-        client_id: str, subject: str, scope: str, now: int, auth_time: int
-    ) -> str:
+    def sign(client_id: str, subject: str, scope: str, now: int, auth_time: int) -> str:
         claims = {
             "iss": ISSUER,
             "sub": subject,
@@ -610,7 +608,8 @@ def create_floor_app(uri: str) -> Flask:
             db()
             .execute(
                 "SELECT t.subject, t.scope, t.revoked_at, t.expires_at, c.enabled, "
-                "k.status, t.amr, t.acr, t.auth_time FROM ropc_access_tokens AS t JOIN ropc_clients AS c "
+                "k.status, t.amr, t.acr, t.auth_time "
+                "FROM ropc_access_tokens AS t JOIN ropc_clients AS c "
                 "ON c.client_id = t.client_id LEFT OUTER JOIN ropc_signing_keys AS k "
                 "ON k.kid = t.kid WHERE t.token_digest = ?",
                 (sha(value),),
