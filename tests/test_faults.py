@@ -7,6 +7,7 @@ private ``redis-server`` on a port of the test's own.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import typing as t
@@ -141,6 +142,33 @@ def test_connection_killed_mid_grant_is_503_and_writes_nothing(
     assert "refresh_token" in retry.json
 
 
+@contextlib.contextmanager
+def _refresh_insert_trigger(
+    engine: sa.Engine, name: str, body: str
+) -> t.Iterator[None]:
+    """A trigger running ``body`` (PL/pgSQL) before every refresh token
+    insert, for the block's duration."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"CREATE FUNCTION {name}() RETURNS trigger AS $$ "
+                f"BEGIN {body} END $$ LANGUAGE plpgsql"
+            )
+        )
+        conn.execute(
+            sa.text(
+                f"CREATE TRIGGER {name} BEFORE INSERT ON ropc_refresh_tokens "
+                f"FOR EACH ROW EXECUTE FUNCTION {name}()"
+            )
+        )
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TRIGGER {name} ON ropc_refresh_tokens"))
+            conn.execute(sa.text(f"DROP FUNCTION {name}()"))
+
+
 @pg_only
 def test_server_process_ending_inside_the_grant_statement_is_503_and_invalidated(
     pg_app: flask.Flask, http: t.Any, make_client: t.Any
@@ -151,20 +179,6 @@ def test_server_process_ending_inside_the_grant_statement_is_503_and_invalidated
     dead connection is invalidated, never handed out again."""
     client = make_client(grant_types=["password", "refresh_token"])
     engine = _engine(pg_app)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "CREATE FUNCTION ropc_test_die() RETURNS trigger AS $$ "
-                "BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); "
-                "RETURN NEW; END $$ LANGUAGE plpgsql"
-            )
-        )
-        conn.execute(
-            sa.text(
-                "CREATE TRIGGER ropc_test_die BEFORE INSERT ON ropc_refresh_tokens "
-                "FOR EACH ROW EXECUTE FUNCTION ropc_test_die()"
-            )
-        )
     invalidated: list[BaseException | None] = []
 
     def on_invalidate(dbapi_connection: t.Any, record: t.Any, error: t.Any) -> None:
@@ -177,19 +191,18 @@ def test_server_process_ending_inside_the_grant_statement_is_503_and_invalidated
             headers=basic_auth(*client),
         )
 
-    sa.event.listen(engine, "invalidate", on_invalidate)
-    try:
-        before = count_rows(pg_app)
-        response = login()
+    die = "PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW;"
+    with _refresh_insert_trigger(engine, "ropc_test_die", die):
+        sa.event.listen(engine, "invalidate", on_invalidate)
+        try:
+            before = count_rows(pg_app)
+            response = login()
+        finally:
+            sa.event.remove(engine, "invalidate", on_invalidate)
         assert response.status_code == 503, response.json
         assert response.json["error"] == "temporarily_unavailable"
         assert len(invalidated) == 1 and invalidated[0] is not None
         assert count_rows(pg_app) == before
-    finally:
-        sa.event.remove(engine, "invalidate", on_invalidate)
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP TRIGGER ropc_test_die ON ropc_refresh_tokens"))
-            conn.execute(sa.text("DROP FUNCTION ropc_test_die()"))
     assert login().status_code == 200
 
 
@@ -201,19 +214,6 @@ def test_failure_inside_the_grant_transaction_leaves_no_token_and_counts_no_fail
     trigger) rolls back the access token written just before it."""
     client = make_client(grant_types=["password", "refresh_token"])
     engine = _engine(pg_app)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "CREATE FUNCTION ropc_test_refuse() RETURNS trigger AS $$ "
-                "BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
-            )
-        )
-        conn.execute(
-            sa.text(
-                "CREATE TRIGGER ropc_test_refuse BEFORE INSERT ON ropc_refresh_tokens "
-                "FOR EACH ROW EXECUTE FUNCTION ropc_test_refuse()"
-            )
-        )
 
     def login() -> t.Any:
         return http.post(
@@ -222,7 +222,8 @@ def test_failure_inside_the_grant_transaction_leaves_no_token_and_counts_no_fail
             headers=basic_auth(*client),
         )
 
-    try:
+    refuse = "RAISE EXCEPTION 'injected failure';"
+    with _refresh_insert_trigger(engine, "ropc_test_refuse", refuse):
         before = count_rows(pg_app)
         response = login()
         assert response.status_code == 500
@@ -235,12 +236,6 @@ def test_failure_inside_the_grant_transaction_leaves_no_token_and_counts_no_fail
         # failed logins (the default limit is 5 per username).
         for _ in range(5):
             assert login().status_code == 500
-    finally:
-        with engine.begin() as conn:
-            conn.execute(
-                sa.text("DROP TRIGGER ropc_test_refuse ON ropc_refresh_tokens")
-            )
-            conn.execute(sa.text("DROP FUNCTION ropc_test_refuse()"))
     recovered = login()
     assert recovered.status_code == 200, recovered.json
 
