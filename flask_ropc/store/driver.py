@@ -185,9 +185,10 @@ _PLAIN_OPTIONS = frozenset({"isolation_level"})
 
 
 def _sqlalchemy_must_run(conn: sa.Connection) -> bool:
-    """Whether ``conn`` needs ``execute``: someone listens to its events
-    (any of them: cursor events, ``begin``, ``before_execute``, or the
-    dialect's ``handle_error`` and ``do_execute``), it logs its statements
+    """Whether ``conn`` needs ``execute``: someone listens to the events a
+    statement passes (``begin``, ``before_execute``, ``after_execute``, the
+    cursor events, or the dialect's ``handle_error`` and ``do_execute``;
+    ``commit`` and ``rollback`` fire either way), it logs its statements
     (``echo``), or it has execution options that change the SQL
     (``schema_translate_map``, ...).
 
