@@ -82,7 +82,7 @@ class Prepared:
         for column in prefetch:
             if column.default is not None and column.default.is_scalar:
                 self.defaults[column.key] = column.default.arg
-        self.eligible = _needs_nothing_of_sqlalchemy(compiled, dialect, prefetch)
+        self.eligible = _needs_nothing_of_sqlalchemy(compiled, prefetch)
         #: A plain SELECT: it needs no transaction of its own.
         self.reads = isinstance(statement, sa.Select) and not compiled.ctes
         self.row_type: t.Any = None
@@ -124,9 +124,7 @@ def _plain_type(kind: t.Any) -> bool:
     return isinstance(kind, _PLAIN_TYPES)
 
 
-def _needs_nothing_of_sqlalchemy(
-    compiled: t.Any, dialect: sa.Dialect, prefetch: Sequence[t.Any]
-) -> bool:
+def _needs_nothing_of_sqlalchemy(compiled: t.Any, prefetch: Sequence[t.Any]) -> bool:
     """Whether running ``compiled``'s SQL as it is, with the parameters as
     given, is all ``execute`` would do: no value of another type than
     :data:`_PLAIN_TYPES`, no default to call, no parameter rendered at
@@ -145,7 +143,8 @@ def _needs_nothing_of_sqlalchemy(
 
 
 class Runner:
-    """Runs statements through :func:`run`, each compiled once per dialect."""
+    """Runs statements on the driver's cursor (see the module), each compiled
+    once per dialect."""
 
     #: Statements kept compiled, at most (ours are a few dozen; a caller
     #: building statements per call must not grow this without end).
