@@ -118,11 +118,7 @@ def test_connection_killed_mid_grant_is_503_and_writes_nothing(
 
     sa.event.listen(engine, "before_cursor_execute", kill_before_refresh_insert)
     try:
-        response = http.post(
-            "/oauth/token",
-            data=password_form(scope="api offline_access"),
-            headers=basic_auth(*client),
-        )
+        response = _offline_login(http, client)
     finally:
         sa.event.remove(engine, "before_cursor_execute", kill_before_refresh_insert)
     assert fired
@@ -133,13 +129,18 @@ def test_connection_killed_mid_grant_is_503_and_writes_nothing(
     assert after["ropc_access_tokens"] == before["ropc_access_tokens"]
     refresh_rows = len(table_rows(pg_app, "ropc_refresh_tokens"))
     assert refresh_rows == 0
-    retry = http.post(
+    retry = _offline_login(http, client)
+    assert retry.status_code == 200
+    assert "refresh_token" in retry.json
+
+
+def _offline_login(http: t.Any, client: t.Any) -> t.Any:
+    """A password login that asks for a refresh token too."""
+    return http.post(
         "/oauth/token",
         data=password_form(scope="api offline_access"),
         headers=basic_auth(*client),
     )
-    assert retry.status_code == 200
-    assert "refresh_token" in retry.json
 
 
 @contextlib.contextmanager
@@ -184,26 +185,19 @@ def test_server_process_ending_inside_the_grant_statement_is_503_and_invalidated
     def on_invalidate(dbapi_connection: t.Any, record: t.Any, error: t.Any) -> None:
         invalidated.append(error)
 
-    def login() -> t.Any:
-        return http.post(
-            "/oauth/token",
-            data=password_form(scope="api offline_access"),
-            headers=basic_auth(*client),
-        )
-
     die = "PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW;"
     with _refresh_insert_trigger(engine, "ropc_test_die", die):
         sa.event.listen(engine, "invalidate", on_invalidate)
         try:
             before = count_rows(pg_app)
-            response = login()
+            response = _offline_login(http, client)
         finally:
             sa.event.remove(engine, "invalidate", on_invalidate)
         assert response.status_code == 503, response.json
         assert response.json["error"] == "temporarily_unavailable"
         assert len(invalidated) == 1 and invalidated[0] is not None
         assert count_rows(pg_app) == before
-    assert login().status_code == 200
+    assert _offline_login(http, client).status_code == 200
 
 
 @pg_only
@@ -215,17 +209,10 @@ def test_failure_inside_the_grant_transaction_leaves_no_token_and_counts_no_fail
     client = make_client(grant_types=["password", "refresh_token"])
     engine = _engine(pg_app)
 
-    def login() -> t.Any:
-        return http.post(
-            "/oauth/token",
-            data=password_form(scope="api offline_access"),
-            headers=basic_auth(*client),
-        )
-
     refuse = "RAISE EXCEPTION 'injected failure';"
     with _refresh_insert_trigger(engine, "ropc_test_refuse", refuse):
         before = count_rows(pg_app)
-        response = login()
+        response = _offline_login(http, client)
         assert response.status_code == 500
         assert response.json["error"] == "server_error"
         assert count_rows(pg_app) == before
@@ -235,8 +222,8 @@ def test_failure_inside_the_grant_transaction_leaves_no_token_and_counts_no_fail
         # The password was right each time: failed writes must not count as
         # failed logins (the default limit is 5 per username).
         for _ in range(5):
-            assert login().status_code == 500
-    recovered = login()
+            assert _offline_login(http, client).status_code == 500
+    recovered = _offline_login(http, client)
     assert recovered.status_code == 200, recovered.json
 
 

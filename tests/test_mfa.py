@@ -642,18 +642,10 @@ def test_concurrent_wrong_codes_under_one_token_get_at_most_five_verified(
 
 
 def test_without_password_throttling_the_code_budget_still_holds(
-    make_app: t.Any, database_uri: str
+    unthrottled_budget_app: flask.Flask,
 ) -> None:
-    app = make_app(ROPC_THROTTLE_ENABLED=False, ROPC_MFA_FAILURE_LIMIT=2)
-    clock_of(app).freeze()
-    enable_mfa(app)
-    creds = mfa_client_of(app)
-    http = app.test_client()
-    statuses = [
-        send_otp(http, creds, mfa_token(http, creds), "000000").status_code
-        for _ in range(4)
-    ]
-    assert statuses == [400, 400, 400, 429]
+    app = unthrottled_budget_app
+    assert spend_budget(app, mfa_client_of(app)) == [400, 400, 400, 429]
 
 
 def test_the_cli_allows_the_mfa_grants(
@@ -714,13 +706,23 @@ def test_on_redis_an_mfa_token_expires_exactly_at_its_lifetime(
 def budget_app(request: pytest.FixtureRequest, make_app: t.Any) -> flask.Flask:
     """An MFA app whose code budget (two wrong codes) is counted in the
     database (SQLite, PostgreSQL) or in Redis."""
-    config: dict[str, t.Any] = {"ROPC_MFA_FAILURE_LIMIT": 2}
+    config: dict[str, t.Any] = {}
     if request.param == "redis":
         if not REDIS_URL:
             pytest.skip("needs ROPC_TEST_REDIS_URL")
         config["ROPC_RATELIMIT_STORAGE_URI"] = REDIS_URL
         config["ROPC_RATELIMIT_KEY_PREFIX"] = request.getfixturevalue("redis_prefix")
-    app = make_app(**config)
+    return _budget_app(make_app, **config)
+
+
+@pytest.fixture
+def unthrottled_budget_app(make_app: t.Any) -> flask.Flask:
+    """:func:`budget_app` in the database with password throttling off."""
+    return _budget_app(make_app, ROPC_THROTTLE_ENABLED=False)
+
+
+def _budget_app(make_app: t.Any, **config: t.Any) -> flask.Flask:
+    app: flask.Flask = make_app(ROPC_MFA_FAILURE_LIMIT=2, **config)
     clock_of(app).freeze()
     enable_mfa(app)
     return app
@@ -791,11 +793,9 @@ def test_unlock_mfa_from_python_and_with_a_username(
 
 
 def test_unlock_subject_works_with_password_throttling_off(
-    make_app: t.Any, database_uri: str
+    unthrottled_budget_app: flask.Flask,
 ) -> None:
-    app = make_app(ROPC_THROTTLE_ENABLED=False, ROPC_MFA_FAILURE_LIMIT=2)
-    clock_of(app).freeze()
-    enable_mfa(app)
+    app = unthrottled_budget_app
     creds = mfa_client_of(app)
     runner, http = app.test_cli_runner(), app.test_client()
     assert spend_budget(app, creds) == [400, 400, 400, 429]
