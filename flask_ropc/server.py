@@ -43,6 +43,8 @@ from . import refresh
 from . import secret_upgrade
 from . import signals
 from . import token_endpoints
+from .context import current_g
+from .context import current_request
 from .dpop import Proof
 from .errors import InvalidClientAuthError
 from .mfa_contract import MFA_OTP_GRANT
@@ -91,7 +93,12 @@ class ROPCAuthorizationServer(AuthorizationServer):
 
     def create_oauth2_request(self, request: t.Any) -> OAuth2Request:
         """Authlib hook: the current request, its URL built only if read."""
-        return _OAuth2Request(_flask_request())
+        return _OAuth2Request(current_request())
+
+    def handle_error_response(self, request: t.Any, error: t.Any) -> t.Any:
+        """Authlib hook: ``error`` as JSON, its code noted for the token event."""
+        current_g().ropc_error = error.error
+        return super().handle_error_response(request, error)
 
     def grant_types(self) -> list[str]:
         """The ``grant_type`` values of the registered grants."""
@@ -103,7 +110,7 @@ class ROPCAuthorizationServer(AuthorizationServer):
         if client is not None:
             # The first client found is the one authenticated against; the
             # token endpoint's event names it (a known id: never user input).
-            flask.g.setdefault("ropc_client_id", client.client_id)
+            current_g().setdefault("ropc_client_id", client.client_id)
         return client
 
     def _rehash(self, client: Client, secret: str) -> None:
@@ -159,7 +166,7 @@ class PasswordGrant(ResourceOwnerPasswordCredentialsGrant):
         state = self.server.state
         with state.store.db.held():
             client, self.proof = _client_and_proof(self)
-            pending = login.prepare(state, client, self.request.form, _flask_request())
+            pending = login.prepare(state, client, self.request.form, current_request())
         self.login = login.judge(state, pending)
 
     @hooked  # type: ignore[untyped-decorator]
@@ -208,7 +215,7 @@ class RefreshGrant(RefreshTokenGrant):
         body = refresh.issue(
             self.server.state,
             self.exchange,
-            _flask_request(),
+            current_request(),
             dpop_jkt=dpop_binding.jkt(self.proof),
         )
         headers = [*self.TOKEN_RESPONSE_HEADER, *sunset_headers(self.exchange.client)]
@@ -240,7 +247,7 @@ class MfaOtpGrant(BaseGrant, TokenEndpointMixin):
             client,
             self.FACTOR,
             self.request.form,
-            _flask_request(),
+            current_request(),
             proof=self.proof,
         )
 
@@ -338,13 +345,6 @@ def _client_and_proof(grant: t.Any) -> tuple[Client, Proof | None]:
     client: Client = grant.authenticate_token_endpoint_client()
     grant.request.client = client
     proof = dpop_binding.token_request_proof(
-        grant.server.state, client, _flask_request()
+        grant.server.state, client, current_request()
     )
     return client, proof
-
-
-def _flask_request() -> flask.Request:
-    """The current Flask request itself, not the proxy: the validator and hooks
-    may keep what they are given beyond the request."""
-    request: flask.Request = flask.request._get_current_object()  # type: ignore[attr-defined]
-    return request

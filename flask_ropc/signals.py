@@ -6,7 +6,7 @@ Every payload carries ``request_id`` (the request's ``X-Request-ID`` header
 if it is sane, else a fresh UUID) and ``client_ip``. No payload ever holds a
 password, a client secret or a token.
 
-A leaf: imports only ``hashing`` and ``normalise``.
+A leaf: imports only ``context``, ``hashing`` and ``normalise``.
 
 ========================================  ==========================================
 signal                                    payload (besides request_id, client_ip)
@@ -47,6 +47,7 @@ from collections.abc import Callable
 import flask
 from blinker import Namespace
 
+from . import context
 from . import hashing
 from .normalise import normalise_username
 
@@ -97,12 +98,13 @@ def request_id() -> str:
 
     Kept in ``flask.g`` so that every event of one request shares it.
     """
-    existing: str | None = flask.g.get("ropc_request_id")
+    g = context.current_g()
+    existing: str | None = g.get("ropc_request_id")
     if existing is not None:
         return existing
-    header = flask.request.headers.get("X-Request-ID", "")
+    header = context.current_request().headers.get("X-Request-ID", "")
     value = header if _REQUEST_ID.fullmatch(header) else uuid.uuid4().hex
-    flask.g.ropc_request_id = value
+    g.ropc_request_id = value
     return value
 
 
@@ -128,9 +130,8 @@ def send(signal: t.Any, client_ip: str | None = None, **payload: t.Any) -> None:
     """
     if not signal.receivers:
         return
-    app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
-    ip = client_ip or flask.request.remote_addr
-    signal.send(app, request_id=request_id(), client_ip=ip, **payload)
+    ip = client_ip or context.current_request().remote_addr
+    signal.send(context.current_app(), request_id=request_id(), client_ip=ip, **payload)
 
 
 def report_token_request(answer: Callable[[], flask.Response]) -> flask.Response:
@@ -139,21 +140,28 @@ def report_token_request(answer: Callable[[], flask.Response]) -> flask.Response
     Every answer of the view passes here once, early refusals as well as the
     grants' own. The grant type and client were noted in ``flask.g`` on the
     way (``ropc_grant_type``: only one the server accepts; ``ropc_client_id``:
-    only a client found in the store), so the event carries no value a
-    caller made up.
+    only a client found in the store; ``ropc_error``: the code of the OAuth
+    error answered), so the event carries no value a caller made up.
     """
     # An app context outlives the request inside a caller's ``with
     # app.app_context()``: start this request's notes afresh.
-    flask.g.pop("ropc_grant_type", None)
-    flask.g.pop("ropc_client_id", None)
+    g = context.current_g()
+    g.pop("ropc_grant_type", None)
+    g.pop("ropc_client_id", None)
+    g.pop("ropc_error", None)  # the code of an OAuth error answered
     response = answer()
     if token_request_handled.receivers:
-        body = response.get_json(silent=True) if response.status_code >= 400 else None
+        error = None
+        if response.status_code >= 400:
+            error = g.get("ropc_error")
+            if error is None:  # an answer that is no OAuth error (mfa_required)
+                body = response.get_json(silent=True)
+                error = body.get("error") if isinstance(body, dict) else None
         send(
             token_request_handled,
-            grant_type=flask.g.get("ropc_grant_type"),
-            client_id=flask.g.get("ropc_client_id"),
+            grant_type=g.get("ropc_grant_type"),
+            client_id=g.get("ropc_client_id"),
             status=response.status_code,
-            error=body.get("error") if isinstance(body, dict) else None,
+            error=error,
         )
     return response

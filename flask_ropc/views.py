@@ -24,6 +24,7 @@ import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Rule
 
+from . import context
 from . import signals
 from .client_auth import basic_credentials
 from .config import Settings
@@ -145,11 +146,12 @@ class _Endpoints:
         Routing has already run (and may have failed on the host); the view
         has not. Other views are left to the app.
         """
-        answer = bad_host_answer(view_for(flask.current_app, flask.request))
+        request = context.current_request()
+        answer = bad_host_answer(view_for(context.current_app(), request))
         if answer is None:
             return None
         needs_host = self.state.settings.issuer is None
-        problem = host_problem(flask.request, needs_host=needs_host)
+        problem = host_problem(request, needs_host=needs_host)
         return None if problem is None else answer(problem)
 
     def token(self) -> flask.Response:
@@ -173,7 +175,7 @@ class _Endpoints:
         )
 
     def _issue_token(self) -> flask.Response:
-        grant_type = flask.request.form.get("grant_type")
+        grant_type = context.current_request().form.get("grant_type")
         if not grant_type:
             raise InvalidRequestError("Missing 'grant_type' in request.")
         if grant_type not in self.server.grant_types():
@@ -181,16 +183,14 @@ class _Endpoints:
             # characters an error_description must not; and it sends no
             # description at all.
             raise UnsupportedGrantTypeError()
-        flask.g.ropc_grant_type = grant_type  # for token_request_handled
-        response: flask.Response = self.server.create_token_response()
-        return response
+        context.current_g().ropc_grant_type = grant_type  # for token_request_handled
+        return t.cast(flask.Response, self.server.create_token_response())
 
     def _guarded(self, name: str, handle: View) -> flask.Response:
         """Check the request, run ``handle``, and turn every failure into JSON."""
         try:
-            check_form_request(
-                flask.request, self.state.settings, allowed_methods=("POST",)
-            )
+            request, settings = context.current_request(), self.state.settings
+            check_form_request(request, settings, allowed_methods=("POST",))
             return handle()
         except OAuth2Error as error:
             return self._error(error)
