@@ -17,11 +17,13 @@ from collections.abc import Iterator
 
 import flask
 import pytest
+from authlib.oauth2 import OAuth2Error
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flask_ropc import ROPC
 from flask_ropc import ConfigurationError
 from flask_ropc import GrantResult
+from flask_ropc.errors import ThrottledError
 
 from conftest import SECRET_KEY
 from conftest import USERS
@@ -128,6 +130,17 @@ def redis_keys(prefix: str) -> list[str]:
 
 
 # -- the username budget ------------------------------------------------------
+
+
+@pytest.mark.parametrize("scope", sorted(ThrottledError.DESCRIPTIONS))
+def test_every_429_description_is_one_rfc_6749_allows(scope: str) -> None:
+    # ThrottledError skips Authlib's character check (it runs on every
+    # refused attempt): Authlib's own error must accept the same text.
+    error = ThrottledError(3600, scope)
+
+    assert OAuth2Error(description=error.description).description == error.description
+    assert "3600" in error.description
+    assert str(error) == f"slow_down: {error.description}"
 
 
 def test_sixth_attempt_is_refused_with_429_slow_down_without_calling_the_validator(
