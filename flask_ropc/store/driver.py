@@ -25,7 +25,9 @@ nothing of ours.
 from __future__ import annotations
 
 import collections
+import operator
 import typing as t
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 
@@ -59,6 +61,7 @@ class Prepared:
         "order",
         "defaults",
         "row_type",
+        "pick",
     )
 
     def __init__(self, statement: t.Any, dialect: sa.Dialect) -> None:
@@ -85,7 +88,12 @@ class Prepared:
         self.eligible = _needs_nothing_of_sqlalchemy(compiled, prefetch)
         #: A plain SELECT: it needs no transaction of its own.
         self.reads = isinstance(statement, sa.Select) and not compiled.ctes
+        #: Makes a row from a driver's tuple; :data:`_NO_ROWS` for a
+        #: statement without any; set by the first run (the names are the
+        #: driver's).
         self.row_type: t.Any = None
+        #: The positional parameters in order, from a mapping.
+        self.pick = _picker(self.order or ())
 
     def arguments(self, params: Mapping[str, t.Any]) -> t.Any:
         """The driver's parameters for ``params``."""
@@ -93,23 +101,34 @@ class Prepared:
             params = {**self.defaults, **params}
         if self.order is None:
             return params
-        return tuple([params[name] for name in self.order])
+        return self.pick(params)
 
     def rows(self, cursor: t.Any) -> Rows:
         """The cursor's rows as named tuples (attribute access, as SQLAlchemy's)."""
-        description = cursor.description
-        if description is None:
-            found = Rows()
-        else:
-            if self.row_type is None:
+        make = self.row_type
+        if make is None:
+            description = cursor.description
+            if description is None:
+                make = _NO_ROWS
+            else:
                 names = [column[0] for column in description]
-                self.row_type = collections.namedtuple(  # type: ignore[misc]
-                    "Row", names, rename=True
-                )
-            make = self.row_type._make
-            found = Rows([make(row) for row in cursor.fetchall()])
+                row: t.Any = collections.namedtuple("Row", names, rename=True)  # type: ignore[misc]
+                make = row._make
+            self.row_type = make
+        found = Rows() if make is _NO_ROWS else Rows(map(make, cursor.fetchall()))
         found.rowcount = cursor.rowcount
         return found
+
+
+#: :attr:`Prepared.row_type` of a statement that returns no rows.
+_NO_ROWS = object()
+
+
+def _picker(order: Sequence[str]) -> Callable[[Mapping[str, t.Any]], t.Any]:
+    """A function of a mapping that gives its values of ``order``, as a tuple."""
+    if len(order) > 1:
+        return operator.itemgetter(*order)  # in C; one name would give no tuple
+    return lambda params: tuple([params[name] for name in order])
 
 
 #: Column types whose values both drivers take and give as Python has
