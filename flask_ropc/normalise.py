@@ -7,6 +7,7 @@ network does not buy an attacker a fresh budget. A leaf: imports nothing.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import unicodedata
 
@@ -29,6 +30,7 @@ def normalise_username(username: str) -> str:
     return "".join(c for c in folded if unicodedata.category(c) != "Cf").strip()
 
 
+@functools.lru_cache(maxsize=4096)  # bounded: clients choose addresses
 def ip_bucket(address: str) -> str:
     """The unit an IP address is counted under: an IPv4 address, or an IPv6
     /64.
@@ -40,6 +42,9 @@ def ip_bucket(address: str) -> str:
     which would otherwise all share ``::/64``), 6to4 (``2002:aabb:ccdd::/48``,
     whose /64s one IPv4 host can use by the thousand) and Teredo (the
     client's public IPv4 address).
+
+    Remembered per process: parsing costs about as much as all the rest of
+    an attempt's throttle keys, and an address is no secret.
     """
     try:
         ip = ipaddress.ip_address(address)

@@ -155,9 +155,9 @@ class Throttle:
         self, username: str, client_ip: str, client_id: str, exempt: bool
     ) -> Attempt:
         s, now = self.settings, self.counters.now()
-        network = ip_bucket(client_ip)
+        network = _digest(ip_bucket(client_ip))
         user = self._user_prefix(username)
-        pair = f"{user}p:{_digest(network)}"
+        pair = f"{user}p:{network}"
         lock_key, strikes_key = f"{pair}:lock", f"{pair}:strikes"
         account = Window.at(
             f"{user}fails", s.throttle_account_limit, s.throttle_account_window, now
@@ -171,7 +171,7 @@ class Throttle:
             limit = s.throttle_username_limit
             return Window.at(base, limit, s.throttle_username_window, now)
 
-        ip_key, client_key = self._key("ip", _digest(network)), f"client:{client_id}"
+        ip_key, client_key = self._key("ip", network), f"client:{client_id}"
         budgets = []
         if not exempt:
             ip = Window.at(ip_key, s.throttle_ip_limit, s.throttle_ip_window, now)

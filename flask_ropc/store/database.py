@@ -181,16 +181,6 @@ class Database:
                 self._held.reset(token)
 
     @contextlib.contextmanager
-    def _autocommit_held(self, conn: sa.Connection) -> Iterator[sa.Connection]:
-        try:
-            yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        # SQLite autobegins (as engine.begin() would have): end it.
-        conn.commit()
-
-    @contextlib.contextmanager
     def _begin_held(self, conn: sa.Connection) -> Iterator[sa.Connection]:
         postgresql = conn.dialect.name == "postgresql"
         if postgresql:
@@ -240,7 +230,7 @@ class Database:
         """
         held = self._held.get()
         if held is not None:
-            return self._autocommit_held(held)
+            return _Committed(held, close=False)
         engine = self.engine
         if engine.dialect.name != "postgresql":
             return _Committed(engine.connect())
@@ -258,16 +248,17 @@ class Database:
 
 
 class _Committed:
-    """``with`` a connection: commit what it began, or roll back on an error.
+    """``with`` a connection: commit what it began, or roll back on an error;
+    then close it, unless it is the one :meth:`Database.held` holds.
 
     A class rather than ``contextlib.contextmanager``: it runs on every read
     of the hot path, and a generator costs several times more.
     """
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_close")
 
-    def __init__(self, conn: sa.Connection) -> None:
-        self._conn = conn
+    def __init__(self, conn: sa.Connection, *, close: bool = True) -> None:
+        self._conn, self._close = conn, close
 
     def __enter__(self) -> sa.Connection:
         return self._conn
@@ -275,7 +266,12 @@ class _Committed:
     def __exit__(self, kind: t.Any, error: t.Any, trace: t.Any) -> None:
         conn = self._conn
         try:
-            if kind is None and conn.in_transaction():
-                conn.commit()
+            if conn.in_transaction():
+                # A write begins one (a read does not: see Runner).
+                if kind is None:
+                    conn.commit()
+                else:
+                    conn.rollback()
         finally:
-            conn.close()  # rolls back whatever is left
+            if self._close:
+                conn.close()  # rolls back whatever is left
