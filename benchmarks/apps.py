@@ -306,7 +306,7 @@ _FLOOR_UPSERT = (
 )
 
 
-def create_floor_app(uri: str) -> Flask:
+def create_floor_app(uri: str, *, on_authlib: bool = False) -> Flask:
     """Flask-ROPC's database work and JWTs, hand-written on bare ``sqlite3``.
 
     Three endpoints, each doing what the matching Flask-ROPC scenario's
@@ -331,6 +331,10 @@ def create_floor_app(uri: str) -> Flask:
       JWT header, ES256-verify it with joserfc and check ``iss``, ``aud``,
       ``exp`` and ``iat``; one indexed row lookup joined to the client and
       the signing key (revocation, a disabled client, a retired key); JSON.
+
+    ``on_authlib``: the same work behind Authlib's ``AuthorizationServer``
+    (its password and refresh grants, client_secret_basic) and
+    ``ResourceProtector``, to measure what those classes cost.
     """
     import hashlib
     import hmac
@@ -367,15 +371,22 @@ def create_floor_app(uri: str) -> Flask:
             headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
         )
 
-    def client_of(conn: sqlite3.Connection) -> str:
+    def secret_is(client_id: str, secret: str) -> bool:
+        row = (
+            db()
+            .execute(
+                "SELECT secret_digest, enabled, scopes FROM ropc_clients "
+                "WHERE client_id = ?",
+                (client_id,),
+            )
+            .fetchone()
+        )
+        return bool(row and row[1] and hmac.compare_digest(row[0], sha(secret)))
+
+    def client_of() -> str:
         auth = request.authorization
         assert auth is not None and auth.username and auth.password
-        row = conn.execute(
-            "SELECT secret_digest, enabled, scopes FROM ropc_clients "
-            "WHERE client_id = ?",
-            (auth.username,),
-        ).fetchone()
-        assert row and row[1] and hmac.compare_digest(row[0], sha(auth.password))
+        assert secret_is(auth.username, auth.password)
         return auth.username
 
     def sign(client_id: str, subject: str, scope: str, now: int, auth_time: int) -> str:
@@ -443,10 +454,9 @@ def create_floor_app(uri: str) -> Flask:
         )
         return refresh
 
-    def password_grant() -> Response:
+    def password_grant(client_id: str) -> dict[str, t.Any]:
         conn, clock = db(), time.time()
         now = int(clock)
-        client_id = client_of(conn)
         form = request.form
         username = form["username"]
         # The keys Flask-ROPC's throttle uses (its prefix "ropc", digests of
@@ -526,19 +536,16 @@ def create_floor_app(uri: str) -> Flask:
             (ip_key, f"ropc:ip:{net}:run", f"{pair}:fails:0:run", account_key, clock),
         )
         conn.execute("COMMIT")
-        return json_response(
-            {
-                "access_token": access,
-                "token_type": "Bearer",
-                "expires_in": _ACCESS,
-                "scope": scope,
-                "refresh_token": refresh,
-            }
-        )
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": _ACCESS,
+            "scope": scope,
+            "refresh_token": refresh,
+        }
 
-    def refresh_grant() -> Response:
+    def refresh_grant(client_id: str) -> dict[str, t.Any]:
         conn, now = db(), int(time.time())
-        client_id = client_of(conn)
         row = conn.execute(
             "SELECT t.id, t.client_id, t.scope, t.used_at, t.revoked_at, "
             "t.expires_at, t.family_expires_at, t.family_id, t.subject, c.enabled, "
@@ -576,28 +583,16 @@ def create_floor_app(uri: str) -> Flask:
             (now, client_id),
         )
         conn.execute("COMMIT")
-        return json_response(
-            {
-                "access_token": access,
-                "token_type": "Bearer",
-                "expires_in": _ACCESS,
-                "scope": scope,
-                "refresh_token": refresh,
-            }
-        )
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": _ACCESS,
+            "scope": scope,
+            "refresh_token": refresh,
+        }
 
-    app = Flask("bench_floor")
-
-    @app.post(TOKEN_PATH)
-    def token() -> t.Any:
-        if request.form["grant_type"] == "refresh_token":
-            return refresh_grant()
-        return password_grant()
-
-    @app.get(API_PATH)
-    def me() -> t.Any:
-        scheme, _, value = request.headers["Authorization"].partition(" ")
-        assert scheme.lower() == "bearer"
+    def bearer(value: str) -> t.Any:
+        """The checked claims' row: (subject, scope, ...)."""
         now = int(time.time())
         token = jwt.decode(value, key, algorithms=["ES256"])
         head, claims = token.header, token.claims
@@ -618,6 +613,109 @@ def create_floor_app(uri: str) -> Flask:
         )
         assert row and row[2] is None and row[3] > now and row[4]
         assert row[5] != "retired" and "api" in row[1].split()
+        return row
+
+    grants = {"password": password_grant, "refresh_token": refresh_grant}
+    if on_authlib:
+        return _floor_on_authlib(grants, bearer, secret_is)
+    app = Flask("bench_floor")
+
+    @app.post(TOKEN_PATH)
+    def token() -> t.Any:
+        client_id = client_of()
+        return json_response(grants[request.form["grant_type"]](client_id))
+
+    @app.get(API_PATH)
+    def me() -> t.Any:
+        scheme, _, value = request.headers["Authorization"].partition(" ")
+        assert scheme.lower() == "bearer"
+        row = bearer(value)
         return json_response({"sub": row[0], "scopes": row[1].split()})
+
+    return app
+
+
+def _floor_on_authlib(
+    grants: dict[str, t.Callable[[str], dict[str, t.Any]]],
+    bearer: t.Callable[[str], t.Any],
+    secret_is: t.Callable[[str, str], bool],
+) -> Flask:
+    """The floor's work behind Authlib's server classes (see
+    :func:`create_floor_app`'s ``on_authlib``): what any server built on
+    them pays before it does anything of its own."""
+    from authlib.integrations.flask_oauth2 import AuthorizationServer
+    from authlib.integrations.flask_oauth2 import ResourceProtector
+    from authlib.integrations.flask_oauth2 import current_token
+    from authlib.oauth2.rfc6749 import ClientMixin
+    from authlib.oauth2.rfc6749 import TokenMixin
+    from authlib.oauth2.rfc6749.grants import RefreshTokenGrant
+    from authlib.oauth2.rfc6749.grants import ResourceOwnerPasswordCredentialsGrant
+    from authlib.oauth2.rfc6750 import BearerTokenValidator
+
+    class Client(ClientMixin):
+        def __init__(self, client_id: str) -> None:
+            self.client_id = client_id
+
+        def get_client_id(self) -> str:
+            return self.client_id
+
+        def check_client_secret(self, client_secret: str) -> bool:
+            return secret_is(self.client_id, client_secret)
+
+        def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+            return method == "client_secret_basic"
+
+        def check_grant_type(self, grant_type: str) -> bool:
+            return True
+
+    class Password(ResourceOwnerPasswordCredentialsGrant):
+        def validate_token_request(self) -> None:
+            self.request.client = self.authenticate_token_endpoint_client()
+
+        def create_token_response(self) -> t.Any:
+            body = grants[self.GRANT_TYPE](self.request.client.client_id)
+            return 200, body, self.TOKEN_RESPONSE_HEADER
+
+    class Refresh(RefreshTokenGrant):
+        validate_token_request = Password.validate_token_request
+        create_token_response = Password.create_token_response
+
+    class Token(TokenMixin):
+        def __init__(self, row: t.Any) -> None:
+            self.row = row
+
+        def get_scope(self) -> str:
+            return str(self.row[1])
+
+        def is_expired(self) -> bool:
+            return False  # checked by the floor's own lookup
+
+        def is_revoked(self) -> bool:
+            return False  # likewise
+
+    class Validator(BearerTokenValidator):
+        def authenticate_token(self, token_string: str) -> Token:
+            return Token(bearer(token_string))
+
+    app = Flask("bench_floor_authlib")
+    server = AuthorizationServer(
+        app,
+        query_client=Client,  # the secret is checked against the row
+        save_token=lambda token, request: None,  # the floor stores its own
+    )
+    server.register_grant(Password)
+    server.register_grant(Refresh)
+    protect = ResourceProtector()
+    protect.register_token_validator(Validator())
+
+    @app.post(TOKEN_PATH)
+    def token() -> t.Any:
+        return server.create_token_response()
+
+    @app.get(API_PATH)
+    @protect("api")
+    def me() -> t.Any:
+        row = current_token.row
+        return jsonify({"sub": row[0], "scopes": row[1].split()})
 
     return app

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import statistics
 import tempfile
 import time
@@ -29,6 +30,13 @@ CPU_TARGETS = (
     ("ropc-require-token", "floor-require-token", 1.2),
     # The req/s target is >= 0.5x bare: at most twice bare's CPU.
     ("ropc-throttled", "bare", 2.0),
+)
+#: (floor behind Authlib's server classes, floor): what Authlib's dispatch,
+#: request objects, client authentication and resource protector cost.
+AUTHLIB_SHARES = (
+    ("floor-authlib-password-refresh", "floor-password-refresh"),
+    ("floor-authlib-refresh", "floor-refresh"),
+    ("floor-authlib-require-token", "floor-require-token"),
 )
 BASE_URL = "http://127.0.0.1"
 
@@ -77,6 +85,7 @@ def cases(root: Path) -> list[Case]:
     for prefix, factory in (
         ("ropc", apps.create_ropc_app),
         ("floor", apps.create_floor_app),
+        ("floor-authlib", functools.partial(apps.create_floor_app, on_authlib=True)),
     ):
         uri = f"sqlite:///{root / prefix}.sqlite3"
         client_id, secret = apps.setup_ropc(uri)
@@ -182,9 +191,23 @@ def markdown(result: t.Mapping[str, t.Any]) -> str:
         )
     out += ["", "Targets (reported, not asserted); median of the per-round ratios:", ""]
     for case, reference, most in CPU_TARGETS:
-        ratio = statistics.median(
-            a / b for a, b in zip(ms[case], ms[reference], strict=True)
-        )
+        ratio = _ratio(ms, case, reference)
         met = "met" if ratio <= most else "**not met**"
         out.append(f"- {case} CPU <= {most}x {reference}: {ratio:.2f}x, {met}")
+    out += [
+        "",
+        "Authlib's share: the floor's same work behind Authlib's server classes",
+        "(`AuthorizationServer`, its password and refresh grants, client_secret_basic,",
+        "`ResourceProtector`), which any server built on them pays:",
+        "",
+    ]
+    for case, reference in AUTHLIB_SHARES:
+        out.append(f"- {case}: {_ratio(ms, case, reference):.2f}x {reference}")
     return "\n".join(out) + "\n"
+
+
+def _ratio(ms: t.Mapping[str, list[float]], case: str, reference: str) -> float:
+    """The median of the per-round ratios of ``case`` to ``reference``."""
+    return statistics.median(
+        a / b for a, b in zip(ms[case], ms[reference], strict=True)
+    )
