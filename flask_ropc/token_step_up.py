@@ -32,9 +32,9 @@ def requested(form: t.Mapping[str, str], settings: Settings) -> StepUp | None:
     :raises InvalidRequestError: an empty or unsupported ``acr_values``, or a
         ``max_age`` that is not a non-negative integer.
     """
+    if "acr_values" not in form and "max_age" not in form:
+        return None  # the usual case, without Werkzeug's missing-key errors
     acr_values, max_age = form.get("acr_values"), form.get("max_age")
-    if acr_values is None and max_age is None:
-        return None
     values: tuple[str, ...] = ()
     if acr_values is not None:
         supported = (settings.acr_password, settings.acr_mfa)
