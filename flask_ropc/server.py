@@ -106,11 +106,11 @@ class ROPCAuthorizationServer(AuthorizationServer):
 
     def query_client(self, client_id: str) -> Client | None:
         """Authlib hook: load a client by id."""
-        client = self.state.store.clients.get(client_id)
-        if client is not None:
+        client, g = self.state.store.clients.get(client_id), current_g()
+        if client is not None:  # (g taken either way: the same code, see #13)
             # The first client found is the one authenticated against; the
             # token endpoint's event names it (a known id: never user input).
-            current_g().setdefault("ropc_client_id", client.client_id)
+            g.setdefault("ropc_client_id", client.client_id)
         return client
 
     def _rehash(self, client: Client, secret: str) -> None:
