@@ -617,7 +617,7 @@ def create_floor_app(uri: str, *, on_authlib: bool = False) -> Flask:
 
     grants = {"password": password_grant, "refresh_token": refresh_grant}
     if on_authlib:
-        return _floor_on_authlib(grants, bearer, secret_is)
+        return _floor_on_authlib(grants, bearer, secret_is, json_response)
     app = Flask("bench_floor")
 
     @app.post(TOKEN_PATH)
@@ -639,6 +639,7 @@ def _floor_on_authlib(
     grants: dict[str, t.Callable[[str], dict[str, t.Any]]],
     bearer: t.Callable[[str], t.Any],
     secret_is: t.Callable[[str, str], bool],
+    json_response: t.Callable[[dict[str, t.Any]], t.Any],
 ) -> Flask:
     """The floor's work behind Authlib's server classes (see
     :func:`create_floor_app`'s ``on_authlib``): what any server built on
@@ -716,6 +717,6 @@ def _floor_on_authlib(
     @protect("api")
     def me() -> t.Any:
         row = current_token.row
-        return jsonify({"sub": row[0], "scopes": row[1].split()})
+        return json_response({"sub": row[0], "scopes": row[1].split()})
 
     return app

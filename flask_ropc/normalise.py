@@ -30,7 +30,6 @@ def normalise_username(username: str) -> str:
     return "".join(c for c in folded if unicodedata.category(c) != "Cf").strip()
 
 
-@functools.lru_cache(maxsize=4096)  # bounded: clients choose addresses
 def ip_bucket(address: str) -> str:
     """The unit an IP address is counted under: an IPv4 address, or an IPv6
     /64.
@@ -43,9 +42,21 @@ def ip_bucket(address: str) -> str:
     whose /64s one IPv4 host can use by the thousand) and Teredo (the
     client's public IPv4 address).
 
-    Remembered per process: parsing costs about as much as all the rest of
-    an attempt's throttle keys, and an address is no secret.
+    Remembered per process for strings as short as addresses (the last
+    4096): parsing costs about as much as all the rest of an attempt's
+    throttle keys. Longer input (a misconfigured proxy's header) is not
+    kept.
     """
+    if len(address) > _LONGEST_ADDRESS:
+        return _ip_bucket(address)
+    return _remembered_ip_bucket(address)
+
+
+#: ``ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255``, with a short zone.
+_LONGEST_ADDRESS = 64
+
+
+def _ip_bucket(address: str) -> str:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -56,3 +67,6 @@ def ip_bucket(address: str) -> str:
             return str(carried)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
+
+
+_remembered_ip_bucket = functools.lru_cache(maxsize=4096)(_ip_bucket)

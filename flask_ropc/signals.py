@@ -148,7 +148,9 @@ def report_token_request(answer: Callable[[], flask.Response]) -> flask.Response
     g = context.current_g()
     g.pop("ropc_grant_type", None)
     g.pop("ropc_client_id", None)
-    g.pop("ropc_error", None)  # the code of an OAuth error answered
+    # Any endpoint's error notes its code (server.handle_error_response):
+    # only what this request answers counts.
+    g.pop("ropc_error", None)
     response = answer()
     if token_request_handled.receivers:
         error = None

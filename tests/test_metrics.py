@@ -30,6 +30,7 @@ from flask_ropc import MfaResult
 from flask_ropc import signals
 
 from conftest import SECRET_KEY
+from conftest import WRONG_PASSWORD
 from conftest import Clock
 from conftest import OAuthClient
 from conftest import Validator
@@ -37,6 +38,7 @@ from conftest import _schema_app
 from conftest import basic_auth
 from conftest import dispose_app
 from conftest import login
+from conftest import password_form
 from conftest import post_as
 from mfa_helpers import MFA_GRANTS
 from mfa_helpers import MFA_OTP
@@ -679,6 +681,40 @@ def test_the_token_request_event_names_only_what_the_server_knows(
             "error": "unsupported_grant_type",
         },
     ]
+
+
+def test_the_token_request_event_names_the_error_each_refusal_answered(
+    app: flask.Flask, http: t.Any, oauth_client: OAuthClient
+) -> None:
+    """The event's ``error`` is the code in the body, for every kind of
+    refusal (the server notes it as it answers, without reading the body)."""
+    seen: list[dict[str, t.Any]] = []
+
+    def record(sender: t.Any, **payload: t.Any) -> None:
+        seen.append(payload)
+
+    auth = basic_auth(*oauth_client)
+    refusals = [
+        lambda: login(http, oauth_client, password=WRONG_PASSWORD),
+        lambda: http.post(
+            TOKEN_URL, data=password_form(), headers=basic_auth("nobody", "wrong!")
+        ),
+        lambda: http.post(TOKEN_URL, data={"username": "ann"}, headers=auth),
+        lambda: http.post(TOKEN_URL, json={"grant_type": "password"}, headers=auth),
+        lambda: login(http, oauth_client, acr_values="urn:made:up"),
+        lambda: http.get(TOKEN_URL, headers=auth),
+        *[lambda: login(http, oauth_client, "bob", WRONG_PASSWORD)] * 6,
+    ]
+    signals.token_request_handled.connect(record, sender=app, weak=False)
+    try:
+        answers = [refuse() for refuse in refusals]
+    finally:
+        signals.token_request_handled.disconnect(record, sender=app)
+    errors = [answer.get_json()["error"] for answer in answers]
+    assert [event["error"] for event in seen] == errors
+    assert [event["status"] for event in seen] == [a.status_code for a in answers]
+    assert {"invalid_grant", "invalid_client", "invalid_request"} <= set(errors)
+    assert errors[-1] == "slow_down"  # the sixth wrong password for bob
 
 
 def test_without_opentelemetry_the_extension_works_and_subscribes_nothing(

@@ -267,7 +267,7 @@ class _Committed:
         conn = self._conn
         try:
             if conn.in_transaction():
-                # A write begins one (a read does not: see Runner).
+                # A write begins one (a read on the driver's cursor does not).
                 if kind is None:
                     conn.commit()
                 else:
