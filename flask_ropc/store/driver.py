@@ -60,7 +60,7 @@ class Prepared:
         "sql",
         "order",
         "defaults",
-        "row_type",
+        "make_row",
         "pick",
     )
 
@@ -91,7 +91,7 @@ class Prepared:
         #: Makes a row from a driver's tuple; :data:`_NO_ROWS` for a
         #: statement without any; set by the first run (the names are the
         #: driver's).
-        self.row_type: t.Any = None
+        self.make_row: t.Any = None
         #: The positional parameters in order, from a mapping.
         self.pick = _picker(self.order or ())
 
@@ -105,7 +105,7 @@ class Prepared:
 
     def rows(self, cursor: t.Any) -> Rows:
         """The cursor's rows as named tuples (attribute access, as SQLAlchemy's)."""
-        make = self.row_type
+        make = self.make_row
         if make is None:
             description = cursor.description
             if description is None:
@@ -114,13 +114,13 @@ class Prepared:
                 names = [column[0] for column in description]
                 row: t.Any = collections.namedtuple("Row", names, rename=True)  # type: ignore[misc]
                 make = row._make
-            self.row_type = make
+            self.make_row = make
         found = Rows() if make is _NO_ROWS else Rows(map(make, cursor.fetchall()))
         found.rowcount = cursor.rowcount
         return found
 
 
-#: :attr:`Prepared.row_type` of a statement that returns no rows.
+#: :attr:`Prepared.make_row` of a statement that returns no rows.
 _NO_ROWS = object()
 
 
