@@ -454,6 +454,15 @@ def create_floor_app(uri: str, *, on_authlib: bool = False) -> Flask:
         )
         return refresh
 
+    def token_body(access: str, scope: str, refresh: str) -> dict[str, t.Any]:
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": _ACCESS,
+            "scope": scope,
+            "refresh_token": refresh,
+        }
+
     def password_grant(client_id: str) -> dict[str, t.Any]:
         conn, clock = db(), time.time()
         now = int(clock)
@@ -536,13 +545,7 @@ def create_floor_app(uri: str, *, on_authlib: bool = False) -> Flask:
             (ip_key, f"ropc:ip:{net}:run", f"{pair}:fails:0:run", account_key, clock),
         )
         conn.execute("COMMIT")
-        return {
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": _ACCESS,
-            "scope": scope,
-            "refresh_token": refresh,
-        }
+        return token_body(access, scope, refresh)
 
     def refresh_grant(client_id: str) -> dict[str, t.Any]:
         conn, now = db(), int(time.time())
@@ -583,13 +586,7 @@ def create_floor_app(uri: str, *, on_authlib: bool = False) -> Flask:
             (now, client_id),
         )
         conn.execute("COMMIT")
-        return {
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": _ACCESS,
-            "scope": scope,
-            "refresh_token": refresh,
-        }
+        return token_body(access, scope, refresh)
 
     def bearer(value: str) -> t.Any:
         """The checked claims' row: (subject, scope, ...)."""
